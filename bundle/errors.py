@@ -1,0 +1,55 @@
+"""Exceptions raised by the bundle.
+
+Each error says what went wrong and what to change.  Errors that come back
+from a task keep the type the Globus Compute SDK uses
+(:class:`globus_compute_sdk.errors.TaskExecutionFailed`), so code written
+against a cloud endpoint handles local results unchanged.
+"""
+
+from __future__ import annotations
+
+
+class BundleError(Exception):
+    """Base class of the bundle's own errors."""
+
+
+class TemplateNotFoundError(BundleError, LookupError):
+    """An endpoint template name that the bundle does not ship."""
+
+
+class TemplateOptionError(BundleError, ValueError):
+    """A ``user_endpoint_config`` option that fails the template's JSON schema.
+
+    Attributes
+    ----------
+    template : str
+        Name of the endpoint template.
+    option : str
+        Dotted path of the offending option (empty for the whole document).
+    """
+
+    def __init__(self, message: str, *, template: str, option: str) -> None:
+        super().__init__(message)
+        self.template = template
+        self.option = option
+
+
+class TemplateRenderError(BundleError, RuntimeError):
+    """A template rendered to a configuration that Globus Compute cannot load."""
+
+
+class ResourceSpecificationError(BundleError, ValueError):
+    """A ``resource_specification`` that cannot be met or would hang Parsl."""
+
+
+class EndpointStartError(BundleError, RuntimeError):
+    """The local endpoint's engine could not start its workers.
+
+    Raised (or set on pending futures) when the worker pool does not connect
+    within the start timeout, or when the interchange exits; the message
+    carries the worker pool's own error output.
+    """
+
+
+class EndpointShutdownError(BundleError, RuntimeError):
+    """A task was still running when its endpoint was shut down."""

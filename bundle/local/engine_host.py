@@ -1,0 +1,256 @@
+"""Run one real Globus Compute engine inside this process.
+
+An :class:`EngineHost` is what a user endpoint process is to a
+template-capable endpoint: one engine, built from one rendered template, fed
+packed tasks and answering with packed results.  It adds what a driver needs
+and the engine lacks: a bounded wait for the workers to start, and a shutdown
+that leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import sys
+import threading
+import time
+import typing as t
+import uuid
+
+from bundle.errors import EndpointShutdownError, EndpointStartError
+from bundle.local import reaper
+from bundle.templates import EndpointTemplate
+
+if t.TYPE_CHECKING:
+    from globus_compute_endpoint.engines import GlobusComputeEngine
+    from globus_compute_endpoint.engines.base import GCFuture
+
+log = logging.getLogger(__name__)
+
+_ERR_TAIL_LINES = 25
+
+
+def _ensure_bin_dir_on_path() -> None:
+    """Put this interpreter's ``bin`` folder on PATH.
+
+    The engine starts its interchange and worker pool with the
+    ``globus-compute-endpoint`` command, and a pip-installed MPICH puts
+    ``mpiexec`` beside it; in a virtual environment that was not activated
+    neither is on PATH.
+    """
+    bin_dir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + (os.pathsep + path if path else "")
+
+
+def _tail(path: pathlib.Path, lines: int = _ERR_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class EngineHost:
+    """One started engine, its start watchdog, and its clean shutdown.
+
+    Parameters
+    ----------
+    template : EndpointTemplate
+        The template to render.
+    options : dict
+        The user options (``user_endpoint_config``), already validated.
+    run_dir : pathlib.Path
+        Folder for the engine's logs, submit scripts and task working dir.
+    start_timeout : float
+        Seconds the worker pool has to connect before pending and new tasks
+        fail with :class:`~bundle.errors.EndpointStartError`.
+    """
+
+    def __init__(
+        self,
+        template: EndpointTemplate,
+        options: dict[str, t.Any],
+        run_dir: pathlib.Path,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.template = template
+        self.options = options
+        self.run_dir = run_dir
+        self.start_timeout = start_timeout
+        self.endpoint_id = uuid.uuid4()
+        self.failure: BaseException | None = None
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._pending: dict[uuid.UUID, GCFuture] = {}
+        self._watchdog: threading.Thread | None = None
+        config = template.load(options)
+        self.engine: GlobusComputeEngine = config.engine
+        self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        """Start the engine (interchange and one block of workers)."""
+        _ensure_bin_dir_on_path()
+        reaper.ensure_watcher()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("starting %s from template %r in %s", type(self.engine).__name__, self.template.name, self.run_dir)
+        self.started_at = time.monotonic()
+        self.engine.start(endpoint_id=self.endpoint_id, run_dir=str(self.run_dir))
+        self._watchdog = threading.Thread(target=self._watch_start, name="libe-gc-start-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def submit(self, task_id: uuid.UUID, function_id: str | None, packed_task: bytes, spec: dict[str, t.Any]) -> GCFuture:
+        """Hand a packed task to the engine.
+
+        Parameters
+        ----------
+        task_id : uuid.UUID
+            The task's id.
+        function_id : str or None
+            The registered function's id.
+        packed_task : bytes
+            A messagepack ``Task``.
+        spec : dict
+            The task's ``resource_specification``.
+
+        Returns
+        -------
+        GCFuture
+            Resolves to the packed ``Result`` (or an exception if the engine failed).
+        """
+        from globus_compute_endpoint.engines.base import GCFuture
+
+        fut = GCFuture(task_id, function_id=function_id)
+        with self._lock:
+            if self.failure is not None:
+                fut.set_exception(self.failure)
+                return fut
+            if self._stop.is_set():
+                fut.set_exception(EndpointShutdownError("the local endpoint is shut down"))
+                return fut
+            self._pending[task_id] = fut
+            fut.add_done_callback(lambda f: self._pending.pop(task_id, None))
+            self.engine.submit(task_f=fut, packed_task=packed_task, resource_specification=spec)
+        return fut
+
+    def _block_diagnostics(self) -> str:
+        """The error output of the engine's blocks, for error messages."""
+        script_dir = self.run_dir / "submit_scripts"
+        parts = []
+        for err in sorted(script_dir.glob("*.err")):
+            text = _tail(err)
+            if text.strip():
+                parts.append(f"--- {err} ---\n{text}")
+        if not parts:
+            parts.append(f"(no worker pool error output yet; see {script_dir} and {self.run_dir})")
+        return "\n".join(parts)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.failure is not None:
+                return
+            self.failure = exc
+            pending = list(self._pending.values())
+        log.error("%s", exc)
+        for fut in pending:
+            if not fut.done():
+                try:
+                    fut.set_exception(exc)
+                except Exception:  # raced with a result
+                    pass
+
+    def _watch_start(self) -> None:
+        """Fail pending and new tasks if the workers never connect."""
+        executor = self.engine.executor
+        while not self._stop.wait(0.5):
+            proc = executor.interchange_proc
+            if proc is not None and proc.poll() is not None:
+                self._fail(EndpointStartError(f"the local endpoint's interchange exited with code {proc.returncode}"))
+                return
+            if executor.bad_state_is_set:
+                # Parsl has already failed every task with the block's error output.
+                self._fail(EndpointStartError(f"the local endpoint's workers failed: {executor.executor_exception}"))
+                return
+            try:
+                if executor.connected_blocks():
+                    self.ready.set()
+                    log.info("local endpoint workers connected after %.1f s", time.monotonic() - self.started_at)
+                    return
+            except Exception as err:  # the command channel broke: treat as a start failure
+                self._fail(EndpointStartError(f"the local endpoint's interchange does not answer: {err}"))
+                return
+            if time.monotonic() - self.started_at > self.start_timeout:
+                self._fail(
+                    EndpointStartError(
+                        f"the local endpoint's workers did not connect within {self.start_timeout:g} s "
+                        f"(template {self.template.name!r}); a worker_init that hangs or a missing "
+                        f"launcher are the usual causes.\n{self._block_diagnostics()}"
+                    )
+                )
+                return
+
+    def _engine_pids(self) -> set[int]:
+        """Pids of the interchange, the blocks and all their descendants."""
+        import psutil
+
+        roots: list[int] = []
+        proc = getattr(self.engine.executor, "interchange_proc", None)
+        if proc is not None:
+            roots.append(proc.pid)
+        provider = self.engine.executor.provider
+        for job in getattr(provider, "resources", {}).values():
+            if job.get("remote_pid"):
+                roots.append(int(job["remote_pid"]))
+        pids: set[int] = set()
+        for pid in roots:
+            try:
+                p = psutil.Process(pid)
+                pids.add(pid)
+                pids.update(c.pid for c in p.children(recursive=True))
+            except psutil.Error:
+                continue
+        return pids
+
+    def shutdown(self) -> None:
+        """Stop the engine and make sure none of its processes is left."""
+        import psutil
+
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            pending = list(self._pending.values())
+        pids = self._engine_pids()
+        try:
+            self.engine.shutdown(block=True)
+        except Exception:
+            log.exception("engine shutdown raised; stopping its processes directly")
+        survivors = []
+        for pid in pids:
+            try:
+                survivors.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        for p in survivors:
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(survivors, timeout=3)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=3)
+        exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
+        for fut in pending:
+            if not fut.done():
+                try:
+                    fut.set_exception(exc)
+                except Exception:
+                    pass

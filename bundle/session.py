@@ -1,0 +1,163 @@
+"""A per-process cache of endpoint executors, shared by the executor and GC-only modes.
+
+``GCSession.get_executor(endpoint, user_endpoint_config=...)`` returns one
+executor per (endpoint, template, user_endpoint_config) key:
+
+* ``"local"`` or ``"local:<template>"``: a :class:`~bundle.local.LocalEndpoint`
+  rendering that bundled template (``local`` by default);
+* an endpoint UUID: a :class:`globus_compute_sdk.Executor` for that cloud
+  endpoint, created on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+import typing as t
+import uuid
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+
+ExecutorLike = t.Any
+"""A ``globus_compute_sdk.Executor`` or a :class:`~bundle.local.LocalEndpoint`."""
+
+
+def parse_endpoint(endpoint: str | uuid.UUID, template: str | None = None) -> tuple[str, str | None]:
+    """Split an endpoint reference into (endpoint, template).
+
+    Parameters
+    ----------
+    endpoint : str or uuid.UUID
+        ``"local"``, ``"local:<template>"`` or an endpoint UUID.
+    template : str, optional
+        Template for a local endpoint (overrides the ``local:`` suffix only if equal or absent).
+
+    Returns
+    -------
+    tuple
+        ``("local", template)`` or ``(<canonical uuid>, None)``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or a template given with a UUID endpoint.
+    """
+    text = str(endpoint).strip()
+    if text == LOCAL or text.startswith(LOCAL + ":"):
+        suffix = text[len(LOCAL) + 1 :] or None
+        if suffix and template and suffix != template:
+            raise ValueError(f"endpoint {text!r} names template {suffix!r} but template={template!r} was also given")
+        return LOCAL, template or suffix or "local"
+    try:
+        canonical = str(uuid.UUID(text))
+    except ValueError:
+        raise ValueError(
+            f"endpoint must be 'local', 'local:<template>' or a Globus Compute endpoint UUID, got {endpoint!r}"
+        ) from None
+    if template:
+        raise ValueError(
+            f"template={template!r} applies to local endpoints only; a cloud endpoint's template is chosen by its "
+            "administrator (pass options with user_endpoint_config)"
+        )
+    return canonical, None
+
+
+class GCSession:
+    """Thread-safe, per-process cache of endpoint executors.
+
+    All methods are class methods: there is one cache per process.
+    """
+
+    _lock = threading.Lock()
+    _executors: t.ClassVar[dict[tuple[str, str | None, str], ExecutorLike]] = {}
+
+    @staticmethod
+    def _key(endpoint: str, template: str | None, config: t.Mapping[str, t.Any] | None) -> tuple[str, str | None, str]:
+        try:
+            cfg = json.dumps(config or {}, sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"user_endpoint_config must be JSON-serializable: {err}") from err
+        return endpoint, template, cfg
+
+    @classmethod
+    def get_executor(
+        cls,
+        endpoint: str | uuid.UUID,
+        user_endpoint_config: dict[str, t.Any] | None = None,
+        *,
+        template: str | None = None,
+        **local_kwargs: t.Any,
+    ) -> ExecutorLike:
+        """Return the cached executor for this key, creating it on first use.
+
+        Parameters
+        ----------
+        endpoint : str or uuid.UUID
+            ``"local"``, ``"local:<template>"`` or an endpoint UUID.
+        user_endpoint_config : dict, optional
+            Template options (checked against the template's schema for local endpoints).
+        template : str, optional
+            Bundled template of a local endpoint.
+        **local_kwargs
+            Passed to :class:`~bundle.local.LocalEndpoint` when one is created
+            (``run_dir``, ``start_timeout``); not part of the key.
+
+        Returns
+        -------
+        LocalEndpoint or globus_compute_sdk.Executor
+        """
+        ep, tmpl = parse_endpoint(endpoint, template)
+        key = cls._key(ep, tmpl, user_endpoint_config)
+        with cls._lock:
+            executor = cls._executors.get(key)
+            if executor is None:
+                executor = cls._create(ep, tmpl, user_endpoint_config, local_kwargs)
+                cls._executors[key] = executor
+            return executor
+
+    @staticmethod
+    def _create(
+        endpoint: str, template: str | None, config: dict[str, t.Any] | None, local_kwargs: dict[str, t.Any]
+    ) -> ExecutorLike:
+        if endpoint == LOCAL:
+            from bundle.local import LocalEndpoint
+
+            log.debug("creating local endpoint (template %s)", template)
+            return LocalEndpoint(template or "local", user_endpoint_config=config, **local_kwargs)
+        if local_kwargs:
+            raise TypeError(f"options {sorted(local_kwargs)} apply to local endpoints only")
+        from globus_compute_sdk import Executor
+
+        log.debug("creating Globus Compute Executor for endpoint %s", endpoint)
+        return Executor(endpoint_id=endpoint, user_endpoint_config=config)
+
+    @classmethod
+    def cached(cls) -> int:
+        """Number of executors in the cache."""
+        with cls._lock:
+            return len(cls._executors)
+
+    @classmethod
+    def clear(cls, wait: bool = False) -> None:
+        """Shut down and forget every cached executor.
+
+        Parameters
+        ----------
+        wait : bool
+            Wait for outstanding tasks; otherwise they are cancelled.
+        """
+        with cls._lock:
+            executors = list(cls._executors.values())
+            cls._executors.clear()
+        for executor in executors:
+            try:
+                executor.shutdown(wait=wait, cancel_futures=not wait)
+            except Exception:
+                log.exception("shutting down %r failed", executor)
+
+
+atexit.register(GCSession.clear)

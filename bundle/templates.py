@@ -1,0 +1,264 @@
+"""Bundled endpoint templates: find, validate, render and load them.
+
+Each template is a folder under ``endpoint_configs/`` holding ``config.yaml``
+(the template-capable endpoint's own configuration),
+``user_config_template.yaml.j2`` and ``user_config_schema.json``.  Rendering
+goes through globus-compute-endpoint's own renderer (a Jinja sandbox with
+strict undefined, options JSON-escaped and schema-checked first), and loading
+through its own config loader, so what the bundle runs locally is exactly what
+a site endpoint runs from the same files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import pwd
+import typing as t
+import uuid
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+from bundle.errors import TemplateNotFoundError, TemplateOptionError, TemplateRenderError
+
+if t.TYPE_CHECKING:
+    from globus_compute_endpoint.endpoint.config import UserEndpointConfig
+
+CONFIG_FILE = "config.yaml"
+TEMPLATE_FILE = "user_config_template.yaml.j2"
+SCHEMA_FILE = "user_config_schema.json"
+
+
+def _data_dir(name: str) -> pathlib.Path:
+    """Return a data folder shipped with the package.
+
+    In a wheel the folder sits inside the ``bundle`` package; in a source
+    checkout (editable install) it sits beside it at the repository root.
+    """
+    packaged = resources.files("bundle") / name
+    if packaged.is_dir():
+        return pathlib.Path(str(packaged))
+    checkout = pathlib.Path(__file__).resolve().parent.parent / name
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"bundle data folder {name!r} is missing from the installation")
+
+
+def endpoint_configs_dir() -> pathlib.Path:
+    """Folder holding one sub-folder per endpoint template."""
+    return _data_dir("endpoint_configs")
+
+
+def jobscripts_dir() -> pathlib.Path:
+    """Folder holding the sbatch and qsub scripts."""
+    return _data_dir("jobscripts")
+
+
+def list_templates() -> list[str]:
+    """Names of the bundled endpoint templates, sorted."""
+    root = endpoint_configs_dir()
+    return sorted(p.name for p in root.iterdir() if (p / TEMPLATE_FILE).is_file())
+
+
+@dataclass(frozen=True)
+class EndpointTemplate:
+    """One bundled endpoint template.
+
+    Parameters
+    ----------
+    name : str
+        Template name (its folder under ``endpoint_configs/``).
+    path : pathlib.Path
+        The template folder.
+    """
+
+    name: str
+    path: pathlib.Path
+
+    @property
+    def config_path(self) -> pathlib.Path:
+        """``config.yaml``: the template-capable endpoint's configuration."""
+        return self.path / CONFIG_FILE
+
+    @property
+    def template_path(self) -> pathlib.Path:
+        """``user_config_template.yaml.j2``: the Jinja template of the engine configuration."""
+        return self.path / TEMPLATE_FILE
+
+    @property
+    def schema_path(self) -> pathlib.Path:
+        """``user_config_schema.json``: the JSON schema of the user options."""
+        return self.path / SCHEMA_FILE
+
+    @functools.cached_property
+    def schema(self) -> dict[str, t.Any]:
+        """The JSON schema of this template's user options."""
+        data = json.loads(self.schema_path.read_text())
+        if not isinstance(data, dict):
+            raise TemplateRenderError(f"{self.schema_path} is not a JSON object")
+        return data
+
+    def validate(self, options: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
+        """Check user options against the template's schema.
+
+        Parameters
+        ----------
+        options : Mapping or None
+            The ``user_endpoint_config`` to check.
+
+        Returns
+        -------
+        dict
+            A plain-dict copy of the options.
+
+        Raises
+        ------
+        TemplateOptionError
+            Naming the first offending option and what it allows.
+        """
+        import jsonschema
+
+        opts = dict(options or {})
+        try:
+            json.dumps(opts)
+        except (TypeError, ValueError) as err:
+            raise TemplateOptionError(
+                f"user_endpoint_config for template {self.name!r} must be JSON-serializable: {err}",
+                template=self.name,
+                option="",
+            ) from err
+        validator = jsonschema.Draft202012Validator(self.schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(opts))
+        if error is None:
+            return opts
+        raise _option_error(self, error)
+
+    def render(self, options: t.Mapping[str, t.Any] | None = None) -> str:
+        """Render the engine configuration (YAML text) for the given user options.
+
+        Parameters
+        ----------
+        options : Mapping or None
+            The ``user_endpoint_config``; checked against the schema first.
+
+        Returns
+        -------
+        str
+            The rendered YAML, as globus-compute-endpoint would render it.
+        """
+        from globus_compute_endpoint.endpoint.config import CoreEndpointConfig
+        from globus_compute_endpoint.endpoint.config.utils import (
+            load_config_yaml,
+            render_config_user_template,
+        )
+        from globus_compute_endpoint.endpoint.identity_mapper import MappedPosixIdentity
+        from globus_compute_sdk.sdk.batch import create_user_runtime
+
+        opts = self.validate(options)
+        parent = load_config_yaml(self.config_path.read_text())
+        if not isinstance(parent, CoreEndpointConfig):
+            raise TemplateRenderError(f"{self.config_path} must not define an engine (it is the parent config)")
+        identity = MappedPosixIdentity(
+            local_user_record=pwd.getpwuid(os.getuid()),
+            matched_identity=uuid.UUID(int=0),
+            globus_identity_candidates=[],
+        )
+        runtime = json.loads(json.dumps(asdict(create_user_runtime())))
+        try:
+            return render_config_user_template(
+                parent_config=parent,
+                user_config_template=self.template_path.read_text(),
+                user_config_template_path=self.template_path,
+                mapped_identity=identity,
+                user_config_schema=self.schema,
+                user_opts=opts,
+                user_runtime=runtime,
+            )
+        except Exception as err:
+            raise TemplateRenderError(f"template {self.name!r} failed to render: {err}") from err
+
+    def load(self, options: t.Mapping[str, t.Any] | None = None) -> UserEndpointConfig:
+        """Render and load the configuration into a (not yet started) engine.
+
+        Parameters
+        ----------
+        options : Mapping or None
+            The ``user_endpoint_config``.
+
+        Returns
+        -------
+        globus_compute_endpoint.endpoint.config.UserEndpointConfig
+            The loaded configuration; its ``engine`` is built but not started.
+        """
+        from globus_compute_endpoint.endpoint.config import UserEndpointConfig
+        from globus_compute_endpoint.endpoint.config.utils import load_config_yaml
+
+        text = self.render(options)
+        try:
+            config = load_config_yaml(text)
+        except Exception as err:
+            raise TemplateRenderError(
+                f"template {self.name!r} rendered a configuration Globus Compute cannot load: {err}\n{text}"
+            ) from err
+        if not isinstance(config, UserEndpointConfig):
+            raise TemplateRenderError(f"template {self.name!r} rendered no engine:\n{text}")
+        return config
+
+
+def get_template(name: str) -> EndpointTemplate:
+    """Return the bundled template called ``name``.
+
+    Raises
+    ------
+    TemplateNotFoundError
+        Listing the templates that exist.
+    """
+    available = list_templates()
+    if name not in available:
+        raise TemplateNotFoundError(f"no endpoint template {name!r}; the bundle ships: {', '.join(available)}")
+    return EndpointTemplate(name=name, path=endpoint_configs_dir() / name)
+
+
+def _option_error(template: EndpointTemplate, error: t.Any) -> TemplateOptionError:
+    """Turn a jsonschema ValidationError into a message naming option and allowed values."""
+    path = ".".join(str(p) for p in error.absolute_path)
+    props: dict[str, t.Any] = template.schema.get("properties", {})
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(props))
+        option = extra[0] if extra else path
+        return TemplateOptionError(
+            f"template {template.name!r} has no option {option!r}; allowed options: {', '.join(sorted(props))}",
+            template=template.name,
+            option=option,
+        )
+    option = path or "(options)"
+    if error.validator == "false" or error.schema is False:
+        return TemplateOptionError(
+            f"template {template.name!r}: option {option!r} does not apply with these options "
+            f"({error.message}); remove it or change engine_type",
+            template=template.name,
+            option=option,
+        )
+    allowed = _describe(props.get(path.split(".")[0], {})) if path else ""
+    return TemplateOptionError(
+        f"template {template.name!r}: option {option!r} is invalid: {error.message}"
+        + (f"; allowed: {allowed}" if allowed else ""),
+        template=template.name,
+        option=option,
+    )
+
+
+def _describe(prop: t.Mapping[str, t.Any]) -> str:
+    """Short human description of what a schema property allows."""
+    if "enum" in prop:
+        return "one of " + ", ".join(repr(v) for v in prop["enum"])
+    parts = [str(prop.get("type", "value"))]
+    if "minimum" in prop or "maximum" in prop:
+        parts.append(f"from {prop.get('minimum', '-inf')} to {prop.get('maximum', 'inf')}")
+    if "pattern" in prop:
+        parts.append(f"matching {prop['pattern']}")
+    if "maxLength" in prop:
+        parts.append(f"at most {prop['maxLength']} characters")
+    return " ".join(parts)
