@@ -133,7 +133,7 @@ class EndpointTemplate:
         error = jsonschema.exceptions.best_match(validator.iter_errors(opts))
         if error is None:
             return opts
-        raise _option_error(self, error)
+        raise _option_error(self, error, opts)
 
     def render(self, options: t.Mapping[str, t.Any] | None = None) -> str:
         """Render the engine configuration (YAML text) for the given user options.
@@ -221,7 +221,7 @@ def get_template(name: str) -> EndpointTemplate:
     return EndpointTemplate(name=name, path=endpoint_configs_dir() / name)
 
 
-def _option_error(template: EndpointTemplate, error: t.Any) -> TemplateOptionError:
+def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.Any]) -> TemplateOptionError:
     """Turn a jsonschema ValidationError into a message naming option and allowed values."""
     path = ".".join(str(p) for p in error.absolute_path)
     props: dict[str, t.Any] = template.schema.get("properties", {})
@@ -234,10 +234,10 @@ def _option_error(template: EndpointTemplate, error: t.Any) -> TemplateOptionErr
             option=option,
         )
     option = path or "(options)"
-    if error.validator == "false" or error.schema is False:
+    if error.validator == "not" and error.validator_value == {}:
         return TemplateOptionError(
-            f"template {template.name!r}: option {option!r} does not apply with these options "
-            f"({error.message}); remove it or change engine_type",
+            f"template {template.name!r}: option {option!r} does not apply with "
+            f"engine_type {opts.get('engine_type', 'GlobusMPIEngine')!r}; remove it or change engine_type",
             template=template.name,
             option=option,
         )

@@ -1,0 +1,71 @@
+"""The ``libe-gc`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing as t
+
+import click
+
+from bundle import __version__
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, t.Any]:
+    """Turn ``key=value`` pairs into options; values are parsed as JSON when they can be."""
+    options: dict[str, t.Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not of the form key=value", param_hint="--option")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+@click.group()
+@click.version_option(__version__, prog_name="libe-gc")
+def main() -> None:
+    """Run libEnsemble ensembles on Globus Compute endpoints, with MPI first-class."""
+
+
+@main.command()
+@click.option("--endpoint", default="local", show_default=True, help="'local', 'local:<template>' or an endpoint UUID.")
+@click.option("--template", default=None, help="Bundled template for a local endpoint (default: local).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="user_endpoint_config option; repeatable.")
+@click.option("--mpi-ranks", default=2, show_default=True, type=click.IntRange(1, 64), help="Ranks of the MPI task.")
+def demo(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ranks: int) -> None:
+    """Run a Python function, a ShellFunction and an MPIFunction on an endpoint and print the results."""
+    from bundle.errors import BundleError
+    from bundle.smoke import main_smoke
+
+    opts = _parse_options(options)
+    if endpoint.startswith("local"):
+        opts.setdefault("max_workers_per_block", 2)
+    try:
+        code = main_smoke(endpoint, template, opts, mpi_ranks)
+    except (BundleError, ValueError, TypeError) as err:
+        raise click.ClickException(str(err)) from err
+    sys.exit(code)
+
+
+@main.group()
+def templates() -> None:
+    """Bundled endpoint templates."""
+
+
+@templates.command("list")
+def templates_list() -> None:
+    """List the bundled endpoint templates and where they are installed."""
+    from bundle.templates import endpoint_configs_dir, get_template, list_templates
+
+    click.echo(f"# {endpoint_configs_dir()}")
+    for name in list_templates():
+        desc = get_template(name).schema.get("description", "")
+        click.echo(f"{name:12s} {desc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Start failures end in bounded time with the cause; no process outlives shutdown or a killed driver."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from globus_compute_sdk import MPIFunction
+from globus_compute_sdk.errors import TaskExecutionFailed
+
+from bundle.errors import EndpointStartError
+from bundle.local import LocalEndpoint
+from bundle.local.reaper import current_token
+from tests.conftest import engine_processes, wait_until_gone
+
+
+def add(a, b):
+    return a + b
+
+
+def test_failing_worker_init_fails_pending_and_new_tasks_with_its_message(tmp_path):
+    ep = LocalEndpoint(
+        user_endpoint_config={"engine_type": "GlobusComputeEngine", "worker_init": "echo module-xyz-missing >&2; exit 3"},
+        run_dir=tmp_path,
+    )
+    t0 = time.monotonic()
+    try:
+        fut = ep.submit(add, 1, 2)
+        with pytest.raises((TaskExecutionFailed, EndpointStartError), match="module-xyz-missing"):
+            fut.result(timeout=90)
+        assert time.monotonic() - t0 < 60
+        with pytest.raises((TaskExecutionFailed, EndpointStartError), match="module-xyz-missing|failed"):
+            ep.submit(add, 3, 4).result(timeout=30)
+    finally:
+        ep.shutdown(wait=False, cancel_futures=True)
+
+
+def test_hanging_worker_init_hits_the_start_timeout(tmp_path):
+    ep = LocalEndpoint(
+        user_endpoint_config={"engine_type": "GlobusComputeEngine", "worker_init": "echo stuck-here >&2; sleep 600"},
+        run_dir=tmp_path,
+        start_timeout=5,
+    )
+    t0 = time.monotonic()
+    try:
+        fut = ep.submit(add, 1, 2)
+        with pytest.raises(EndpointStartError, match=r"did not connect within 5 s(.|\n)*stuck-here"):
+            fut.result(timeout=60)
+        assert time.monotonic() - t0 < 30
+        with pytest.raises(EndpointStartError):
+            ep.submit(add, 1, 1).result(timeout=5)
+    finally:
+        ep.shutdown(wait=False, cancel_futures=True)
+    assert not engine_processes(current_token()), "sleep in worker_init must not outlive shutdown"
+
+
+def test_missing_mpi_launcher_is_named(tmp_path):
+    ep = LocalEndpoint(user_endpoint_config={"mpi_launcher": "aprun"}, run_dir=tmp_path)
+    try:
+        fut = ep.submit(MPIFunction("hostname"))
+        with pytest.raises((TaskExecutionFailed, EndpointStartError), match="'aprun' not found on PATH"):
+            fut.result(timeout=90)
+    finally:
+        ep.shutdown(wait=False, cancel_futures=True)
+
+
+def test_shutdown_leaves_no_process(tmp_path):
+    ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=tmp_path)
+    ep.resource_specification = {"num_ranks": 2}
+    running = ep.submit(MPIFunction("sleep 300"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("sleep" in " ".join(p.cmdline()) for p in engine_processes(current_token())):
+        time.sleep(0.2)
+    procs = engine_processes(current_token())
+    names = " ".join(" ".join(p.cmdline()) for p in procs)
+    assert "interchange" in names and "process_worker_pool" in names and "mpiexec" in names and "sleep 300" in names
+    ep.shutdown(wait=False, cancel_futures=True)
+    assert running.done()
+    assert wait_until_gone([p.pid for p in procs], 10) == []
+
+
+DRIVER = textwrap.dedent(
+    """
+    import os, sys, time
+    from globus_compute_sdk import MPIFunction
+    from bundle.local import LocalEndpoint
+    ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=sys.argv[1])
+    ep.resource_specification = {"num_ranks": 2}
+    futs = [ep.submit(MPIFunction("sleep 300")) for _ in range(2)]
+    print("SUBMITTED", os.environ["LIBE_GC_BUNDLE_OWNER"], flush=True)
+    for f in futs:
+        f.result()
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_killed_driver_leaves_no_process(tmp_path, sig):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    driver = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = driver.stdout.readline()
+        assert line.startswith("SUBMITTED"), line
+        token = line.split()[1]
+        deadline = time.monotonic() + 60
+        procs = []
+        while time.monotonic() < deadline:
+            procs = engine_processes(token)
+            sleeps = [p for p in procs if p.cmdline()[:1] == ["sleep"]]
+            if len(sleeps) >= 4:  # two tasks x two ranks
+                break
+            time.sleep(0.2)
+        names = " ".join(" ".join(p.cmdline()) for p in procs)
+        assert "interchange" in names and "process_worker_pool" in names and "mpiexec" in names
+        assert len(sleeps) == 4, names
+        driver.send_signal(sig)
+        driver.wait(30)
+        t0 = time.monotonic()
+        left = wait_until_gone([p.pid for p in procs], 30)
+        assert left == [], f"still alive {time.monotonic() - t0:.1f} s after {sig!r}: {left}"
+        assert engine_processes(token) == []
+    finally:
+        if driver.poll() is None:
+            driver.kill()

@@ -1,0 +1,148 @@
+"""The local endpoint on the real engine: Python, ShellFunction and MPIFunction tasks."""
+
+import os
+import socket
+
+import psutil
+import pytest
+from globus_compute_sdk import MPIFunction, ShellFunction
+from globus_compute_sdk.errors import TaskExecutionFailed
+from globus_compute_sdk.serialize import ComputeSerializer
+
+from bundle.errors import ResourceSpecificationError
+from bundle.local import LocalEndpoint
+
+ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+
+
+def square_plus(x, *, plus=0):
+    return x * x + plus
+
+
+def where_am_i():
+    import os
+    import socket
+
+    return socket.gethostname(), os.getpid(), os.environ.get("PARSL_MPI_PREFIX", "")
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this object refuses to be pickled")
+
+
+def raises_key_error(key):
+    return {}[key]
+
+
+def test_python_function_results(py_endpoint):
+    futs = [py_endpoint.submit(square_plus, i, plus=1) for i in range(20)]
+    assert [f.result(timeout=60) for f in futs] == [i * i + 1 for i in range(20)]
+    assert all(f.task_id for f in futs)
+    host, pid, _ = py_endpoint.submit(where_am_i).result(timeout=60)
+    assert host == socket.gethostname()
+    assert pid != os.getpid()
+
+
+def test_registered_function_reuses_the_function_id(py_endpoint):
+    fid = py_endpoint.register_function(square_plus)
+    assert py_endpoint.submit_to_registered_function(fid, args=(7,), kwargs={"plus": 2}).result(timeout=60) == 51
+    # submit() finds the same registration; a second registration is refused as the SDK does
+    assert py_endpoint.submit(square_plus, 3).result(timeout=60) == 9
+    with pytest.raises(ValueError, match="already registered"):
+        py_endpoint.register_function(square_plus)
+    with pytest.raises(ValueError, match="unknown function id"):
+        py_endpoint.submit_to_registered_function("not-registered")
+
+
+def test_remote_exception_surfaces_like_the_sdk(py_endpoint):
+    fut = py_endpoint.submit(raises_key_error, "missing-key")
+    with pytest.raises(TaskExecutionFailed) as ei:
+        fut.result(timeout=60)
+    text = str(ei.value)
+    assert "KeyError: 'missing-key'" in text
+    assert "Traceback (most recent call last)" in text
+    assert "raises_key_error" in text
+
+
+def test_shell_function(py_endpoint):
+    res = py_endpoint.submit(ShellFunction("echo out-{word}; echo err-{word} >&2; exit 3"), word="zz").result(timeout=60)
+    assert res.returncode == 3
+    assert res.stdout.strip() == "out-zz"
+    assert "err-zz" in res.stderr
+
+
+def test_unpicklable_arguments_fail_at_submit(py_endpoint):
+    from globus_compute_sdk.errors import SerializationError
+
+    with pytest.raises(SerializationError):
+        py_endpoint.submit(square_plus, Unpicklable())
+
+
+def test_python_engine_refuses_resource_specification(py_endpoint):
+    py_endpoint.resource_specification = {"num_ranks": 2}
+    try:
+        with pytest.raises(ResourceSpecificationError, match="GlobusMPIEngine"):
+            py_endpoint.submit(square_plus, 1)
+    finally:
+        py_endpoint.resource_specification = None
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_mpi_function_ranks_and_hosts(mpi_endpoint, ranks):
+    mpi_endpoint.resource_specification = {"num_ranks": ranks}
+    cmd = "python -c 'from mpi4py import MPI; c = MPI.COMM_WORLD; print(\"rank\", c.rank, \"of\", c.size, MPI.Get_processor_name())'"
+    res = mpi_endpoint.submit(MPIFunction(cmd)).result(timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = sorted(ln for ln in res.stdout.splitlines() if ln.startswith("rank"))
+    assert lines == [f"rank {r} of {ranks} {socket.gethostname()}" for r in range(ranks)]
+
+
+def test_mpi_prefix_is_an_integer_launch_line(mpi_endpoint):
+    mpi_endpoint.resource_specification = {"num_nodes": 1, "num_ranks": 2}
+    res = mpi_endpoint.submit(MPIFunction("true; echo $PARSL_MPI_PREFIX")).result(timeout=120)
+    assert res.stdout.strip() == "mpiexec -n 2 -ppn 2 -hosts localhost"
+
+
+def test_python_and_shell_on_mpi_engine_get_a_one_rank_spec(mpi_endpoint):
+    mpi_endpoint.resource_specification = None
+    host, _, prefix = mpi_endpoint.submit(where_am_i).result(timeout=120)
+    assert host == socket.gethostname()
+    assert prefix == "mpiexec -n 1 -ppn 1 -hosts localhost"
+    res = mpi_endpoint.submit(ShellFunction("echo $PARSL_NUM_RANKS")).result(timeout=120)
+    assert res.stdout.strip() == "1"
+
+
+def test_bad_mpi_spec_refused_before_submission(mpi_endpoint):
+    mpi_endpoint.resource_specification = {"num_nodes": 2, "num_ranks": 3}
+    try:
+        with pytest.raises(ResourceSpecificationError, match="divide evenly"):
+            mpi_endpoint.submit(MPIFunction("hostname"))
+    finally:
+        mpi_endpoint.resource_specification = None
+
+
+def test_interchange_listens_on_loopback_only(mpi_endpoint):
+    host = next(iter(mpi_endpoint._hosts.values()))
+    pid = host.engine.executor.interchange_proc.pid
+    listening = [c for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening, "the interchange should listen for workers"
+    assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
+    assert host.engine.encrypted
+
+
+def test_sdk_surface_properties():
+    ep = LocalEndpoint(user_endpoint_config={"engine_type": "GlobusComputeEngine"})
+    try:
+        assert ep.task_group_id
+        with pytest.raises(TypeError, match="JSON-serializable"):
+            ep.resource_specification = {"x": object()}
+        with pytest.raises(TypeError, match="must be of type dict"):
+            ep.user_endpoint_config = "max_workers=2"  # type: ignore[assignment]
+        with pytest.raises(ValueError, match="no option"):
+            ep.user_endpoint_config = {"bogus": 1}
+        assert isinstance(ep.serializer, ComputeSerializer)
+    finally:
+        ep.shutdown()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        ep.submit(square_plus, 1)
