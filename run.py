@@ -31,8 +31,6 @@ def _run(cmd: list[str], **kw: object) -> None:
 
 def ensure_venv(extras: str) -> None:
     """Create .venv and install the package with ``extras`` unless already done for this pyproject."""
-    if sys.version_info < (3, 10):
-        sys.exit(f"libe-gc-bundle needs Python >= 3.10; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"creating virtual environment {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -46,6 +44,9 @@ def ensure_venv(extras: str) -> None:
 
 def main(argv: list[str]) -> int:
     """Dispatch ``demo`` or ``tests``."""
+    if sys.version_info[:2] < (3, 10):  # noqa: UP036 - say why, rather than fail in pip
+        print(f"libe-gc-bundle needs Python >= 3.10; this is {sys.version.split()[0]}")
+        return 2
     if not argv or argv[0] not in EXTRAS:
         print(__doc__)
         return 2

@@ -34,7 +34,9 @@ def main() -> None:
 @main.command()
 @click.option("--endpoint", default="local", show_default=True, help="'local', 'local:<template>' or an endpoint UUID.")
 @click.option("--template", default=None, help="Bundled template for a local endpoint (default: local).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="user_endpoint_config option; repeatable.")
+@click.option(
+    "--option", "options", multiple=True, metavar="KEY=VALUE", help="user_endpoint_config option; repeatable."
+)
 @click.option("--mpi-ranks", default=2, show_default=True, type=click.IntRange(1, 64), help="Ranks of the MPI task.")
 def demo(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ranks: int) -> None:
     """Run a Python function, a ShellFunction and an MPIFunction on an endpoint and print the results."""

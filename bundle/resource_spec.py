@@ -23,9 +23,7 @@ def _positive_int(spec: t.Mapping[str, t.Any], key: str) -> int | None:
         return None
     value = spec[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise ResourceSpecificationError(
-            f"resource_specification[{key!r}] must be a positive integer, got {value!r}"
-        )
+        raise ResourceSpecificationError(f"resource_specification[{key!r}] must be a positive integer, got {value!r}")
     return int(value)
 
 

@@ -137,7 +137,7 @@ class GCSession:
 
     @classmethod
     def cached(cls) -> int:
-        """Number of executors in the cache."""
+        """Return the number of executors in the cache."""
         with cls._lock:
             return len(cls._executors)
 

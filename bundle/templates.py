@@ -167,7 +167,7 @@ class EndpointTemplate:
         )
         runtime = json.loads(json.dumps(asdict(create_user_runtime())))
         try:
-            return render_config_user_template(
+            text: str = render_config_user_template(
                 parent_config=parent,
                 user_config_template=self.template_path.read_text(),
                 user_config_template_path=self.template_path,
@@ -178,6 +178,7 @@ class EndpointTemplate:
             )
         except Exception as err:
             raise TemplateRenderError(f"template {self.name!r} failed to render: {err}") from err
+        return text
 
     def load(self, options: t.Mapping[str, t.Any] | None = None) -> UserEndpointConfig:
         """Render and load the configuration into a (not yet started) engine.

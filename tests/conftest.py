@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import typing as t
 
@@ -12,23 +11,67 @@ import pytest
 from bundle.local import LocalEndpoint
 from bundle.session import GCSession
 
-ENGINE_MARKERS = ("process_worker_pool", "interchange", "mpiexec", "hydra_pmi_proxy")
 
-
-def engine_processes(token: str | None) -> list[psutil.Process]:
-    """Live processes carrying the given watcher token (interchange, pool, MPI launcher, ranks)."""
-    if not token:
-        return []
-    needle = f"LIBE_GC_BUNDLE_OWNER={token}"
+def descendants(pid: int) -> list[psutil.Process]:
+    """Live descendants of ``pid`` except the bundle's watcher (interchange, pool, workers, MPI)."""
     found = []
-    for proc in psutil.process_iter():
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    for proc in children:
         try:
-            if proc.pid != os.getpid() and needle in [f"{k}={v}" for k, v in proc.environ().items()]:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
+            if proc.status() != psutil.STATUS_ZOMBIE and not any("reaper.py" in a for a in proc.cmdline()):
+                found.append(proc)
         except psutil.Error:
             continue
     return found
+
+
+def engine_tree(driver_pid: int, token: str | None) -> list[psutil.Process]:
+    """Every process a driver's engines started: its descendants, plus the blocks.
+
+    LocalProvider detaches a block's shell from the driver (it is reparented to
+    init), so blocks are found by the driver's watcher token in their environment,
+    and then their descendants (the worker pool renames itself, hiding its environment).
+    """
+    needle = f"LIBE_GC_BUNDLE_OWNER={token}"
+    seeds = {driver_pid}
+    if token:
+        for proc in psutil.process_iter():
+            try:
+                if needle in (f"{k}={v}" for k, v in proc.environ().items()):
+                    seeds.add(proc.pid)
+            except psutil.Error:
+                continue
+    found: dict[int, psutil.Process] = {}
+    for pid in seeds:
+        if pid != driver_pid:
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                pass
+        for proc in descendants(pid):
+            found[proc.pid] = proc
+    return [p for p in found.values() if not any("reaper.py" in a for a in _safe_cmdline(p))]
+
+
+def _safe_cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def cmdlines(procs: t.Iterable[psutil.Process]) -> str:
+    """All command lines (and process titles) of ``procs`` as one string, for assertions."""
+    out = []
+    for proc in procs:
+        try:
+            out.append(" ".join(proc.cmdline()) + " " + proc.name())
+        except psutil.Error:
+            continue
+    return "\n".join(out)
 
 
 def wait_until_gone(pids: t.Iterable[int], timeout: float) -> list[int]:

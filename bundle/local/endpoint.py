@@ -184,7 +184,7 @@ class LocalEndpoint:
     # --- engines ----------------------------------------------------------------------
 
     def _host(self) -> EngineHost:
-        """The engine serving the current ``user_endpoint_config``, started on first use."""
+        """Return the engine serving the current ``user_endpoint_config``, started on first use."""
         key = _config_key(self._user_endpoint_config)
         with self._lock:
             if self._stopped:
@@ -340,6 +340,7 @@ class LocalEndpoint:
     def _complete(self, gcf: Future[t.Any], fut: ComputeFuture) -> None:
         """Unpack an engine result the way the SDK Executor does."""
         from globus_compute_common import messagepack
+        from globus_compute_common.messagepack.message_types import Result
         from globus_compute_sdk.errors import TaskExecutionFailed
 
         if fut.done():
@@ -351,6 +352,9 @@ class LocalEndpoint:
                 fut.set_exception(err)
                 return
             result = messagepack.unpack(packed)
+            if not isinstance(result, Result):
+                fut.set_exception(TypeError(f"engine answered with a {type(result).__name__}, not a Result"))
+                return
             if result.is_error:
                 fut.set_exception(TaskExecutionFailed(result.data, str(time.time())))
                 return
@@ -394,7 +398,9 @@ class LocalEndpoint:
         for fut in leftover:
             if not fut.done():
                 try:
-                    fut.set_exception(EndpointShutdownError("the local endpoint was shut down before this task finished"))
+                    fut.set_exception(
+                        EndpointShutdownError("the local endpoint was shut down before this task finished")
+                    )
                 except InvalidStateError:
                     pass
         failed = any(h.failure is not None for h in hosts)

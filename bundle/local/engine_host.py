@@ -100,10 +100,14 @@ class EngineHost:
         log.info("starting %s from template %r in %s", type(self.engine).__name__, self.template.name, self.run_dir)
         self.started_at = time.monotonic()
         self.engine.start(endpoint_id=self.endpoint_id, run_dir=str(self.run_dir))
+        for pid in self._root_pids():
+            reaper.register(pid)
         self._watchdog = threading.Thread(target=self._watch_start, name="libe-gc-start-watchdog", daemon=True)
         self._watchdog.start()
 
-    def submit(self, task_id: uuid.UUID, function_id: str | None, packed_task: bytes, spec: dict[str, t.Any]) -> GCFuture:
+    def submit(
+        self, task_id: uuid.UUID, function_id: str | None, packed_task: bytes, spec: dict[str, t.Any]
+    ) -> GCFuture:
         """Hand a packed task to the engine.
 
         Parameters
@@ -138,7 +142,7 @@ class EngineHost:
         return fut
 
     def _block_diagnostics(self) -> str:
-        """The error output of the engine's blocks, for error messages."""
+        """Collect the error output of the engine's blocks, for error messages."""
         script_dir = self.run_dir / "submit_scripts"
         parts = []
         for err in sorted(script_dir.glob("*.err")):
@@ -193,10 +197,8 @@ class EngineHost:
                 )
                 return
 
-    def _engine_pids(self) -> set[int]:
-        """Pids of the interchange, the blocks and all their descendants."""
-        import psutil
-
+    def _root_pids(self) -> list[int]:
+        """Pids of the interchange and of the blocks' shells."""
         roots: list[int] = []
         proc = getattr(self.engine.executor, "interchange_proc", None)
         if proc is not None:
@@ -205,8 +207,14 @@ class EngineHost:
         for job in getattr(provider, "resources", {}).values():
             if job.get("remote_pid"):
                 roots.append(int(job["remote_pid"]))
+        return roots
+
+    def _engine_pids(self) -> set[int]:
+        """Pids of the interchange, the blocks and all their descendants."""
+        import psutil
+
         pids: set[int] = set()
-        for pid in roots:
+        for pid in self._root_pids():
             try:
                 p = psutil.Process(pid)
                 pids.add(pid)

@@ -1,13 +1,20 @@
 """Stop every process a driver's local endpoints started, even if the driver is killed.
 
 Parsl's interchange and worker pool outlive a driver killed with SIGKILL
-(seen alive 20+ minutes later).  Before its first engine starts, a driver
-process puts a unique token in its environment (``LIBE_GC_BUNDLE_OWNER``), so
-every process it starts from then on (interchange, worker pool, workers,
-``mpiexec`` and MPI ranks) inherits it, and it starts this module as a small
-watcher in its own session.  When the driver exits for any reason (its pipe
-closes or its pid disappears) the watcher sends SIGTERM, then SIGKILL, to every
-process still carrying the token, and exits.
+(seen alive 20+ minutes later).  Two marks find them:
+
+* before its first engine starts, a driver process puts a unique token in its
+  environment (``LIBE_GC_BUNDLE_OWNER``), which every process it starts from
+  then on inherits (the block's shell, ``mpiexec``, MPI ranks);
+* the interchange and worker pool rename themselves with ``setproctitle``,
+  which overwrites ``/proc/<pid>/environ``, so the driver also registers the
+  pids of the engine's root processes (interchange, block shells) with the
+  watcher, which kills their whole process trees.
+
+The watcher is this module, started once per driver in its own session.
+When the driver exits for any reason (its pipe closes or its pid disappears)
+the watcher sends SIGTERM, then SIGKILL, to every marked process and all
+their descendants, and exits.
 
 Only the standard library is used here, so the watcher starts fast; the scan
 reads ``/proc/<pid>/environ`` (Linux; elsewhere the watcher is not started).
@@ -15,6 +22,7 @@ reads ``/proc/<pid>/environ`` (Linux; elsewhere the watcher is not started).
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import signal
@@ -22,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing as t
 import uuid
 
 TOKEN_ENV = "LIBE_GC_BUNDLE_OWNER"
@@ -44,7 +53,8 @@ def find_marked(token: str, exclude: frozenset[int] = frozenset()) -> list[int]:
     Returns
     -------
     list of int
-        Matching pids (only processes this user may read are seen).
+        Matching pids (only processes this user may read are seen; processes
+        that called ``setproctitle`` are not, see :func:`register`).
     """
     needle = f"{TOKEN_ENV}={token}".encode()
     found = []
@@ -68,6 +78,61 @@ def find_marked(token: str, exclude: frozenset[int] = frozenset()) -> list[int]:
     return found
 
 
+def _start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (to tell a registered process from a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _children_map() -> dict[int, list[int]]:
+    """Map of parent pid to child pids, from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Token-marked processes plus live registered roots, with all their descendants.
+
+    Parameters
+    ----------
+    token : str
+        The driver's token.
+    roots : dict
+        Registered pid -> start time.
+    exclude : frozenset of int
+        Pids to leave out.
+
+    Returns
+    -------
+    list of int
+        Pids to stop.
+    """
+    seeds = set(find_marked(token, exclude))
+    seeds.update(pid for pid, start in roots.items() if _start_time(pid) == start)
+    children = _children_map()
+    found: set[int] = set()
+    stack = list(seeds)
+    while stack:
+        pid = stack.pop()
+        if pid in found or pid in exclude:
+            continue
+        found.add(pid)
+        stack.extend(children.get(pid, []))
+    return sorted(found)
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -76,13 +141,21 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def sweep(token: str, exclude: frozenset[int] = frozenset(), grace: float = 3.0, budget: float = 20.0) -> int:
-    """Terminate, then kill, every process carrying ``token``.
+def sweep(
+    token: str,
+    roots: dict[int, int] | None = None,
+    exclude: frozenset[int] = frozenset(),
+    grace: float = 3.0,
+    budget: float = 20.0,
+) -> int:
+    """Terminate, then kill, every marked process and its descendants.
 
     Parameters
     ----------
     token : str
         The driver's token.
+    roots : dict, optional
+        Registered pid -> start time.
     exclude : frozenset of int
         Pids to spare.
     grace : float
@@ -95,20 +168,30 @@ def sweep(token: str, exclude: frozenset[int] = frozenset(), grace: float = 3.0,
     int
         How many distinct processes were signalled.
     """
+    roots = dict(roots or {})
     deadline = time.monotonic() + budget
     signalled: set[int] = set()
     while time.monotonic() < deadline:
-        pids = find_marked(token, exclude)
+        pids = targets(token, roots, exclude)
         if not pids:
             break
         signalled.update(pids)
         _signal_all(pids, signal.SIGTERM)
         end = min(deadline, time.monotonic() + grace)
-        while time.monotonic() < end and find_marked(token, exclude):
+        while time.monotonic() < end and any(_alive(p) for p in pids):
             time.sleep(0.1)
-        _signal_all(find_marked(token, exclude), signal.SIGKILL)
+        _signal_all([p for p in pids if _alive(p)], signal.SIGKILL)
         time.sleep(0.1)
     return len(signalled)
+
+
+def _alive(pid: int) -> bool:
+    """Return True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _driver_alive(pid: int) -> bool:
@@ -138,13 +221,22 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
         Seconds between liveness checks of the driver.
     """
     fd = sys.stdin.fileno()
+    roots: dict[int, int] = {}
+    pending = b""
     while True:
         ready, _, _ = select.select([fd], [], [], poll)
-        if ready and not os.read(fd, 4096):
-            break
+        if ready:
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                pid, start = (int(v) for v in line.split())
+                roots[pid] = start
         if not _driver_alive(driver_pid):
             break
-    sweep(token, exclude=frozenset({os.getpid()}))
+    sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}))
 
 
 def ensure_watcher() -> str | None:
@@ -178,8 +270,45 @@ def ensure_watcher() -> str | None:
         return token
 
 
+def _stop_watcher() -> None:
+    """At interpreter exit: close the pipe so the watcher sweeps now, and wait for it."""
+    with _lock:
+        if _state.get("pid") != os.getpid():
+            return
+        try:
+            os.close(int(t.cast(int, _state["fd"])))
+        except OSError:
+            pass
+        proc = t.cast("subprocess.Popen[bytes]", _state["proc"])
+        _state.clear()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+# Registered at import, before any LocalEndpoint's own exit handler, so it runs after them.
+atexit.register(_stop_watcher)
+
+
+def register(pid: int) -> None:
+    """Have this process's watcher stop ``pid`` and its descendants when the driver exits.
+
+    Parameters
+    ----------
+    pid : int
+        A process the driver started (an interchange or a block's shell).
+    """
+    with _lock:
+        if _state.get("pid") != os.getpid():
+            return
+        start = _start_time(pid)
+        if start is not None:
+            os.write(int(t.cast(int, _state["fd"])), f"{pid} {start}\n".encode())
+
+
 def current_token() -> str | None:
-    """The token of this process's watcher, if one was started."""
+    """Return the token of this process's watcher, if one was started."""
     with _lock:
         return str(_state["token"]) if _state.get("pid") == os.getpid() else None
 

@@ -14,7 +14,7 @@ from globus_compute_sdk.errors import TaskExecutionFailed
 from bundle.errors import EndpointStartError
 from bundle.local import LocalEndpoint
 from bundle.local.reaper import current_token
-from tests.conftest import engine_processes, wait_until_gone
+from tests.conftest import cmdlines, descendants, engine_tree, wait_until_gone
 
 
 def add(a, b):
@@ -23,7 +23,10 @@ def add(a, b):
 
 def test_failing_worker_init_fails_pending_and_new_tasks_with_its_message(tmp_path):
     ep = LocalEndpoint(
-        user_endpoint_config={"engine_type": "GlobusComputeEngine", "worker_init": "echo module-xyz-missing >&2; exit 3"},
+        user_endpoint_config={
+            "engine_type": "GlobusComputeEngine",
+            "worker_init": "echo module-xyz-missing >&2; exit 3",
+        },
         run_dir=tmp_path,
     )
     t0 = time.monotonic()
@@ -52,9 +55,10 @@ def test_hanging_worker_init_hits_the_start_timeout(tmp_path):
         assert time.monotonic() - t0 < 30
         with pytest.raises(EndpointStartError):
             ep.submit(add, 1, 1).result(timeout=5)
+        started = [p for p in descendants(os.getpid()) if "stuck-here" in " ".join(p.cmdline()) or p.name() == "sleep"]
     finally:
         ep.shutdown(wait=False, cancel_futures=True)
-    assert not engine_processes(current_token()), "sleep in worker_init must not outlive shutdown"
+    assert wait_until_gone([p.pid for p in started], 10) == [], "sleep in worker_init must not outlive shutdown"
 
 
 def test_missing_mpi_launcher_is_named(tmp_path):
@@ -67,16 +71,26 @@ def test_missing_mpi_launcher_is_named(tmp_path):
         ep.shutdown(wait=False, cancel_futures=True)
 
 
+def _wait_for_ranks(root: int, token: str, count: int, before: set[int] = frozenset(), timeout: float = 60) -> list:
+    deadline = time.monotonic() + timeout
+    procs: list = []
+    while time.monotonic() < deadline:
+        procs = [p for p in engine_tree(root, token) if p.pid not in before]
+        if sum(1 for p in procs if p.name() == "sleep") >= count:
+            break
+        time.sleep(0.2)
+    return procs
+
+
 def test_shutdown_leaves_no_process(tmp_path):
+    before = {p.pid for p in engine_tree(os.getpid(), current_token())}
     ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=tmp_path)
     ep.resource_specification = {"num_ranks": 2}
     running = ep.submit(MPIFunction("sleep 300"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any("sleep" in " ".join(p.cmdline()) for p in engine_processes(current_token())):
-        time.sleep(0.2)
-    procs = engine_processes(current_token())
-    names = " ".join(" ".join(p.cmdline()) for p in procs)
-    assert "interchange" in names and "process_worker_pool" in names and "mpiexec" in names and "sleep 300" in names
+    procs = _wait_for_ranks(os.getpid(), current_token(), 2, before)
+    names = cmdlines(procs)
+    for part in ("interchange", "process_worker_pool", "mpiexec", "hydra_pmi_proxy", "sleep 300"):
+        assert part in names, f"{part} not among the engine's processes:\n{names}"
     ep.shutdown(wait=False, cancel_futures=True)
     assert running.done()
     assert wait_until_gone([p.pid for p in procs], 10) == []
@@ -108,24 +122,20 @@ def test_killed_driver_leaves_no_process(tmp_path, sig):
     try:
         line = driver.stdout.readline()
         assert line.startswith("SUBMITTED"), line
-        token = line.split()[1]
-        deadline = time.monotonic() + 60
-        procs = []
-        while time.monotonic() < deadline:
-            procs = engine_processes(token)
-            sleeps = [p for p in procs if p.cmdline()[:1] == ["sleep"]]
-            if len(sleeps) >= 4:  # two tasks x two ranks
-                break
-            time.sleep(0.2)
-        names = " ".join(" ".join(p.cmdline()) for p in procs)
-        assert "interchange" in names and "process_worker_pool" in names and "mpiexec" in names
-        assert len(sleeps) == 4, names
+        procs = _wait_for_ranks(driver.pid, line.split()[1], 4)  # two tasks x two ranks
+        names = cmdlines(procs)
+        for part in ("interchange", "process_worker_pool", "mpiexec", "hydra_pmi_proxy"):
+            assert part in names, f"{part} not among the driver's processes:\n{names}"
+        assert sum(1 for p in procs if p.name() == "sleep") == 4, names
         driver.send_signal(sig)
         driver.wait(30)
         t0 = time.monotonic()
         left = wait_until_gone([p.pid for p in procs], 30)
-        assert left == [], f"still alive {time.monotonic() - t0:.1f} s after {sig!r}: {left}"
-        assert engine_processes(token) == []
+        assert left == [], (
+            f"still alive {time.monotonic() - t0:.1f} s after {sig!r}: {cmdlines(p for p in procs if p.pid in left)}"
+        )
     finally:
         if driver.poll() is None:
             driver.kill()
+            driver.wait(10)
+        driver.stdout.close()

@@ -6,7 +6,7 @@ import yaml
 from bundle.errors import TemplateNotFoundError, TemplateOptionError
 from bundle.templates import endpoint_configs_dir, get_template, list_templates
 
-HOSTILE = 'a"b\'c\nd: e\n$(touch /tmp/pwned) `id`; rm -rf ~ # {{ 7*7 }}'
+HOSTILE = "a\"b'c\nd: e\n$(touch /tmp/pwned) `id`; rm -rf ~ # {{ 7*7 }}"
 
 
 def test_local_template_ships_all_files():
@@ -27,7 +27,9 @@ def test_unknown_template_lists_available():
 
 
 def test_unknown_option_names_it_and_lists_allowed():
-    with pytest.raises(TemplateOptionError, match="no option 'max_workers'.*allowed options:.*max_workers_per_block") as ei:
+    with pytest.raises(
+        TemplateOptionError, match="no option 'max_workers'.*allowed options:.*max_workers_per_block"
+    ) as ei:
         get_template("local").validate({"max_workers": 4})
     assert ei.value.option == "max_workers"
 
