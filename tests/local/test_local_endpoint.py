@@ -160,3 +160,20 @@ def test_sdk_surface_properties():
         ep.shutdown()
     with pytest.raises(RuntimeError, match="shutdown"):
         ep.submit(square_plus, 1)
+
+
+def test_allocation_node_file_is_used_instead_of_the_generated_one(tmp_path, monkeypatch):
+    """Inside a PBS allocation the scheduler's node file decides the hosts (here: this host three times)."""
+    nodefile = tmp_path / "PBS_NODEFILE"
+    nodefile.write_text("localhost\n" * 3)
+    monkeypatch.setenv("PBS_NODEFILE", str(nodefile))
+    monkeypatch.delenv("SLURM_NODELIST", raising=False)
+    ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 1}, run_dir=tmp_path / "run")
+    try:
+        # one slot would be generated for max_workers_per_block=1; three nodes only exist in the allocation's file
+        ep.resource_specification = {"num_nodes": 3, "ranks_per_node": 1}
+        res = ep.submit(MPIFunction("true; echo $PARSL_MPI_PREFIX")).result(timeout=120)
+        assert res.stdout.split() == ["mpiexec", "-n", "3", "-ppn", "1", "-hosts", "localhost,localhost,localhost"]
+        assert not list((tmp_path / "run").rglob("*.nodefile")), "the template must not write its own node file"
+    finally:
+        ep.shutdown(wait=False, cancel_futures=True)
