@@ -99,10 +99,13 @@ def test_python_engine_refuses_resource_specification(py_endpoint):
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_mpi_function_ranks_and_hosts(mpi_endpoint, ranks):
     mpi_endpoint.resource_specification = {"num_ranks": ranks}
+    # ranks report to rank 0 over MPI, which prints alone: output of several ranks can interleave mid-line
     program = (
-        'from mpi4py import MPI; c = MPI.COMM_WORLD; print("rank", c.rank, "of", c.size, MPI.Get_processor_name())'
+        "from mpi4py import MPI; c = MPI.COMM_WORLD; "
+        "rows = c.gather((c.rank, c.size, MPI.Get_processor_name())); "
+        "[print('rank', r, 'of', n, h) for r, n, h in (rows or [])]"
     )
-    cmd = f"python -c '{program}'"
+    cmd = f'python -c "{program}"'
     res = mpi_endpoint.submit(MPIFunction(cmd)).result(timeout=120)
     assert res.returncode == 0, res.stderr
     lines = sorted(ln for ln in res.stdout.splitlines() if ln.startswith("rank"))
