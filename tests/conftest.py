@@ -85,30 +85,28 @@ def wait_until_gone(pids: t.Iterable[int], timeout: float) -> list[int]:
     return alive
 
 
+def _started(factory: pytest.TempPathFactory, name: str, config: dict[str, t.Any]) -> t.Iterator[LocalEndpoint]:
+    ep = LocalEndpoint(user_endpoint_config=config, run_dir=factory.mktemp(name))
+    ep.start()
+    assert ep.wait_ready(90), f"{name} local endpoint did not become ready"
+    yield ep
+    ep.shutdown(wait=False, cancel_futures=True)
+
+
 @pytest.fixture(scope="session")
 def mpi_endpoint(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[LocalEndpoint]:
     """A started local endpoint on GlobusMPIEngine with two slots on this host."""
-    ep = LocalEndpoint(
-        user_endpoint_config={"engine_type": "GlobusMPIEngine", "max_workers_per_block": 2},
-        run_dir=tmp_path_factory.mktemp("mpi-endpoint"),
+    yield from _started(
+        tmp_path_factory, "mpi-endpoint", {"engine_type": "GlobusMPIEngine", "max_workers_per_block": 2}
     )
-    ep.start()
-    assert ep.wait_ready(90), "MPI local endpoint did not become ready"
-    yield ep
-    ep.shutdown(wait=False, cancel_futures=True)
 
 
 @pytest.fixture(scope="session")
 def py_endpoint(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[LocalEndpoint]:
     """A started local endpoint on GlobusComputeEngine with two workers."""
-    ep = LocalEndpoint(
-        user_endpoint_config={"engine_type": "GlobusComputeEngine", "max_workers_per_node": 2},
-        run_dir=tmp_path_factory.mktemp("py-endpoint"),
+    yield from _started(
+        tmp_path_factory, "py-endpoint", {"engine_type": "GlobusComputeEngine", "max_workers_per_node": 2}
     )
-    ep.start()
-    assert ep.wait_ready(90), "Python local endpoint did not become ready"
-    yield ep
-    ep.shutdown(wait=False, cancel_futures=True)
 
 
 @pytest.fixture(autouse=True)
