@@ -8,7 +8,7 @@ import typing as t
 import psutil
 import pytest
 
-from bundle.local import LocalEndpoint
+from bundle.local import LocalEndpoint, reaper
 from bundle.session import GCSession
 
 
@@ -35,15 +35,7 @@ def engine_tree(driver_pid: int, token: str | None) -> list[psutil.Process]:
     init), so blocks are found by the driver's watcher token in their environment,
     and then their descendants (the worker pool renames itself, hiding its environment).
     """
-    needle = f"LIBE_GC_BUNDLE_OWNER={token}"
-    seeds = {driver_pid}
-    if token:
-        for proc in psutil.process_iter():
-            try:
-                if needle in (f"{k}={v}" for k, v in proc.environ().items()):
-                    seeds.add(proc.pid)
-            except psutil.Error:
-                continue
+    seeds = {driver_pid, *(reaper.find_marked(token) if token else [])}
     found: dict[int, psutil.Process] = {}
     for pid in seeds:
         if pid != driver_pid:

@@ -209,52 +209,19 @@ class EngineHost:
                 roots.append(int(job["remote_pid"]))
         return roots
 
-    def _engine_pids(self) -> set[int]:
-        """Pids of the interchange, the blocks and all their descendants."""
-        import psutil
-
-        pids: set[int] = set()
-        for pid in self._root_pids():
-            try:
-                p = psutil.Process(pid)
-                pids.add(pid)
-                pids.update(c.pid for c in p.children(recursive=True))
-            except psutil.Error:
-                continue
-        return pids
-
     def shutdown(self) -> None:
         """Stop the engine and make sure none of its processes is left."""
-        import psutil
-
         with self._lock:
             if self._stop.is_set():
                 return
             self._stop.set()
             pending = list(self._pending.values())
-        pids = self._engine_pids()
+        pids = reaper.descendants(self._root_pids())  # before shutdown, while the tree is intact
         try:
             self.engine.shutdown(block=True)
         except Exception:
             log.exception("engine shutdown raised; stopping its processes directly")
-        survivors = []
-        for pid in pids:
-            try:
-                survivors.append(psutil.Process(pid))
-            except psutil.Error:
-                continue
-        for p in survivors:
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(survivors, timeout=3)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=3)
+        reaper.terminate(pids, grace=3.0)
         exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
         for fut in pending:
             if not fut.done():

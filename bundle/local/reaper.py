@@ -78,28 +78,75 @@ def find_marked(token: str, exclude: frozenset[int] = frozenset()) -> list[int]:
     return found
 
 
-def _start_time(pid: int) -> int | None:
-    """Kernel start time of ``pid`` (to tell a registered process from a reused pid)."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` after the command name (state is [0], ppid [1], start time [19])."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+    return fields if len(fields) > 19 else None
 
 
-def _children_map() -> dict[int, list[int]]:
-    """Map of parent pid to child pids, from ``/proc``."""
+def _start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (to tell a registered process from a reused pid)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _alive(pid: int) -> bool:
+    """Return True while ``pid`` exists and is not a zombie."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def descendants(seeds: t.Iterable[int], exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Return ``seeds`` and all their descendants, from ``/proc``.
+
+    Parameters
+    ----------
+    seeds : iterable of int
+        Pids whose process trees to collect.
+    exclude : frozenset of int
+        Pids to leave out, with their subtrees.
+
+    Returns
+    -------
+    list of int
+        Sorted pids.
+    """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        fields = _stat(int(entry)) if entry.isdigit() else None
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: set[int] = set()
+    stack = list(seeds)
+    while stack:
+        pid = stack.pop()
+        if pid in found or pid in exclude:
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    return children
+        found.add(pid)
+        stack.extend(children.get(pid, []))
+    return sorted(found)
+
+
+def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
+    """Send SIGTERM to ``pids``, then SIGKILL to those still alive after ``grace`` seconds.
+
+    Parameters
+    ----------
+    pids : iterable of int
+        Processes to stop.
+    grace : float
+        Seconds between SIGTERM and SIGKILL.
+    """
+    pids = [p for p in pids if _alive(p)]
+    _signal_all(pids, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    _signal_all([p for p in pids if _alive(p)], signal.SIGKILL)
 
 
 def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozenset()) -> list[int]:
@@ -121,16 +168,7 @@ def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozens
     """
     seeds = set(find_marked(token, exclude))
     seeds.update(pid for pid, start in roots.items() if _start_time(pid) == start)
-    children = _children_map()
-    found: set[int] = set()
-    stack = list(seeds)
-    while stack:
-        pid = stack.pop()
-        if pid in found or pid in exclude:
-            continue
-        found.add(pid)
-        stack.extend(children.get(pid, []))
-    return sorted(found)
+    return descendants(seeds, exclude)
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -176,36 +214,9 @@ def sweep(
         if not pids:
             break
         signalled.update(pids)
-        _signal_all(pids, signal.SIGTERM)
-        end = min(deadline, time.monotonic() + grace)
-        while time.monotonic() < end and any(_alive(p) for p in pids):
-            time.sleep(0.1)
-        _signal_all([p for p in pids if _alive(p)], signal.SIGKILL)
+        terminate(pids, grace=max(0.0, min(grace, deadline - time.monotonic())))
         time.sleep(0.1)
     return len(signalled)
-
-
-def _alive(pid: int) -> bool:
-    """Return True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _driver_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
@@ -234,7 +245,7 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
             for line in lines:
                 pid, start = (int(v) for v in line.split())
                 roots[pid] = start
-        if not _driver_alive(driver_pid):
+        if not _alive(driver_pid):
             break
     sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}))
 
