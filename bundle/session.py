@@ -34,17 +34,19 @@ def parse_endpoint(endpoint: str | uuid.UUID, template: str | None = None) -> tu
     endpoint : str or uuid.UUID
         ``"local"``, ``"local:<template>"`` or an endpoint UUID.
     template : str, optional
-        Template for a local endpoint (overrides the ``local:`` suffix only if equal or absent).
+        Bundled template: the one a local endpoint renders (it must agree with a ``local:`` suffix), or
+        for a cloud endpoint the one its administrator configured it from, used only to check
+        ``user_endpoint_config`` on the submit side before the first task leaves.
 
     Returns
     -------
     tuple
-        ``("local", template)`` or ``(<canonical uuid>, None)``.
+        ``("local", template)`` or ``(<canonical uuid>, template or None)``.
 
     Raises
     ------
     ValueError
-        For anything else, or a template given with a UUID endpoint.
+        For anything else.
     """
     text = str(endpoint).strip()
     if text == LOCAL or text.startswith(LOCAL + ":"):
@@ -58,12 +60,7 @@ def parse_endpoint(endpoint: str | uuid.UUID, template: str | None = None) -> tu
         raise ValueError(
             f"endpoint must be 'local', 'local:<template>' or a Globus Compute endpoint UUID, got {endpoint!r}"
         ) from None
-    if template:
-        raise ValueError(
-            f"template={template!r} applies to local endpoints only; a cloud endpoint's template is chosen by its "
-            "administrator (pass options with user_endpoint_config)"
-        )
-    return canonical, None
+    return canonical, template
 
 
 class GCSession:
@@ -99,9 +96,10 @@ class GCSession:
         endpoint : str or uuid.UUID
             ``"local"``, ``"local:<template>"`` or an endpoint UUID.
         user_endpoint_config : dict, optional
-            Template options (checked against the template's schema for local endpoints).
+            Template options, checked against the template's schema whenever a template is known.
         template : str, optional
-            Bundled template of a local endpoint.
+            Bundled template: rendered by a local endpoint; for a cloud endpoint, the template it was
+            configured from (used to check ``user_endpoint_config`` only).
         **local_kwargs
             Passed to :class:`~bundle.local.LocalEndpoint` when one is created
             (``run_dir``, ``start_timeout``); not part of the key.
@@ -109,9 +107,19 @@ class GCSession:
         Returns
         -------
         LocalEndpoint or globus_compute_sdk.Executor
+
+        Raises
+        ------
+        bundle.errors.TemplateOptionError
+            When ``user_endpoint_config`` fails the template's schema.
         """
         ep, tmpl = parse_endpoint(endpoint, template)
         key = cls._key(ep, tmpl, user_endpoint_config)
+        if tmpl is not None:
+            from bundle.templates import get_template
+
+            # Pairing: a bad option is refused here, naming the option, before anything is submitted.
+            get_template(tmpl).validate(user_endpoint_config)
         with cls._lock:
             executor = cls._executors.get(key)
             if executor is None:

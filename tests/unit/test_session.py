@@ -19,8 +19,10 @@ def test_parse_endpoint():
     assert parse_endpoint(EP.upper()) == (EP, None)
     with pytest.raises(ValueError, match="'local', 'local:<template>' or a Globus Compute endpoint UUID"):
         parse_endpoint("my-endpoint")
-    with pytest.raises(ValueError, match="local endpoints only"):
-        parse_endpoint(EP, template="slurm")
+    # with a cloud endpoint the template only names what the endpoint was configured from
+    assert parse_endpoint(EP, template="local") == (EP, "local")
+    with pytest.raises(ValueError, match="names template 'local'"):
+        parse_endpoint("local:local", template="other")
 
 
 def test_one_local_executor_per_key_from_many_threads():
@@ -79,3 +81,15 @@ def test_uuid_endpoint_builds_sdk_executor_lazily_with_expected_arguments():
 def test_local_only_options_refused_for_uuid():
     with pytest.raises(TypeError, match="local endpoints only"):
         GCSession.get_executor(EP, None, run_dir="/tmp/x")
+
+
+def test_uuid_endpoint_options_checked_against_named_template_before_any_client():
+    real = globus_compute_sdk.Executor
+    fake = mock.create_autospec(real)
+    with mock.patch("globus_compute_sdk.Executor", fake):
+        with pytest.raises(ValueError, match="no option 'nodes'"):
+            GCSession.get_executor(EP, {"nodes": 2}, template="local")
+        assert not fake.called
+        assert GCSession.cached() == 0
+        GCSession.get_executor(EP, {"max_workers_per_block": 2}, template="local")
+    fake.assert_called_once_with(endpoint_id=EP, user_endpoint_config={"max_workers_per_block": 2})
