@@ -5,24 +5,28 @@ Heavy dependencies load on first use, so ``import bundle`` and the CLI stay fast
 
 from __future__ import annotations
 
+import importlib
 import typing as t
 
 __version__ = "0.1.0"
 
-__all__ = ["GCSession", "LocalEndpoint", "__version__"]
+__all__ = ["GCSession", "GlobusComputeExecutor", "GlobusComputeTask", "LocalEndpoint", "__version__"]
 
 if t.TYPE_CHECKING:
+    from bundle.executor import GlobusComputeExecutor, GlobusComputeTask
     from bundle.local import LocalEndpoint
     from bundle.session import GCSession
 
+_LAZY = {
+    "LocalEndpoint": "bundle.local",
+    "GCSession": "bundle.session",
+    "GlobusComputeExecutor": "bundle.executor",
+    "GlobusComputeTask": "bundle.executor",
+}
+
 
 def __getattr__(name: str) -> t.Any:
-    if name == "LocalEndpoint":
-        from bundle.local import LocalEndpoint
-
-        return LocalEndpoint
-    if name == "GCSession":
-        from bundle.session import GCSession
-
-        return GCSession
-    raise AttributeError(f"module 'bundle' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bundle' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -56,7 +56,26 @@ def find_marked(token: str, exclude: frozenset[int] = frozenset()) -> list[int]:
         Matching pids (only processes this user may read are seen; processes
         that called ``setproctitle`` are not, see :func:`register`).
     """
-    needle = f"{TOKEN_ENV}={token}".encode()
+    return find_with_env(TOKEN_ENV, token, exclude)
+
+
+def find_with_env(name: str, value: str, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Return the pids of processes started with ``name=value`` in their environment.
+
+    Parameters
+    ----------
+    name, value : str
+        The environment variable and its value.
+    exclude : frozenset of int
+        Pids to leave out.
+
+    Returns
+    -------
+    list of int
+        Matching pids this user may read, this process excluded.
+    """
+    needle = f"{name}={value}".encode()
+    exclude = exclude | {os.getpid()}
     found = []
     try:
         entries = os.listdir("/proc")
@@ -142,11 +161,11 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
         Seconds between SIGTERM and SIGKILL.
     """
     pids = [p for p in pids if _alive(p)]
-    _signal_all(pids, signal.SIGTERM)
+    signal_all(pids, signal.SIGTERM)
     end = time.monotonic() + grace
     while time.monotonic() < end and any(_alive(p) for p in pids):
         time.sleep(0.1)
-    _signal_all([p for p in pids if _alive(p)], signal.SIGKILL)
+    signal_all([p for p in pids if _alive(p)], signal.SIGKILL)
 
 
 def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozenset()) -> list[int]:
@@ -171,7 +190,16 @@ def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozens
     return descendants(seeds, exclude)
 
 
-def _signal_all(pids: list[int], sig: int) -> None:
+def signal_all(pids: list[int], sig: int) -> None:
+    """Send ``sig`` to each of ``pids``, skipping those gone or not ours.
+
+    Parameters
+    ----------
+    pids : list of int
+        Processes to signal.
+    sig : int
+        The signal.
+    """
     for pid in pids:
         try:
             os.kill(pid, sig)

@@ -1,0 +1,512 @@
+"""``GlobusComputeExecutor``: libEnsemble's executor interface, with the work running on a Globus Compute endpoint.
+
+A sim written for :class:`~libensemble.executors.mpi_executor.MPIExecutor` runs
+unchanged when the calling script builds this executor instead::
+
+    exctr = GlobusComputeExecutor(endpoint="local", user_endpoint_config={"slots_per_node": 2})
+    exctr.register_app(full_path="/path/to/forces.x", app_name="forces")
+    ensemble = Ensemble(..., executor=exctr)
+
+    # in the sim, as with MPIExecutor
+    task = libE_info["executor"].submit(app_name="forces", app_args="1000 10 1000", num_procs=2)
+    task.wait()
+
+MPI apps go to the endpoint as :class:`~globus_compute_sdk.MPIFunction` work with a
+``resource_specification`` of integer ``num_nodes``, ``ranks_per_node`` and
+``num_ranks``; serial apps (``register_app(..., mpi=False)``) as
+:class:`~globus_compute_sdk.ShellFunction` work; Python callables
+(``register_app(..., pyobj=f)`` or ``submit(func=f, args=..., kwargs=...)``) as
+ordinary Globus Compute tasks.  Endpoint clients and engines are created lazily in
+the process that first submits, through :class:`~bundle.session.GCSession`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import typing as t
+import uuid
+import weakref
+
+from libensemble.executors.executor import (
+    NOT_STARTED_STATES,
+    Application,
+    Executor,
+    ExecutorException,
+)
+
+from bundle.errors import ResourceSpecificationError
+from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
+from bundle.executor.remote import portable
+from bundle.executor.task import GlobusComputeTask
+from bundle.resource_spec import normalize_mpi_spec
+from bundle.session import LOCAL, GCSession, parse_endpoint
+
+if t.TYPE_CHECKING:
+    from bundle.templates import EndpointTemplate
+
+log = logging.getLogger(__name__)
+
+_SUBMIT_LOCK = threading.Lock()
+"""Held while a task's ``resource_specification`` is set on a shared endpoint executor and the task submitted."""
+
+_RUN_APP_IDS: weakref.WeakKeyDictionary[t.Any, str] = weakref.WeakKeyDictionary()
+"""Per endpoint executor: the function id of the registered app runner."""
+
+ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+
+
+class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is untyped
+    """Submit MPI, shell and Python work from libEnsemble sims to a Globus Compute endpoint.
+
+    Parameters
+    ----------
+    endpoint : str or uuid.UUID
+        ``"local"`` (the bundled local endpoint, the real engine in this process), ``"local:<template>"``
+        or a Globus Compute endpoint UUID.
+    template : str, optional
+        Bundled template: the one a local endpoint renders (default ``local``), or the one a cloud
+        endpoint was configured from (then used only to check ``user_endpoint_config``, the node limit
+        and the launcher before anything is submitted).
+    user_endpoint_config : dict, optional
+        Template options, checked against the template's schema now.
+    resource_specification : dict, optional
+        Default MPI resources of a task that names none (default: one rank on one node).
+    remote_workdir : str, optional
+        Run tasks under this directory on the endpoint (mirroring each sim's directory below the
+        ensemble's) instead of in the submitting sim's working directory.  Use it when the endpoint
+        does not share the driver's filesystem.
+    snippet_lines : int
+        Lines of stdout / stderr returned with each app's result (read when the files are not visible).
+    local_options : dict, optional
+        ``run_dir`` and ``start_timeout`` for a local endpoint.
+
+    Examples
+    --------
+    >>> exctr = GlobusComputeExecutor(endpoint="local")
+    >>> exctr.register_app("/usr/bin/hostname", app_name="hostname", mpi=False)
+    >>> exctr.submit(app_name="hostname", dry_run=True).runline
+    '/usr/bin/hostname'
+    """
+
+    def __init__(
+        self,
+        endpoint: str | uuid.UUID = LOCAL,
+        template: str | None = None,
+        user_endpoint_config: dict[str, t.Any] | None = None,
+        resource_specification: dict[str, t.Any] | None = None,
+        *,
+        remote_workdir: str | None = None,
+        snippet_lines: int = 1000,
+        local_options: dict[str, t.Any] | None = None,
+    ) -> None:
+        self._tls = threading.local()
+        Executor.__init__(self)
+        self.endpoint, self.template_name = parse_endpoint(endpoint, template)
+        self.user_endpoint_config = dict(user_endpoint_config or {})
+        if self.template_name is not None:
+            from bundle.templates import get_template
+
+            get_template(self.template_name).validate(self.user_endpoint_config)
+        self.resource_specification = normalize_mpi_spec(resource_specification)
+        self.remote_workdir = remote_workdir
+        self.snippet_lines = int(snippet_lines)
+        self.local_options = dict(local_options or {})
+        if self.local_options and not self.is_local:
+            raise ValueError(f"local_options {sorted(self.local_options)} apply to local endpoints only")
+        self._app_kinds: dict[str, str] = {}
+
+    # --- per-thread worker identity (libEnsemble's threads comms share one executor) ------
+
+    @property
+    def comm(self) -> t.Any:
+        """The worker's comm (per thread, so workers on ``threads`` comms each keep their own)."""
+        return getattr(self._tls, "comm", None)
+
+    @comm.setter
+    def comm(self, value: t.Any) -> None:
+        self._tls.comm = value
+
+    @property
+    def workerID(self) -> int | None:
+        """The libEnsemble worker this thread serves."""
+        return getattr(self._tls, "workerID", None)
+
+    @workerID.setter
+    def workerID(self, value: int | None) -> None:
+        self._tls.workerID = value
+
+    @property
+    def manager_signal(self) -> t.Any:
+        """The last manager signal seen by this thread's worker."""
+        return getattr(self._tls, "manager_signal", None)
+
+    @manager_signal.setter
+    def manager_signal(self, value: t.Any) -> None:
+        self._tls.manager_signal = value
+
+    def __getstate__(self) -> dict[str, t.Any]:
+        state = self.__dict__.copy()
+        state.pop("_tls", None)
+        return state
+
+    def __setstate__(self, state: dict[str, t.Any]) -> None:
+        self.__dict__.update(state)
+        self._tls = threading.local()
+
+    # --- endpoint -------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        """True for the bundled local endpoint (same host and filesystem as the driver)."""
+        return self.endpoint == LOCAL
+
+    @property
+    def template(self) -> EndpointTemplate | None:
+        """The bundled template, when known."""
+        if self.template_name is None:
+            return None
+        from bundle.templates import get_template
+
+        return get_template(self.template_name)
+
+    @property
+    def is_mpi_engine(self) -> bool | None:
+        """Whether the endpoint runs a ``GlobusMPIEngine`` (None when its template is unknown)."""
+        engine = template_option(self.template, self.user_endpoint_config, "engine_type")
+        if engine is None:
+            return None if self.template is None else True
+        return bool(engine == "GlobusMPIEngine")
+
+    @property
+    def mpi_launcher(self) -> str:
+        """The launcher the endpoint's engine prefixes MPI apps with."""
+        return str(template_option(self.template, self.user_endpoint_config, "mpi_launcher") or "mpiexec")
+
+    def gc_executor(self) -> t.Any:
+        """Return this process's endpoint executor (created on first use).
+
+        Returns
+        -------
+        LocalEndpoint or globus_compute_sdk.Executor
+        """
+        return GCSession.get_executor(
+            self.endpoint, self.user_endpoint_config, template=self.template_name, **self.local_options
+        )
+
+    def _run_app_id(self, gce: t.Any) -> str:
+        with _SUBMIT_LOCK:
+            fid = _RUN_APP_IDS.get(gce)
+            if fid is None:
+                fid = gce.register_function(portable())
+                _RUN_APP_IDS[gce] = fid
+            return fid
+
+    # --- apps -----------------------------------------------------------------------
+
+    def register_app(
+        self,
+        full_path: str,
+        app_name: str | None = None,
+        calc_type: str | None = None,
+        desc: str | None = None,
+        precedent: str = "",
+        pyobj: t.Callable[..., t.Any] | None = None,
+        mpi: bool = True,
+    ) -> None:
+        """Register an app, as ``MPIExecutor.register_app`` does.
+
+        Parameters
+        ----------
+        full_path : str
+            Path of the executable on the endpoint's filesystem (for a Python app, a label).
+        app_name : str, optional
+            Name used in ``submit(app_name=...)`` (default: the file name).
+        calc_type : str, optional
+            ``"sim"`` or ``"gen"``: the default app for that calc type.
+        desc : str, optional
+            Description.
+        precedent : str, optional
+            Command put before ``full_path`` (e.g. ``python``; ``%LIBENSEMBLE_SIM_DIR%`` is replaced).
+        pyobj : callable, optional
+            Register a Python function: ``submit(app_name=..., args=..., kwargs=...)`` runs it.
+        mpi : bool
+            Launch the app with the endpoint's MPI launcher (an ``MPIFunction``, the default) or run it
+            as a serial command (a ``ShellFunction``, no launcher prefix).
+        """
+        if not app_name:
+            app_name = os.path.split(full_path)[1]
+        if pyobj is not None and not callable(pyobj):
+            raise ExecutorException(f"pyobj for app {app_name!r} must be callable, got {type(pyobj).__name__}")
+        self.apps[app_name] = Application(full_path, app_name, calc_type, desc, pyobj, precedent)
+        self._app_kinds[app_name] = "python" if pyobj is not None else ("mpi" if mpi else "shell")
+        if calc_type is not None:
+            if calc_type not in self.default_apps:
+                raise ExecutorException(f"Unrecognized calculation type {calc_type!r}: use 'sim' or 'gen'")
+            self.default_apps[calc_type] = self.apps[app_name]
+
+    def _kind(self, app: Application) -> str:
+        return self._app_kinds.get(app.name, "python" if app.pyobj is not None else "mpi")
+
+    # --- submit ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        calc_type: str | None = None,
+        app_name: str | None = None,
+        num_procs: int | None = None,
+        num_nodes: int | None = None,
+        procs_per_node: int | None = None,
+        num_gpus: int | None = None,
+        machinefile: str | None = None,
+        app_args: str | None = None,
+        stdout: str | None = None,
+        stderr: str | None = None,
+        stage_inout: str | None = None,
+        hyperthreads: bool | None = False,
+        dry_run: bool | None = False,
+        wait_on_start: bool | int | None = False,
+        extra_args: str | None = None,
+        auto_assign_gpus: bool | None = False,
+        match_procs_to_gpus: bool | None = False,
+        env_script: str | None = None,
+        mpi_runner_type: str | dict[str, t.Any] | None = None,
+        *,
+        func: t.Callable[..., t.Any] | None = None,
+        args: t.Sequence[t.Any] = (),
+        kwargs: dict[str, t.Any] | None = None,
+        walltime: float | None = None,
+        workdir: str | None = None,
+    ) -> GlobusComputeTask:
+        """Create a task and submit it to the endpoint, with ``MPIExecutor.submit``'s meaning.
+
+        Parameters
+        ----------
+        calc_type, app_name : str, optional
+            Which registered app (``app_name`` recommended).  Not needed with ``func``.
+        num_procs, num_nodes, procs_per_node : int, optional
+            MPI ranks, nodes and ranks per node; any consistent subset (also read from ``extra_args``).
+            Without them the executor's default ``resource_specification`` applies.
+        app_args : str, optional
+            The app's command-line arguments.
+        stdout, stderr : str, optional
+            Output file names in the task's working directory.
+        dry_run : bool
+            Compose the launch line (``task.runline``) without running anything.
+        wait_on_start : bool or int
+            Block until the task is seen running (at most that many seconds when an int).
+        extra_args : str, optional
+            Launcher arguments (resource words in them count; the rest become ``launcher_options``).
+        func : callable, optional
+            Run this Python function instead of an app.
+        args, kwargs : optional
+            Arguments of ``func`` or of a Python app.
+        walltime : float, optional
+            Seconds after which an app is stopped; its ``errcode`` is then 124.
+        workdir : str, optional
+            Working directory of this task on the endpoint (default: the sim's, or under ``remote_workdir``).
+        num_gpus, machinefile, stage_inout, hyperthreads, auto_assign_gpus, match_procs_to_gpus, env_script, \
+mpi_runner_type
+            Accepted for ``MPIExecutor`` compatibility; those that cannot apply to an endpoint are refused
+            with an error saying what to use instead.
+
+        Returns
+        -------
+        GlobusComputeTask
+            The submitted task.
+
+        Raises
+        ------
+        ExecutorException
+            Unknown app, or an option that cannot apply to an endpoint.
+        ResourceSpecificationError
+            Resource words that disagree, do not divide evenly or ask for more nodes than the endpoint has.
+        """
+        self._refuse_unsupported(
+            num_gpus, machinefile, auto_assign_gpus, match_procs_to_gpus, env_script, mpi_runner_type
+        )
+        if stage_inout is not None:
+            log.warning("stage_inout option ignored in this executor - runs in-place")
+        if hyperthreads:
+            log.warning("hyperthreads ignored: the endpoint's launcher_options or worker_init place ranks")
+        if walltime is not None and (isinstance(walltime, bool) or walltime <= 0):
+            raise ExecutorException(f"walltime must be a positive number of seconds, got {walltime!r}")
+
+        if func is not None:
+            if not callable(func):
+                raise ExecutorException(f"func must be callable, got {type(func).__name__}")
+            name = getattr(func, "__name__", "func")
+            app = Application(name, name, None, None, func)
+            kind = "python"
+        elif app_name is not None:
+            app = self.get_app(app_name)
+            kind = self._kind(app)
+        elif calc_type is not None:
+            app = self.default_app(calc_type)
+            kind = self._kind(app)
+        else:
+            raise ExecutorException("Either app_name, calc_type or func must be set")
+
+        task = GlobusComputeTask(
+            app,
+            app_args,
+            self._task_workdir(workdir),
+            stdout,
+            stderr,
+            self.workerID,
+            bool(dry_run),
+            kind=kind,
+            local=self.is_local,
+        )
+        task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
+        if kind != "python":
+            cmd = " ".join(filter(None, [app.app_cmd, app_args]))
+            cmd = " ".join(self._set_sim_dir_env(task, cmd.split()))
+            task.runline = self._runline(kind, cmd, task.resource_specification)
+            if not dry_run and self.is_local:
+                self._check_app_exists(app)
+        if dry_run:
+            log.info("Test (No submit) Runline: %s", task.runline)
+            task._set_complete()
+            self.list_of_tasks.append(task)
+            return task
+
+        gce = self.gc_executor()
+        if kind == "python":
+            future = self._submit(gce, task.resource_specification, None, app.pyobj, tuple(args), dict(kwargs or {}))
+        else:
+            run_args = (
+                cmd,
+                kind == "mpi",
+                task.workdir,
+                task.stdout,
+                task.stderr,
+                walltime,
+                task.marker,
+                self.snippet_lines,
+            )
+            future = self._submit(gce, task.resource_specification, self._run_app_id(gce), None, run_args, {})
+        task._submitted(future)
+        log.info("Launching task %s: %s", task.name, task.runline or app.name)
+        self.list_of_tasks.append(task)
+        if wait_on_start:
+            self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
+        return task
+
+    @staticmethod
+    def _refuse_unsupported(
+        num_gpus: int | None,
+        machinefile: str | None,
+        auto_assign_gpus: bool | None,
+        match_procs_to_gpus: bool | None,
+        env_script: str | None,
+        mpi_runner_type: t.Any,
+    ) -> None:
+        if machinefile:
+            raise ExecutorException(
+                "machinefile cannot apply to an endpoint: the engine chooses the nodes; ask for num_nodes instead"
+            )
+        if num_gpus or auto_assign_gpus or match_procs_to_gpus:
+            raise ExecutorException(
+                "GPU assignment is done on the endpoint: set GPU binding in extra_args (launcher_options) or in "
+                "the template's worker_init, and drop num_gpus / auto_assign_gpus / match_procs_to_gpus"
+            )
+        if env_script:
+            raise ExecutorException(
+                "env_script cannot apply to an endpoint task: put environment set-up in the template's worker_init"
+            )
+        if mpi_runner_type:
+            raise ExecutorException(
+                "mpi_runner_type cannot be chosen per task: the endpoint's mpi_launcher template option sets it"
+            )
+
+    def _task_workdir(self, workdir: str | None) -> str:
+        if workdir:
+            return workdir
+        here = os.getcwd()
+        if self.remote_workdir is None:
+            return here
+        rel = os.path.relpath(here, self.base_dir)
+        return os.path.normpath(os.path.join(self.remote_workdir, "" if rel == "." else rel))
+
+    def _task_spec(
+        self,
+        kind: str,
+        num_procs: int | None,
+        num_nodes: int | None,
+        procs_per_node: int | None,
+        extra_args: str | None,
+    ) -> dict[str, t.Any] | None:
+        """Return the normalized ``resource_specification`` of one task (None for a non-MPI engine)."""
+        if kind != "mpi":
+            if any(v is not None for v in (num_procs, num_nodes, procs_per_node)):
+                raise ResourceSpecificationError(
+                    f"num_procs / num_nodes / procs_per_node apply to MPI apps only (this is a {kind} task)"
+                )
+            # A GlobusMPIEngine needs a full spec for every task (an empty one hangs Parsl's MPI mode).
+            return dict(ONE_RANK) if self.is_mpi_engine else None
+        if self.is_mpi_engine is False:
+            raise ResourceSpecificationError(
+                f"template {self.template_name!r} with engine_type GlobusComputeEngine cannot launch MPI apps; "
+                "use engine_type 'GlobusMPIEngine' or register the app with mpi=False"
+            )
+        spec = mpi_spec(num_procs, num_nodes, procs_per_node, extra_args, default=self.resource_specification)
+        limit = max_nodes(self.template, self.user_endpoint_config)
+        if limit is not None and spec["num_nodes"] > limit:
+            raise ResourceSpecificationError(
+                f"a task asks for num_nodes={spec['num_nodes']} but the endpoint ({self.template_name!r} template) "
+                f"gives a task at most {limit} node(s); ask for fewer nodes or raise nodes_per_block"
+            )
+        return spec
+
+    def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
+        if kind != "mpi" or spec is None:
+            return cmd
+        hosts = (allocation_hosts() or ["localhost"]) if self.is_local else None
+        return f"{launch_prefix(self.mpi_launcher, spec, hosts)} {cmd}"
+
+    @staticmethod
+    def _submit(
+        gce: t.Any,
+        spec: dict[str, t.Any] | None,
+        function_id: str | None,
+        fn: t.Callable[..., t.Any] | None,
+        args: tuple[t.Any, ...],
+        kwargs: dict[str, t.Any],
+    ) -> t.Any:
+        """Submit with ``spec`` as the task's resource specification on a possibly shared endpoint executor."""
+        with _SUBMIT_LOCK:
+            previous = gce.resource_specification
+            gce.resource_specification = spec
+            try:
+                if function_id is not None:
+                    return gce.submit_to_registered_function(function_id, args=args, kwargs=kwargs)
+                assert fn is not None
+                return gce.submit(fn, *args, **kwargs)
+            finally:
+                gce.resource_specification = previous
+
+    def _wait_started(self, task: GlobusComputeTask, limit: float | None) -> None:
+        """Block until ``task`` is running or done (at most ``limit`` seconds)."""
+        end = None if limit is None else time.monotonic() + limit
+        while task.state in NOT_STARTED_STATES and not task.finished:
+            if end is not None and time.monotonic() >= end:
+                break
+            time.sleep(0.01)
+            task.poll()
+
+    # --- libEnsemble executor interface --------------------------------------------
+
+    def kill(self, task: GlobusComputeTask) -> None:
+        """Kill or cancel ``task`` (see :meth:`GlobusComputeTask.kill`).
+
+        Parameters
+        ----------
+        task : GlobusComputeTask
+            A task from this executor.
+        """
+        if not isinstance(task, GlobusComputeTask):
+            raise ExecutorException(f"Invalid task has been provided: {task!r}")
+        task.kill(self.wait_time)

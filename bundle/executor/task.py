@@ -1,0 +1,315 @@
+"""``GlobusComputeTask``: a libEnsemble :class:`~libensemble.executors.executor.Task` backed by a Globus Compute future.
+
+State follows libEnsemble's words: ``CREATED`` before submission, ``WAITING``
+once submitted, ``RUNNING`` once the app's stdout file appears in its working
+directory (the endpoint opens it when the app starts; seen only where driver and
+endpoint share a filesystem), then ``FINISHED``, ``FAILED`` or ``USER_KILLED``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import signal
+import threading
+import typing as t
+
+from libensemble.executors.executor import Application, Task, TimeoutExpired, jassert
+
+from bundle.executor.remote import MARKER_ENV
+
+log = logging.getLogger(__name__)
+
+KINDS = ("mpi", "shell", "python")
+
+
+class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
+    """A task submitted through :class:`~bundle.executor.GlobusComputeExecutor`.
+
+    Parameters
+    ----------
+    app : Application
+        The registered app (a throw-away one for ``submit(func=...)``).
+    app_args : str, optional
+        Arguments of an MPI or shell app.
+    workdir : str, optional
+        Where the app runs and its ``stdout`` / ``stderr`` files land.
+    stdout, stderr : str, optional
+        Output file names, relative to ``workdir`` (default ``<task name>.out`` / ``.err``).
+    workerid : int, optional
+        The libEnsemble worker submitting the task.
+    dry_run : bool
+        Build the launch line without running anything.
+    kind : {"mpi", "shell", "python"}
+        How the task runs on the endpoint.
+    local : bool
+        True when the endpoint runs on this host (its app processes can be stopped by :meth:`kill`).
+
+    Attributes
+    ----------
+    future : concurrent.futures.Future or None
+        The Globus Compute future, once submitted.
+    resource_specification : dict or None
+        The normalized specification the task was submitted with.
+    shell_result : ShellResult or None
+        For apps: the endpoint's result (command, output snippets, return code).
+    exception : BaseException or None
+        Why the task failed, when it did not get as far as a return code.
+    """
+
+    state: str
+    finished: bool
+    success: bool
+    errcode: int | None
+
+    def __init__(
+        self,
+        app: Application,
+        app_args: str | None = None,
+        workdir: str | None = None,
+        stdout: str | None = None,
+        stderr: str | None = None,
+        workerid: int | None = None,
+        dry_run: bool = False,
+        *,
+        kind: str = "mpi",
+        local: bool = False,
+    ) -> None:
+        jassert(kind in KINDS, f"task kind must be one of {KINDS}, not {kind!r}")
+        super().__init__(app, app_args, workdir, stdout, stderr, workerid, dry_run)
+        self.kind = kind
+        self.local = local
+        self.marker = f"{os.getpid()}-{self.id}-{id(self):x}"
+        self.future: concurrent.futures.Future[t.Any] | None = None
+        self.resource_specification: dict[str, t.Any] | None = None
+        self.shell_result: t.Any = None
+        self.exception: BaseException | None = None
+        self._value: t.Any = None
+        self._killer: threading.Thread | None = None
+
+    # --- submission -----------------------------------------------------------------
+
+    def _submitted(self, future: concurrent.futures.Future[t.Any]) -> None:
+        """Record the future of a task that has just been submitted."""
+        self.future = future
+        self.process = future  # libEnsemble code checks ``task.process`` to see that a task was launched
+        self.state = "WAITING"
+        self.timer.start()
+        self.submit_time = self.timer.tstart
+
+    @property
+    def gc_task_id(self) -> str | None:
+        """The Globus Compute task id (None until the endpoint has assigned one)."""
+        return getattr(self.future, "task_id", None)
+
+    # --- status ---------------------------------------------------------------------
+
+    def _check_poll(self) -> bool:
+        jassert(self.future is not None, f"task {self.name} has not been submitted")
+        return not self.finished
+
+    def _started(self) -> bool:
+        """Whether the app has started: its stdout file exists (shared filesystems only)."""
+        if self.kind == "python" or not self.workdir:
+            return False
+        return os.path.exists(os.path.join(self.workdir, self.stdout))
+
+    def _set_complete(self) -> None:
+        """Take the final state from the finished future."""
+        if self.dry_run:
+            super()._set_complete()
+            return
+        if self.finished:
+            return
+        assert self.future is not None
+        self.finished = True
+        self.calc_task_timing()
+        try:
+            value = self.future.result(timeout=0)
+        except concurrent.futures.CancelledError:
+            self.state = "USER_KILLED"
+            return
+        except BaseException as err:  # the remote error, a lost task or a stopped endpoint
+            self.exception = err
+            self.state = "FAILED"
+            self.success = False
+            log.info("Task %s failed: %s", self.name, _first_line(err))
+            return
+        if self.kind == "python":
+            self._value = value
+            self.errcode = 0
+        else:
+            self.shell_result = value
+            code = getattr(value, "returncode", None)
+            self.errcode = code if isinstance(code, int) else None
+        self.success = self.errcode == 0
+        self.state = "FINISHED" if self.success else "FAILED"
+        log.info("Task %s finished with errcode %s (%s)", self.name, self.errcode, self.state)
+
+    def poll(self) -> None:
+        """Update ``state``, ``runtime`` and, once done, ``errcode`` and ``success``."""
+        if self.dry_run:
+            self._set_complete()
+            return
+        if not self._check_poll():
+            return
+        assert self.future is not None
+        if self.future.done():
+            self._set_complete()
+            return
+        if self.state == "WAITING" and self._started():
+            self.state = "RUNNING"
+        self.runtime = self.timer.elapsed
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the task to end.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait; the task is not killed when they run out.
+
+        Raises
+        ------
+        TimeoutExpired
+            libEnsemble's exception, when the task is still going after ``timeout`` seconds.
+        """
+        if self.dry_run:
+            self._set_complete()
+            return
+        if not self._check_poll():
+            return
+        assert self.future is not None
+        try:
+            concurrent.futures.wait([self.future], timeout=timeout)
+        finally:
+            self.poll()
+        if not self.future.done():
+            raise TimeoutExpired(self.name, timeout if timeout is not None else 0.0)
+        self._set_complete()
+
+    def result(self, timeout: float | None = None) -> t.Any:
+        """Wait for the task, then return what it produced.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait (``TimeoutExpired`` after that).
+
+        Returns
+        -------
+        object
+            For an MPI or shell app, the final ``state`` as libEnsemble's ``Task.result`` does; for a
+            Python task, the function's return value.
+
+        Raises
+        ------
+        Exception
+            For a Python task that failed, its error (the remote traceback rides along).
+        """
+        self.wait(timeout=timeout)
+        if self.kind != "python":
+            return self.state
+        if self.exception is not None:
+            raise self.exception
+        if self.state == "USER_KILLED":
+            raise concurrent.futures.CancelledError(f"task {self.name} was killed")
+        return self._value
+
+    # --- output ---------------------------------------------------------------------
+
+    def _read(self, which: str) -> str:
+        name = self.stdout if which == "stdout" else self.stderr
+        if self.kind == "python":
+            raise ValueError(f"task {self.name} runs a Python function: it has no {which} file (use result())")
+        if self.workdir and os.path.exists(os.path.join(self.workdir, name)):
+            return str(self.read_file_in_workdir(name))
+        if self.shell_result is not None:
+            # Endpoint without a shared filesystem: the last lines the endpoint sent back.
+            return str(getattr(self.shell_result, which))
+        raise ValueError(
+            f"{name} not found in {self.workdir} and task {self.name} has not returned yet "
+            f"(state {self.state}); on an endpoint without a shared filesystem {which} arrives with the result"
+        )
+
+    def read_stdout(self) -> str:
+        """Return the app's standard output.
+
+        Returns
+        -------
+        str
+            The whole file where driver and endpoint share a filesystem; otherwise the last
+            ``snippet_lines`` lines returned with the result.
+        """
+        return self._read("stdout")
+
+    def read_stderr(self) -> str:
+        """Return the app's standard error (see :meth:`read_stdout`).
+
+        Returns
+        -------
+        str
+            The app's standard error.
+        """
+        return self._read("stderr")
+
+    # --- kill -----------------------------------------------------------------------
+
+    def kill(self, wait_time: int | None = 60) -> None:
+        """Cancel the task, or stop it if it is running.
+
+        A task not yet started is cancelled.  On the local endpoint, a running app's processes
+        (launcher and ranks) are stopped with SIGTERM, then SIGKILL after ``wait_time`` seconds, and
+        an app that starts after the kill is stopped as soon as it appears.  Elsewhere a task already
+        sent to the endpoint runs on (until its ``walltime``); it is marked ``USER_KILLED`` here.
+        A running Python function is never interrupted.
+
+        Parameters
+        ----------
+        wait_time : int, optional
+            Seconds between SIGTERM and SIGKILL (0: SIGKILL at once; None: SIGTERM only).
+        """
+        if self.dry_run:
+            return
+        if self.future is None:
+            self.state = "USER_KILLED"
+            self.finished = True
+            return
+        self.poll()
+        if self.finished:
+            log.warning("Trying to kill task that is no longer running. Task %s: Status is %s", self.name, self.state)
+            return
+        log.info("Killing task %s", self.name)
+        if self.local and self.kind != "python":
+            # The local engine cannot cancel a queued task: stop the app's processes now and whenever
+            # they appear, until the engine reports the task done.
+            self._killer = threading.Thread(
+                target=_stop_marked, args=(self.marker, self.future, wait_time), name=f"kill-{self.name}", daemon=True
+            )
+            self._killer.start()
+        else:
+            self.future.cancel()
+        self.state = "USER_KILLED"
+        self.finished = True
+        self.calc_task_timing()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
+
+
+def _stop_marked(marker: str, future: concurrent.futures.Future[t.Any], wait_time: int | None) -> None:
+    """Stop the processes carrying ``marker`` until the task's future is done."""
+    from bundle.local import reaper
+
+    grace = 3.0 if wait_time is None else float(wait_time)
+    while not future.done():
+        pids = reaper.find_with_env(MARKER_ENV, marker)
+        if pids:
+            if wait_time is None:
+                reaper.signal_all(pids, signal.SIGTERM)
+            else:
+                reaper.terminate(pids, grace=grace)
+        concurrent.futures.wait([future], timeout=0.2)
