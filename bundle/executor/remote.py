@@ -85,7 +85,8 @@ def run_app(
             if os.path.exists(path):
                 os.remove(path)
         os.environ[MARKER_ENV] = marker
-        os.environ.pop("GC_TASK_SANDBOX_DIR", None)  # run where asked, not in a sandbox folder
+        # ShellFunction runs in GC_TASK_SANDBOX_DIR (and warns into stderr when it is unset): point it here.
+        os.environ["GC_TASK_SANDBOX_DIR"] = os.getcwd()
         cls = MPIFunction if mpi else ShellFunction
         fn = cls(cmd, stdout=stdout, stderr=stderr, walltime=walltime, snippet_lines=snippet_lines)
         return fn()

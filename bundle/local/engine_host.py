@@ -45,6 +45,31 @@ def _ensure_bin_dir_on_path() -> None:
         os.environ["PATH"] = bin_dir + (os.pathsep + path if path else "")
 
 
+def _share_import_path() -> None:
+    """Let the workers import what the driver imports from its own folders.
+
+    A function defined in a module of the user's (not in ``__main__``) is
+    serialized by reference, so the worker must import that module.  Remote
+    endpoints need it installed; the local endpoint runs on the driver's
+    filesystem, so the driver's own ``sys.path`` folders (the script's folder,
+    ``PYTHONPATH``; not the interpreter's or site-packages) are put on the
+    workers' ``PYTHONPATH``.
+    """
+    system = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    own = []
+    for entry in sys.path:
+        path = os.path.realpath(entry or os.getcwd())
+        if not os.path.isdir(path) or "site-packages" in path or "dist-packages" in path:
+            continue
+        if any(path == root or path.startswith(root + os.sep) for root in system):
+            continue
+        own.append(path)
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    merged = list(dict.fromkeys(own + current))
+    if merged != current:
+        os.environ["PYTHONPATH"] = os.pathsep.join(merged)
+
+
 def _tail(path: pathlib.Path, lines: int = _ERR_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -95,6 +120,7 @@ class EngineHost:
     def start(self) -> None:
         """Start the engine (interchange and one block of workers)."""
         _ensure_bin_dir_on_path()
+        _share_import_path()
         reaper.ensure_watcher()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting %s from template %r in %s", type(self.engine).__name__, self.template.name, self.run_dir)

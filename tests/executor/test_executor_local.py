@@ -1,0 +1,165 @@
+"""GlobusComputeExecutor on the local endpoint: real engine, real mpiexec, a compiled MPI app."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from globus_compute_sdk.errors import TaskExecutionFailed
+from libensemble.executors.executor import TimeoutExpired
+from libensemble.message_numbers import WORKER_DONE, WORKER_KILL_ON_TIMEOUT
+
+from bundle import GlobusComputeExecutor
+from bundle.executor.remote import MARKER_ENV
+from bundle.local import reaper
+
+CONFIG = {"slots_per_node": 2, "max_workers_per_block": 2}
+
+
+@pytest.fixture
+def exctr(mpi_probe, tmp_path, monkeypatch):
+    """The executor, with the probe registered, submitting from a fresh sim directory."""
+    monkeypatch.chdir(tmp_path)
+    ex = GlobusComputeExecutor("local", user_endpoint_config=CONFIG)
+    ex.register_app(str(mpi_probe), app_name="probe")
+    ex.register_app("/bin/sh", app_name="sh", mpi=False)
+    return ex
+
+
+def _marked(task) -> list[int]:
+    return reaper.find_with_env(MARKER_ENV, task.marker)
+
+
+def _gone(task, timeout: float = 15.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not _marked(task):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _until(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_ranks_run_in_the_sim_directory_with_the_launch_line_reported(exctr, mpi_probe, tmp_path, ranks):
+    task = exctr.submit(app_name="probe", app_args="alpha --write out.txt beta", num_procs=ranks)
+    assert task.state in ("WAITING", "RUNNING") and task.submit_time is not None
+    task.wait(timeout=120)
+    assert (task.state, task.errcode, task.success) == ("FINISHED", 0, True), task.read_stderr()
+    assert task.runline == f"mpiexec -n {ranks} -ppn {ranks} -hosts localhost {mpi_probe} alpha --write out.txt beta"
+    out = task.read_stdout()
+    assert f"size={ranks}\n" in out
+    for r in range(ranks):
+        assert f"rank={r} " in out
+    assert out.count(f"cwd={tmp_path}\n") == ranks
+    assert "argv=alpha --write out.txt beta\n" in out
+    assert "probe stderr from rank 0" in task.read_stderr()
+    # output files and the app's own files land in the submitting sim's directory
+    assert (tmp_path / task.stdout).read_text() == out
+    assert (tmp_path / "out.txt").read_text() == f"{ranks}\n"
+    assert task.runtime > 0 and task.result() == "FINISHED"
+
+
+def test_failing_app_gives_failed_and_its_exit_code(exctr):
+    task = exctr.submit(app_name="probe", app_args="--exit 7", num_procs=2)
+    assert task.result(timeout=120) == "FAILED"
+    assert (task.errcode, task.success, task.finished) == (7, False, True)
+    serial = exctr.submit(app_name="sh", app_args="-c 'echo to-out; echo to-err >&2; exit 3'")
+    serial.wait(timeout=120)
+    assert (serial.state, serial.errcode) == ("FAILED", 3)
+    assert serial.read_stdout() == "to-out\n" and serial.read_stderr() == "to-err\n"
+
+
+def test_walltime_stops_the_app_with_code_124(exctr):
+    task = exctr.submit(app_name="probe", app_args="--sleep 120", num_procs=2, walltime=3)
+    task.wait(timeout=120)
+    assert (task.state, task.errcode) == ("FAILED", 124)
+    assert task.runtime < 60
+    assert _gone(task), f"ranks of a timed-out task still alive: {_marked(task)}"
+
+
+def test_kill_stops_a_running_app(exctr):
+    task = exctr.submit(app_name="probe", app_args="--sleep 300", num_procs=2)
+    assert _until(lambda: (task.poll(), task.state)[1] == "RUNNING", 120), task.state
+    assert _until(lambda: len(_marked(task)) >= 3, 30), "expected mpiexec and two ranks"
+    exctr.kill(task)
+    assert (task.state, task.finished, task.success) == ("USER_KILLED", True, False)
+    assert _gone(task), f"killed task's processes still alive: {_marked(task)}"
+    assert _until(task.future.done, 30)
+    task.poll()
+    assert task.state == "USER_KILLED"
+
+
+def test_kill_before_start_means_the_app_never_runs_on(exctr):
+    blockers = [exctr.submit(app_name="probe", app_args="--sleep 300") for _ in range(2)]
+    assert _until(lambda: all(len(_marked(b)) >= 2 for b in blockers), 120), "both slots should be busy"
+    queued = exctr.submit(app_name="probe", app_args="--sleep 300")
+    time.sleep(1)
+    queued.poll()
+    assert queued.state == "WAITING" and not _marked(queued)
+    queued.kill()
+    assert queued.state == "USER_KILLED"
+    for b in blockers:
+        b.kill()
+    # the engine may still hand the queued task to a freed slot: it must be stopped at once
+    assert _until(queued.future.done, 60), "the queued task should end soon after its slot frees"
+    assert not _marked(queued)
+    assert all(_gone(b) for b in blockers)
+
+
+def test_wait_timeout_raises_libensembles_timeout_expired(exctr):
+    task = exctr.submit(app_name="probe", app_args="--sleep 300")
+    with pytest.raises(TimeoutExpired, match=task.name):
+        task.wait(timeout=1)
+    assert not task.finished
+    assert exctr.polling_loop(task, timeout=2, delay=0.2) == WORKER_KILL_ON_TIMEOUT
+    assert task.state == "USER_KILLED" and _gone(task)
+    quick = exctr.submit(app_name="probe", app_args="--sleep 0")
+    assert exctr.polling_loop(quick, timeout=120, delay=0.1) == WORKER_DONE
+
+
+def _square(x: float) -> float:
+    return x * x
+
+
+def _boom() -> None:
+    raise ArithmeticError("remote failure for the test")
+
+
+def test_python_functions_and_python_apps(exctr):
+    exctr.register_app("square", app_name="square", pyobj=_square)
+    assert exctr.submit(func=pow, args=(2, 10)).result(timeout=120) == 1024
+    assert exctr.submit(app_name="square", args=(7,)).result(timeout=120) == 49
+    task = exctr.submit(func=sorted, args=([3, 1, 2],), kwargs={"reverse": True})
+    assert task.result(timeout=120) == [3, 2, 1] and task.state == "FINISHED" and task.errcode == 0
+    bad = exctr.submit(func=_boom)
+    with pytest.raises(TaskExecutionFailed, match="remote failure for the test"):
+        bad.result(timeout=120)
+    assert bad.state == "FAILED" and not bad.success
+    with pytest.raises(ValueError, match="no stdout file"):
+        bad.read_stdout()
+
+
+def test_several_apps_side_by_side(exctr, mpi_probe):
+    exctr.register_app(sys.executable, app_name="python")
+    tasks = [
+        exctr.submit(app_name="probe", app_args="one", num_procs=2),
+        exctr.submit(app_name="sh", app_args="-c 'echo $((6 * 7))'"),
+        exctr.submit(app_name="python", app_args="-c 'print(\"py ok\")'"),
+    ]
+    for task in tasks:
+        task.wait(timeout=120)
+    assert [t.state for t in tasks] == ["FINISHED"] * 3
+    assert "argv=one" in tasks[0].read_stdout()
+    assert tasks[1].read_stdout() == "42\n"
+    assert tasks[2].read_stdout() == "py ok\n"
+    assert len({t.name for t in tasks}) == 3 and len({t.stdout for t in tasks}) == 3

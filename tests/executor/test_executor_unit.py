@@ -1,0 +1,190 @@
+"""GlobusComputeExecutor without an engine: construction, apps, resource words, dry runs, cloud submissions."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from unittest import mock
+
+import globus_compute_sdk
+import pytest
+from libensemble.executors.executor import Executor, ExecutorException
+
+from bundle import GlobusComputeExecutor, GlobusComputeTask
+from bundle.errors import ResourceSpecificationError, TemplateOptionError
+from bundle.session import GCSession
+
+EP = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
+
+
+def _picklable_func(x: int) -> int:
+    return x + 1
+
+
+def test_becomes_the_libensemble_executor_and_pickles_without_clients():
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
+    assert Executor.executor is exctr
+    exctr.register_app(sys.executable, app_name="py")
+    exctr.register_app("adder", app_name="add", pyobj=_picklable_func)
+    assert GCSession.cached() == 0, "no endpoint may start before the first submit"
+    clone = pickle.loads(pickle.dumps(exctr))
+    assert clone.apps.keys() == exctr.apps.keys()
+    assert clone.user_endpoint_config == {"slots_per_node": 2}
+    assert clone.apps["add"].pyobj is _picklable_func
+    # the worker identity travels per thread, and a copy starts with none
+    exctr.set_worker_info(comm=None, workerid=3)
+    assert exctr.workerID == 3
+    assert pickle.loads(pickle.dumps(exctr)).workerID is None
+
+
+def test_bad_template_option_is_refused_at_construction_naming_it():
+    with pytest.raises(TemplateOptionError, match="slots_per_node"):
+        GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 0})
+    with pytest.raises(TemplateOptionError, match="no option 'nodez'"):
+        GlobusComputeExecutor(EP, template="local", user_endpoint_config={"nodez": 1})
+
+
+@pytest.mark.parametrize(
+    ("words", "spec"),
+    [
+        ({}, {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}),
+        ({"num_procs": 2}, {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}),
+        ({"procs_per_node": 3}, {"num_nodes": 1, "ranks_per_node": 3, "num_ranks": 3}),
+        (
+            {"extra_args": "-n 2 --bind-to core"},
+            {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2, "launcher_options": "--bind-to core"},
+        ),
+        ({"num_procs": 4, "extra_args": "-n 2"}, {"num_nodes": 1, "ranks_per_node": 4, "num_ranks": 4}),
+    ],
+)
+def test_resource_words_map_to_one_integer_spec_and_a_known_launch_line(words, spec):
+    exctr = GlobusComputeExecutor("local")
+    exctr.register_app("/opt/app/forces.x", app_name="forces")
+    task = exctr.submit(app_name="forces", app_args="1000 10", dry_run=True, **words)
+    assert isinstance(task, GlobusComputeTask)
+    assert task.resource_specification == spec
+    assert all(type(task.resource_specification[k]) is int for k in ("num_nodes", "ranks_per_node", "num_ranks"))
+    n, ppn = spec["num_ranks"], spec["ranks_per_node"]
+    extra = f" {spec['launcher_options']}" if "launcher_options" in spec else ""
+    assert task.runline == f"mpiexec -n {n} -ppn {ppn} -hosts localhost{extra} /opt/app/forces.x 1000 10"
+    assert task.state == "FINISHED" and task.finished and task.success
+    assert GCSession.cached() == 0, "a dry run must not start an endpoint"
+
+
+def test_default_resource_specification_and_srun_launch_line_for_a_cloud_endpoint():
+    exctr = GlobusComputeExecutor(EP, resource_specification={"num_ranks": 4, "ranks_per_node": 2})
+    exctr.register_app("/apps/forces.x", app_name="forces")
+    task = exctr.submit(app_name="forces", dry_run=True)
+    assert task.resource_specification == {"num_nodes": 2, "ranks_per_node": 2, "num_ranks": 4}
+    assert task.runline == "mpiexec -n 4 -ppn 2 -hosts <node1>,<node2> /apps/forces.x"
+    srun = GlobusComputeExecutor(EP, template="local", user_endpoint_config={"mpi_launcher": "srun"})
+    srun.register_app("/apps/forces.x", app_name="forces")
+    line = srun.submit(app_name="forces", num_procs=2, dry_run=True).runline
+    assert line == "srun --ntasks 2 --ntasks-per-node 2 --nodelist <node1> --nodes 1 /apps/forces.x"
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        ({"num_procs": 3, "num_nodes": 2}, "does not divide evenly"),
+        ({"num_procs": 0}, "positive integer"),
+        ({"num_procs": 4, "num_nodes": 1, "procs_per_node": 2}, "disagrees"),
+        ({"num_nodes": 2}, "at most 1 node"),
+        ({"extra_args": "-n"}, "needs a value"),
+    ],
+)
+def test_impossible_requests_fail_at_submit_with_what_to_change(words, message):
+    exctr = GlobusComputeExecutor("local")
+    exctr.register_app("/opt/app/forces.x", app_name="forces")
+    with pytest.raises(ResourceSpecificationError, match=message):
+        exctr.submit(app_name="forces", **words)
+    assert GCSession.cached() == 0
+
+
+def test_unknown_app_and_unsupported_options_fail_clearly():
+    exctr = GlobusComputeExecutor("local")
+    exctr.register_app("/opt/app/forces.x", app_name="forces")
+    with pytest.raises(ExecutorException, match="not found in registry"):
+        exctr.submit(app_name="nope")
+    with pytest.raises(ExecutorException, match="Default sim app is not set"):
+        exctr.submit(calc_type="sim")
+    with pytest.raises(ExecutorException, match="Either app_name, calc_type or func"):
+        exctr.submit()
+    for opts, word in [
+        ({"machinefile": "hosts"}, "machinefile"),
+        ({"num_gpus": 1}, "GPU"),
+        ({"auto_assign_gpus": True}, "GPU"),
+        ({"env_script": "/x.sh"}, "worker_init"),
+        ({"mpi_runner_type": "srun"}, "mpi_launcher"),
+        ({"walltime": 0}, "walltime"),
+    ]:
+        with pytest.raises(ExecutorException, match=word):
+            exctr.submit(app_name="forces", dry_run=True, **opts)
+    with pytest.raises(ExecutorException, match="does not exist"):
+        exctr.submit(app_name="forces")  # the local endpoint shares this filesystem: the path is checked
+    with pytest.raises(ExecutorException, match="must be callable"):
+        exctr.register_app("x", app_name="x", pyobj=42)  # type: ignore[arg-type]
+
+
+def test_mpi_app_refused_on_a_globus_compute_engine_and_serial_apps_get_one_rank():
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"engine_type": "GlobusComputeEngine"})
+    exctr.register_app("/bin/true", app_name="t")
+    with pytest.raises(ResourceSpecificationError, match="cannot launch MPI apps"):
+        exctr.submit(app_name="t", dry_run=True)
+    exctr.register_app("/bin/true", app_name="serial", mpi=False)
+    task = exctr.submit(app_name="serial", dry_run=True)
+    assert task.resource_specification is None and task.runline == "/bin/true"
+    mpi = GlobusComputeExecutor("local")
+    mpi.register_app("/bin/true", app_name="serial", mpi=False)
+    task = mpi.submit(app_name="serial", app_args="-x", dry_run=True)
+    assert task.resource_specification == {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+    assert task.runline == "/bin/true -x"
+    with pytest.raises(ResourceSpecificationError, match="MPI apps only"):
+        mpi.submit(app_name="serial", num_procs=2, dry_run=True)
+
+
+def test_cloud_endpoint_submissions_match_the_real_sdk_signatures(tmp_path, monkeypatch):
+    real = globus_compute_sdk.Executor
+    instances: list[mock.Mock] = []
+
+    def make(*a, **k):
+        inst = mock.create_autospec(real, instance=True)
+        inst.register_function.return_value = "fn-run-app"
+        inst.resource_specification = None
+        instances.append(inst)
+        return inst
+
+    fake = mock.create_autospec(real, side_effect=make)
+    monkeypatch.chdir(tmp_path)
+    with mock.patch("globus_compute_sdk.Executor", fake):
+        exctr = GlobusComputeExecutor(EP, template="local", user_endpoint_config={"mpi_launcher": "mpiexec"})
+        exctr.register_app("/apps/forces.x", app_name="forces")
+        exctr.submit(app_name="forces", app_args="10 10 10", num_procs=1)
+        inst = instances[0]
+        seen_specs: list[dict] = []
+        inst.submit_to_registered_function.side_effect = lambda *a, **k: seen_specs.append(
+            dict(inst.resource_specification)
+        )
+        task = exctr.submit(app_name="forces", app_args="10 10 10", num_procs=2, walltime=30)
+    assert fake.call_count == 1
+    fake.assert_called_once_with(endpoint_id=EP, user_endpoint_config={"mpi_launcher": "mpiexec"})
+    inst.register_function.assert_called_once()  # the app runner: once per endpoint, not per task
+    assert inst.submit_to_registered_function.call_count == 2
+    call = inst.submit_to_registered_function.call_args
+    assert call.args == ("fn-run-app",)
+    cmd, is_mpi, workdir, out, err, walltime, marker, lines = call.kwargs["args"]
+    assert cmd == "/apps/forces.x 10 10 10" and is_mpi is True
+    assert workdir == str(tmp_path) and out == task.stdout and err == task.stderr
+    assert walltime == 30 and marker == task.marker and lines == 1000
+    assert seen_specs == [{"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}]
+    assert inst.resource_specification is None, "the shared executor's own spec is restored after each submit"
+
+
+def test_remote_workdir_mirrors_the_sim_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor(EP, remote_workdir="/scratch/run1")
+    exctr.register_app("/apps/forces.x", app_name="forces")
+    (tmp_path / "sim3").mkdir()
+    monkeypatch.chdir(tmp_path / "sim3")
+    assert exctr.submit(app_name="forces", dry_run=True).workdir == "/scratch/run1/sim3"
+    assert exctr.submit(app_name="forces", dry_run=True, workdir="/elsewhere").workdir == "/elsewhere"
