@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import threading
 import typing as t
 import uuid
@@ -71,6 +72,7 @@ class GCSession:
 
     _lock = threading.Lock()
     _executors: t.ClassVar[dict[tuple[str, str | None, str], ExecutorLike]] = {}
+    _exit_hooked: t.ClassVar[int | None] = None
 
     @staticmethod
     def _key(endpoint: str, template: str | None, config: t.Mapping[str, t.Any] | None) -> tuple[str, str | None, str]:
@@ -125,6 +127,7 @@ class GCSession:
             if executor is None:
                 executor = cls._create(ep, tmpl, user_endpoint_config, local_kwargs)
                 cls._executors[key] = executor
+                cls._hook_process_exit()
             return executor
 
     @staticmethod
@@ -142,6 +145,16 @@ class GCSession:
 
         log.debug("creating Globus Compute Executor for endpoint %s", endpoint)
         return Executor(endpoint_id=endpoint, user_endpoint_config=config)
+
+    @classmethod
+    def _hook_process_exit(cls) -> None:
+        """Also clear at the end of a ``multiprocessing`` child, which skips ``atexit`` handlers."""
+        if cls._exit_hooked == os.getpid():
+            return
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, cls.clear, exitpriority=100)
+        cls._exit_hooked = os.getpid()
 
     @classmethod
     def cached(cls) -> int:
@@ -169,3 +182,18 @@ class GCSession:
 
 
 atexit.register(GCSession.clear)
+
+
+def _forget_parent_executors() -> None:
+    """In a forked child (a libEnsemble worker on ``local`` comms): start with an empty cache.
+
+    The parent's executors hold its sockets and threads; the child creates its own on first use and
+    never stops the parent's.
+    """
+    GCSession._lock = threading.Lock()
+    GCSession._executors = {}
+    GCSession._exit_hooked = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_executors)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import pathlib
 import shutil
 import tempfile
@@ -55,6 +56,16 @@ def _shutdown_all() -> None:
 
 
 atexit.register(_shutdown_all)
+
+
+def _forget_parent_endpoints() -> None:
+    """In a forked child (e.g. a libEnsemble worker): the parent's engines are not ours to stop."""
+    global _LIVE
+    _LIVE = weakref.WeakSet()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_endpoints)
 
 
 def _config_key(config: t.Mapping[str, t.Any] | None) -> str:

@@ -330,6 +330,23 @@ def _stop_watcher() -> None:
 atexit.register(_stop_watcher)
 
 
+def _forget_parent_watcher() -> None:
+    """In a forked child: drop the parent's pipe (its watcher must see EOF when the parent exits)."""
+    global _lock
+    _lock = threading.Lock()  # the parent's may have been held by another thread at fork time
+    fd = _state.get("fd")
+    _state.clear()
+    if isinstance(fd, int):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_watcher)
+
+
 def register(pid: int) -> None:
     """Have this process's watcher stop ``pid`` and its descendants when the driver exits.
 

@@ -1,0 +1,51 @@
+"""Sim functions written for libEnsemble's MPIExecutor, used unchanged with GlobusComputeExecutor."""
+
+from __future__ import annotations
+
+import numpy as np
+from libensemble.message_numbers import TASK_FAILED, WORKER_DONE
+
+
+def run_forces(H, persis_info, sim_specs, libE_info):
+    """Run the forces MPI app as libEnsemble's forces example does, and read ``forces.stat``."""
+    particles = str(int(H["x"][0][0]))
+    args = particles + " " + str(10) + " " + particles
+    exctr = libE_info["executor"]
+    task = exctr.submit(app_name="forces", app_args=args, num_procs=sim_specs["user"]["num_procs"])
+    task.wait()
+    try:
+        data = np.loadtxt("forces.stat")
+        final_energy = data[-1]
+        calc_status = WORKER_DONE
+    except Exception:
+        final_energy = np.nan
+        calc_status = TASK_FAILED
+    output = np.zeros(1, dtype=sim_specs["out"])
+    output["energy"] = final_energy
+    return output, persis_info, calc_status
+
+
+def run_probe(H, persis_info, sim_specs, libE_info):
+    """Launch the probe with 1 or 2 ranks; report the ranks it saw and whether the executor knew this worker."""
+    exctr = libE_info["executor"]
+    ranks = 1 + int(H["sim_id"][0]) % 2
+    task = exctr.submit(app_name="probe", app_args=f"sim{int(H['sim_id'][0])}", num_procs=ranks)
+    task.wait()
+    out = task.read_stdout()
+    output = np.zeros(1, dtype=sim_specs["out"])
+    output["ranks"] = out.count("rank=") if f"argv=sim{int(H['sim_id'][0])}" in out else -1
+    output["same_worker"] = exctr.workerID == libE_info["workerID"] and f"_worker{libE_info['workerID']}_" in task.name
+    return output, persis_info, WORKER_DONE if task.state == "FINISHED" else TASK_FAILED
+
+
+def run_until_told(H, persis_info, sim_specs, libE_info):
+    """Run the probe app for ``x`` seconds, polling the manager; a kill signal stops the app."""
+    exctr = libE_info["executor"]
+    seconds = float(H["x"][0][0])
+    task = exctr.submit(app_name="probe", app_args=f"--sleep {seconds}")
+    calc_status = exctr.polling_loop(task, delay=0.1, poll_manager=True)
+    output = np.zeros(1, dtype=sim_specs["out"])
+    output["energy"] = seconds
+    with open("task.txt", "w") as fh:
+        fh.write(f"{task.marker} {task.state}\n")
+    return output, persis_info, calc_status
