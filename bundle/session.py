@@ -157,6 +157,11 @@ class GCSession:
         cls._exit_hooked = os.getpid()
 
     @classmethod
+    def holds(cls, executor: ExecutorLike) -> bool:
+        """Return whether ``executor`` is still in the cache (not cleared since it was handed out)."""
+        return any(e is executor for e in list(cls._executors.values()))
+
+    @classmethod
     def cached(cls) -> int:
         """Return the number of executors in the cache."""
         with cls._lock:

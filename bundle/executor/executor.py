@@ -22,6 +22,7 @@ the process that first submits, through :class:`~bundle.session.GCSession`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -150,6 +151,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     def __getstate__(self) -> dict[str, t.Any]:
         state = self.__dict__.copy()
         state.pop("_tls", None)
+        state.pop("_gce", None)
         return state
 
     def __setstate__(self, state: dict[str, t.Any]) -> None:
@@ -163,7 +165,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         """True for the bundled local endpoint (same host and filesystem as the driver)."""
         return self.endpoint == LOCAL
 
-    @property
+    @functools.cached_property
     def template(self) -> EndpointTemplate | None:
         """The bundled template, when known."""
         if self.template_name is None:
@@ -186,15 +188,20 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         return str(template_option(self.template, self.user_endpoint_config, "mpi_launcher") or "mpiexec")
 
     def gc_executor(self) -> t.Any:
-        """Return this process's endpoint executor (created on first use).
+        """Return this process's endpoint executor (created on first use, then kept per process).
 
         Returns
         -------
         LocalEndpoint or globus_compute_sdk.Executor
         """
-        return GCSession.get_executor(
+        cached = self.__dict__.get("_gce")
+        if cached is not None and cached[0] == os.getpid() and GCSession.holds(cached[1]):
+            return cached[1]
+        gce = GCSession.get_executor(
             self.endpoint, self.user_endpoint_config, template=self.template_name, **self.local_options
         )
+        self.__dict__["_gce"] = (os.getpid(), gce)
+        return gce
 
     def _run_app_id(self, gce: t.Any) -> str:
         with _SUBMIT_LOCK:

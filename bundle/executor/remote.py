@@ -75,6 +75,7 @@ def run_app(
                     pass
         return found
 
+    result = None
     saved_cwd = os.getcwd()
     saved_env = {k: os.environ.get(k) for k in (MARKER_ENV, "GC_TASK_SANDBOX_DIR")}
     try:
@@ -89,10 +90,12 @@ def run_app(
         os.environ["GC_TASK_SANDBOX_DIR"] = os.getcwd()
         cls = MPIFunction if mpi else ShellFunction
         fn = cls(cmd, stdout=stdout, stderr=stderr, walltime=walltime, snippet_lines=snippet_lines)
-        return fn()
+        result = fn()
+        return result
     finally:
         # ShellFunction leaves a timed-out command running: stop the app's processes here.
-        left = marked()
+        timed_out = walltime is not None and getattr(result, "returncode", 124) == 124
+        left = marked() if timed_out else []
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in left:
                 try:
