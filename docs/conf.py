@@ -1,0 +1,44 @@
+"""Sphinx configuration for the libe-gc-bundle documentation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
+sys.path.insert(0, str(HERE.parent))
+
+import bundle  # noqa: E402
+
+project = "libe-gc-bundle"
+author = "libe-gc-bundle contributors"
+copyright = "2026, libe-gc-bundle contributors"  # noqa: A001
+release = bundle.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "template_reference",
+]
+
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+# Third-party bases and types that have no inventory here: do not warn about them.
+nitpicky = False
+suppress_warnings = ["ref.python"]
+
+intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+
+templates_path: list[str] = []
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+html_title = f"libe-gc-bundle {release}"
+html_static_path: list[str] = []
