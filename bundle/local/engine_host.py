@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import shlex
 import sys
 import threading
 import time
@@ -45,15 +46,19 @@ def _ensure_bin_dir_on_path() -> None:
         os.environ["PATH"] = bin_dir + (os.pathsep + path if path else "")
 
 
-def _share_import_path() -> None:
-    """Let the workers import what the driver imports from its own folders.
+def _own_import_path() -> str:
+    """Return the driver's own ``sys.path`` folders, for the workers' ``PYTHONPATH``.
 
     A function defined in a module of the user's (not in ``__main__``) is
     serialized by reference, so the worker must import that module.  Remote
     endpoints need it installed; the local endpoint runs on the driver's
-    filesystem, so the driver's own ``sys.path`` folders (the script's folder,
-    ``PYTHONPATH``; not the interpreter's or site-packages) are put on the
-    workers' ``PYTHONPATH``.
+    filesystem, so its workers get the driver's own folders (the script's
+    folder, ``PYTHONPATH``; not the interpreter's or site-packages).
+
+    Returns
+    -------
+    str
+        Folders joined with ``os.pathsep`` (empty when there are none).
     """
     system = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     own = []
@@ -64,10 +69,7 @@ def _share_import_path() -> None:
         if any(path == root or path.startswith(root + os.sep) for root in system):
             continue
         own.append(path)
-    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    merged = list(dict.fromkeys(own + current))
-    if merged != current:
-        os.environ["PYTHONPATH"] = os.pathsep.join(merged)
+    return os.pathsep.join(dict.fromkeys(own))
 
 
 def _tail(path: pathlib.Path, lines: int = _ERR_TAIL_LINES) -> str:
@@ -120,7 +122,7 @@ class EngineHost:
     def start(self) -> None:
         """Start the engine (interchange and one block of workers)."""
         _ensure_bin_dir_on_path()
-        _share_import_path()
+        self._share_import_path()
         reaper.ensure_watcher()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting %s from template %r in %s", type(self.engine).__name__, self.template.name, self.run_dir)
@@ -130,6 +132,15 @@ class EngineHost:
             reaper.register(pid)
         self._watchdog = threading.Thread(target=self._watch_start, name="libe-gc-start-watchdog", daemon=True)
         self._watchdog.start()
+
+    def _share_import_path(self) -> None:
+        """Put the driver's own import folders on the workers' ``PYTHONPATH`` (through ``worker_init``)."""
+        paths = _own_import_path()
+        provider = getattr(getattr(self.engine, "executor", None), "provider", None)
+        if not paths or provider is None or not hasattr(provider, "worker_init"):
+            return
+        export = f'export PYTHONPATH={shlex.quote(paths)}"${{PYTHONPATH:+:$PYTHONPATH}}"'
+        provider.worker_init = f"{export}\n{provider.worker_init or ''}"
 
     def submit(
         self, task_id: uuid.UUID, function_id: str | None, packed_task: bytes, spec: dict[str, t.Any]

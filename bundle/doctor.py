@@ -1,0 +1,253 @@
+"""``libe-gc doctor``: check what breaks runs in the field, and say how to fix each.
+
+Every check returns a :class:`Check` with a status (``ok``, ``warn`` or
+``fail``), what was found, and what to do about it.  Secrets are never shown:
+for credentials only whether they are set is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import typing as t
+from dataclasses import dataclass
+from importlib import metadata
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+SECRET_VARS = ("GLOBUS_COMPUTE_CLIENT_SECRET", "GLOBUS_COMPUTE_CLIENT_ID")
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check.
+
+    Parameters
+    ----------
+    name : str
+        What was checked.
+    status : str
+        ``"ok"``, ``"warn"`` or ``"fail"``.
+    found : str
+        What was found (never a secret).
+    fix : str
+        What to do when the status is not ``ok``.
+    """
+
+    name: str
+    status: str
+    found: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_versions() -> list[Check]:
+    """Python and the packages whose versions must match between submit side and endpoint."""
+    py = platform.python_version()
+    checks = [Check("Python (submit side)", OK, f"{py} at {sys.executable}")]
+    for dist, why in (
+        ("globus-compute-sdk", "serializes functions and results"),
+        ("globus-compute-endpoint", "runs the local endpoint's engine"),
+        ("parsl", "the engine's executor"),
+        ("libensemble", "the ensemble driver"),
+        ("dill", "the default function serializer"),
+    ):
+        ver = _version(dist)
+        if ver is None:
+            checks.append(Check(dist, FAIL, "not installed", f"pip install {dist} ({why})"))
+        else:
+            checks.append(Check(dist, OK, ver))
+    return checks
+
+
+def compare_endpoint(local_python: str, remote_python: str | None, remote_sdk: str | None) -> Check:
+    """Compare the submit side's Python with what an endpoint reports.
+
+    Parameters
+    ----------
+    local_python : str
+        This interpreter's version (``platform.python_version()``).
+    remote_python, remote_sdk : str or None
+        The endpoint's Python and SDK versions, when known.
+
+    Returns
+    -------
+    Check
+        ``fail`` when the minor versions differ (functions serialized by dill's code strategy
+        do not load across Python minor versions), ``warn`` when unknown.
+    """
+    if not remote_python:
+        return Check(
+            "endpoint Python", WARN, "unknown", "start the endpoint once (its metadata lists the Python it runs)"
+        )
+    same = local_python.split(".")[:2] == remote_python.split(".")[:2]
+    found = f"endpoint {remote_python} (SDK {remote_sdk or '?'}), submit side {local_python}"
+    if same:
+        return Check("endpoint Python", OK, found)
+    return Check(
+        "endpoint Python",
+        FAIL,
+        found,
+        f"use Python {'.'.join(remote_python.split('.')[:2])} on the submit side (functions serialized by "
+        "Python bytecode do not load across minor versions), or a source-based serialization strategy",
+    )
+
+
+def check_launchers(path: str | None = None) -> list[Check]:
+    """MPI launchers on ``PATH`` (and beside this interpreter)."""
+    search = os.pathsep.join(filter(None, [os.path.dirname(sys.executable), path or os.environ.get("PATH", "")]))
+    checks = []
+    for cmd in ("mpiexec", "srun", "aprun"):
+        found = shutil.which(cmd, path=search)
+        if found is None:
+            status = FAIL if cmd == "mpiexec" and not shutil.which("srun", path=search) else WARN
+            fix = {
+                "mpiexec": "pip install 'libe-gc-bundle[mpich]', or load your site's MPI module",
+                "srun": "needed only for mpi_launcher=srun (Slurm sites)",
+                "aprun": "needed only for mpi_launcher=aprun (Cray ALPS sites)",
+            }[cmd]
+            checks.append(Check(f"launcher {cmd}", status, "not found", fix))
+            continue
+        first = ""
+        try:
+            out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=10)
+            first = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        checks.append(Check(f"launcher {cmd}", OK, f"{found}" + (f" ({first})" if first else "")))
+    return checks
+
+
+def check_scheduler(environ: t.Mapping[str, str] | None = None) -> Check:
+    """Which batch scheduler this runs under, or can submit to."""
+    env = os.environ if environ is None else environ
+    if env.get("SLURM_JOB_ID"):
+        return Check("scheduler", OK, f"inside Slurm job {env['SLURM_JOB_ID']} ({env.get('SLURM_JOB_NODELIST', '?')})")
+    if env.get("PBS_JOBID"):
+        return Check("scheduler", OK, f"inside PBS job {env['PBS_JOBID']}")
+    tools = [name for name, cmd in (("Slurm", "sbatch"), ("PBS", "qsub")) if shutil.which(cmd)]
+    if tools:
+        return Check("scheduler", OK, f"not in a job; can submit to {', '.join(tools)}")
+    return Check(
+        "scheduler",
+        WARN,
+        "none found",
+        "fine for the local endpoint on a workstation; on a cluster load the scheduler's module",
+    )
+
+
+def check_credentials(environ: t.Mapping[str, str] | None = None, home: str | None = None) -> Check:
+    """Whether Globus credentials are available (whether, never what)."""
+    env = os.environ if environ is None else environ
+    set_vars = [v for v in SECRET_VARS if env.get(v)]
+    if len(set_vars) == len(SECRET_VARS):
+        return Check("credentials", OK, "client id and secret set in the environment (values not shown)")
+    if set_vars:
+        missing = sorted(set(SECRET_VARS) - set(set_vars))
+        return Check("credentials", FAIL, f"only {', '.join(set_vars)} set", f"also set {', '.join(missing)}")
+    user_dir = env.get("GLOBUS_COMPUTE_USER_DIR") or os.path.join(home or os.path.expanduser("~"), ".globus_compute")
+    if os.path.isfile(os.path.join(user_dir, "storage.db")):
+        return Check("credentials", OK, f"stored tokens in {user_dir} (not shown)")
+    return Check(
+        "credentials",
+        WARN,
+        "none found",
+        "only cloud endpoints need them: run `globus-compute-endpoint login`, or set "
+        "GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET",
+    )
+
+
+def check_template(name: str | None, options: dict[str, t.Any]) -> Check:
+    """Validate template options against the template's schema."""
+    from bundle.errors import BundleError
+    from bundle.templates import get_template
+
+    if name is None:
+        return Check("template options", OK, "no template given (use --template NAME --option k=v to check)")
+    try:
+        get_template(name).validate(options)
+    except (BundleError, ValueError) as err:
+        return Check(f"template {name}", FAIL, str(err).splitlines()[0], "fix the option named above")
+    return Check(f"template {name}", OK, f"options {sorted(options)} valid" if options else "defaults valid")
+
+
+def run_checks(template: str | None = None, options: dict[str, t.Any] | None = None) -> list[Check]:
+    """Run every offline check.
+
+    Parameters
+    ----------
+    template : str, optional
+        Template whose options to validate.
+    options : dict, optional
+        The ``user_endpoint_config`` to validate.
+
+    Returns
+    -------
+    list of Check
+        In the order shown to the user.
+    """
+    return [
+        *check_versions(),
+        *check_launchers(),
+        check_scheduler(),
+        check_credentials(),
+        check_template(template, dict(options or {})),
+    ]
+
+
+def check_endpoint(endpoint_id: str, options: dict[str, t.Any] | None = None, client: t.Any = None) -> list[Check]:
+    """Ask the Globus Compute service what a cloud endpoint runs, and check options against its own schema.
+
+    Parameters
+    ----------
+    endpoint_id : str
+        The endpoint's UUID.
+    options : dict, optional
+        ``user_endpoint_config`` to validate against the schema the endpoint publishes.
+    client : globus_compute_sdk.Client, optional
+        Client to use (one is created otherwise, which needs credentials).
+
+    Returns
+    -------
+    list of Check
+        The Python comparison, and the options check when the endpoint publishes a schema.
+    """
+    try:
+        if client is None:
+            from globus_compute_sdk import Client
+
+            client = Client()
+        data = client.get_endpoint_metadata(endpoint_id)
+    except Exception as err:  # network, credentials, unknown endpoint
+        return [
+            Check(
+                "endpoint metadata",
+                FAIL,
+                f"could not read endpoint {endpoint_id}: {type(err).__name__}",
+                "check the UUID, your network and credentials (`globus-compute-endpoint login`)",
+            )
+        ]
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
+    checks = [compare_endpoint(platform.python_version(), meta.get("python_version"), meta.get("endpoint_version"))]
+    schema = meta.get("user_config_schema")
+    if isinstance(schema, dict) and options is not None:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(options))
+        if error is None:
+            checks.append(Check("options vs endpoint schema", OK, "valid for the endpoint's published schema"))
+        else:
+            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+            checks.append(
+                Check("options vs endpoint schema", FAIL, f"{where}: {error.message}", "change the option named")
+            )
+    return checks

@@ -1,0 +1,71 @@
+"""libe-gc doctor's checks: each says what it found and how to fix it, and never shows a secret."""
+
+from __future__ import annotations
+
+import platform
+from unittest import mock
+
+import globus_compute_sdk
+
+from bundle import doctor
+
+SECRET = "s3cr3t-do-not-print-7f2a"
+
+
+def test_offline_checks_find_this_environment():
+    checks = {c.name: c for c in doctor.run_checks("local", {"slots_per_node": 2})}
+    assert checks["Python (submit side)"].status == doctor.OK
+    assert checks["globus-compute-sdk"].status == doctor.OK
+    assert checks["launcher mpiexec"].status == doctor.OK, checks["launcher mpiexec"]
+    assert checks["template local"].status == doctor.OK
+
+
+def test_bad_template_option_fails_naming_it():
+    check = doctor.check_template("local", {"slots_per_node": "many"})
+    assert check.status == doctor.FAIL and "slots_per_node" in check.found and check.fix
+
+
+def test_credentials_reported_without_their_values(tmp_path):
+    both = {"GLOBUS_COMPUTE_CLIENT_ID": SECRET, "GLOBUS_COMPUTE_CLIENT_SECRET": SECRET}
+    check = doctor.check_credentials(both, home=str(tmp_path))
+    assert check.status == doctor.OK and SECRET not in repr(check)
+    half = doctor.check_credentials({"GLOBUS_COMPUTE_CLIENT_SECRET": SECRET}, home=str(tmp_path))
+    assert half.status == doctor.FAIL and "GLOBUS_COMPUTE_CLIENT_ID" in half.fix and SECRET not in repr(half)
+    none = doctor.check_credentials({}, home=str(tmp_path))
+    assert none.status == doctor.WARN and "login" in none.fix
+    (tmp_path / ".globus_compute").mkdir()
+    (tmp_path / ".globus_compute" / "storage.db").write_bytes(b"tokens")
+    assert doctor.check_credentials({}, home=str(tmp_path)).status == doctor.OK
+
+
+def test_scheduler_detection():
+    assert "Slurm job 42" in doctor.check_scheduler({"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "n1"}).found
+    assert "PBS job 7.pbs" in doctor.check_scheduler({"PBS_JOBID": "7.pbs"}).found
+
+
+def test_python_mismatch_with_the_endpoint_fails_with_a_fix():
+    local = platform.python_version()
+    major, minor = local.split(".")[:2]
+    assert doctor.compare_endpoint(local, f"{major}.{minor}.0", "4.19.0").status == doctor.OK
+    other = f"{major}.{int(minor) + 1}.1"
+    bad = doctor.compare_endpoint(local, other, "4.19.0")
+    assert bad.status == doctor.FAIL and f"{major}.{int(minor) + 1}" in bad.fix
+    assert doctor.compare_endpoint(local, None, None).status == doctor.WARN
+
+
+def test_cloud_endpoint_metadata_through_the_real_client_signature():
+    client = mock.create_autospec(globus_compute_sdk.Client, instance=True)
+    schema = {"type": "object", "properties": {"account": {"type": "string"}}, "additionalProperties": False}
+    client.get_endpoint_metadata.return_value = {
+        "python_version": platform.python_version(),
+        "endpoint_version": "4.19.0",
+        "user_config_schema": schema,
+    }
+    ep = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
+    checks = doctor.check_endpoint(ep, {"acount": "x"}, client=client)
+    client.get_endpoint_metadata.assert_called_once_with(ep)
+    assert checks[0].status == doctor.OK
+    assert checks[1].status == doctor.FAIL and "acount" in checks[1].found
+    client.get_endpoint_metadata.side_effect = RuntimeError("network down")
+    (failed,) = doctor.check_endpoint(ep, None, client=client)
+    assert failed.status == doctor.FAIL and "login" in failed.fix
