@@ -18,6 +18,7 @@ import pathlib
 import pwd
 import typing as t
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -198,7 +199,10 @@ class EndpointTemplate:
 
         text = self.render(options)
         try:
-            config = load_config_yaml(text)
+            with warnings.catch_warnings():
+                # parsl.addresses.address_by_interface leaves its probe socket to the garbage collector.
+                warnings.filterwarnings("ignore", message="unclosed <socket.socket", category=ResourceWarning)
+                config = load_config_yaml(text)
         except Exception as err:
             raise TemplateRenderError(
                 f"template {self.name!r} rendered a configuration Globus Compute cannot load: {err}\n{text}"
