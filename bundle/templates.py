@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import pwd
+import threading
 import typing as t
 import uuid
 import warnings
@@ -26,6 +27,8 @@ from bundle.errors import TemplateNotFoundError, TemplateOptionError, TemplateRe
 
 if t.TYPE_CHECKING:
     from globus_compute_endpoint.endpoint.config import UserEndpointConfig
+
+_OFFLINE_LOCK = threading.Lock()
 
 CONFIG_FILE = "config.yaml"
 TEMPLATE_FILE = "user_config_template.yaml.j2"
@@ -194,6 +197,47 @@ class EndpointTemplate:
         globus_compute_endpoint.endpoint.config.UserEndpointConfig
             The loaded configuration; its ``engine`` is built but not started.
         """
+        return self._load(options)
+
+    def load_offline(self, options: t.Mapping[str, t.Any] | None = None) -> tuple[UserEndpointConfig, list[str]]:
+        """Render and load as :meth:`load`, away from the site the template is meant for.
+
+        A site's network interface (``hsn0``, ``bond0``) is missing elsewhere, and Parsl's
+        ``address_by_interface`` then fails the load.  Here a missing interface resolves to
+        127.0.0.1 instead, and its name is returned, so everything else about the configuration
+        is still checked by the real loader.
+
+        Parameters
+        ----------
+        options : Mapping or None
+            The ``user_endpoint_config``.
+
+        Returns
+        -------
+        tuple
+            The loaded configuration, and the names of the interfaces that were stood in for.
+        """
+        import parsl.addresses
+
+        missing: list[str] = []
+        real = parsl.addresses.address_by_interface
+
+        def address_by_interface(ifname: str) -> str:
+            try:
+                return str(real(ifname))
+            except OSError:
+                missing.append(ifname)
+                return "127.0.0.1"
+
+        with _OFFLINE_LOCK:
+            parsl.addresses.address_by_interface = address_by_interface
+            try:
+                config = self._load(options)
+            finally:
+                parsl.addresses.address_by_interface = real
+        return config, missing
+
+    def _load(self, options: t.Mapping[str, t.Any] | None) -> UserEndpointConfig:
         from globus_compute_endpoint.endpoint.config import UserEndpointConfig
         from globus_compute_endpoint.endpoint.config.utils import load_config_yaml
 
@@ -238,6 +282,17 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
             template=template.name,
             option=option,
         )
+    if error.validator == "required":
+        missing = sorted(set(error.validator_value) - set(error.instance))
+        option = ".".join(filter(None, [path, missing[0] if missing else ""]))
+        allowed = describe_option(props.get(option, {}))
+        return TemplateOptionError(
+            f"template {template.name!r} needs option {option!r}"
+            + (f" ({props.get(option, {}).get('description', '')})" if option in props else "")
+            + (f"; allowed: {allowed}" if allowed else ""),
+            template=template.name,
+            option=option,
+        )
     option = path or "(options)"
     if error.validator == "not" and error.validator_value == {}:
         return TemplateOptionError(
@@ -246,24 +301,30 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
             template=template.name,
             option=option,
         )
-    allowed = _describe(props.get(path.split(".")[0], {})) if path else ""
+    allowed = describe_option(props.get(path.split(".")[0], {})) if path else ""
+    # A pattern error would repeat the raw regular expression; "allowed" says it more plainly.
+    problem = f"{error.instance!r} is not allowed" if error.validator == "pattern" else error.message
     return TemplateOptionError(
-        f"template {template.name!r}: option {option!r} is invalid: {error.message}"
+        f"template {template.name!r}: option {option!r} is invalid: {problem}"
         + (f"; allowed: {allowed}" if allowed else ""),
         template=template.name,
         option=option,
     )
 
 
-def _describe(prop: t.Mapping[str, t.Any]) -> str:
-    """Short human description of what a schema property allows."""
+_NO_TRAILING_NEWLINE = "(?!\\n)"
+
+
+def describe_option(prop: t.Mapping[str, t.Any]) -> str:
+    """Return a short human description of what a schema property allows."""
     if "enum" in prop:
         return "one of " + ", ".join(repr(v) for v in prop["enum"])
     parts = [str(prop.get("type", "value"))]
     if "minimum" in prop or "maximum" in prop:
         parts.append(f"from {prop.get('minimum', '-inf')} to {prop.get('maximum', 'inf')}")
     if "pattern" in prop:
-        parts.append(f"matching {prop['pattern']}")
+        # "(?!\\n)" only stops a trailing newline slipping past "$"; it says nothing to a user.
+        parts.append(f"matching {prop['pattern'].removesuffix(_NO_TRAILING_NEWLINE)}")
     if "maxLength" in prop:
         parts.append(f"at most {prop['maxLength']} characters")
     return " ".join(parts)
