@@ -217,7 +217,10 @@ class EndpointTemplate:
         tuple
             The loaded configuration, and the names of the interfaces that were stood in for.
         """
+        import types
+
         import parsl.addresses
+        from globus_compute_endpoint.endpoint.config.dispatch import AddressDispatcher
 
         missing: list[str] = []
         real = parsl.addresses.address_by_interface
@@ -229,12 +232,17 @@ class EndpointTemplate:
                 missing.append(ifname)
                 return "127.0.0.1"
 
+        # Only the configuration's own "address:" goes through the dispatcher; Parsl's probing of
+        # every interface (no address configured) keeps the real function.
+        stand_in = types.SimpleNamespace(**vars(parsl.addresses))
+        stand_in.address_by_interface = address_by_interface
         with _OFFLINE_LOCK:
-            parsl.addresses.address_by_interface = address_by_interface
+            source = AddressDispatcher._source_module
+            AddressDispatcher._source_module = stand_in
             try:
                 config = self._load(options)
             finally:
-                parsl.addresses.address_by_interface = real
+                AddressDispatcher._source_module = source
         return config, missing
 
     def _load(self, options: t.Mapping[str, t.Any] | None) -> UserEndpointConfig:
