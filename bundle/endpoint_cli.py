@@ -192,7 +192,7 @@ def endpoint_configure(ep_name: str, name: str, pairs: tuple[str, ...], display_
     tmpl = _template(name)
     defaults = parse_options(pairs)
     try:
-        tmpl.validate(defaults)
+        tmpl.validate(defaults, partial=True)
     except BundleError as err:
         raise click.ClickException(str(err)) from err
     with tempfile.TemporaryDirectory(prefix="libe-gc-configure-") as tmp:

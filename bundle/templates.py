@@ -104,13 +104,15 @@ class EndpointTemplate:
             raise TemplateRenderError(f"{self.schema_path} is not a JSON object")
         return data
 
-    def validate(self, options: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
+    def validate(self, options: t.Mapping[str, t.Any] | None, *, partial: bool = False) -> dict[str, t.Any]:
         """Check user options against the template's schema.
 
         Parameters
         ----------
         options : Mapping or None
             The ``user_endpoint_config`` to check.
+        partial : bool
+            Check only the options given, not that the required ones are there (for endpoint defaults).
 
         Returns
         -------
@@ -133,7 +135,8 @@ class EndpointTemplate:
                 template=self.name,
                 option="",
             ) from err
-        validator = jsonschema.Draft202012Validator(self.schema)
+        schema = {k: v for k, v in self.schema.items() if not (partial and k == "required")}
+        validator = jsonschema.Draft202012Validator(schema)
         error = jsonschema.exceptions.best_match(validator.iter_errors(opts))
         if error is None:
             return opts

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -100,7 +100,7 @@ def test_without_packing_each_task_has_the_node(tmp_path):
     finally:
         ep.shutdown()
     # One node, one slot: Parsl's MPI mode runs the tasks one after the other.
-    for a, b in zip(spans, spans[1:]):
+    for a, b in itertools.pairwise(spans):
         assert b[0] >= a[1], spans
 
 

@@ -20,7 +20,9 @@ PROVIDERS = {
     "polaris": "PBSProProvider",
     "aurora": "PBSProProvider",
 }
-EXAMPLES = [(name, path.name) for name in TEMPLATES for path in sorted((get_template(name).path / "examples").glob("*.json"))]
+EXAMPLES = [
+    (name, path.name) for name in TEMPLATES for path in sorted((get_template(name).path / "examples").glob("*.json"))
+]
 FREE_TEXT = {"worker_init"}  # the user's own shell, run as the user: must stay one YAML string, nothing more
 HOSTILE = [
     "x\ny",
