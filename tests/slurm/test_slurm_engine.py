@@ -157,3 +157,14 @@ def test_watcher_cancels_the_job_when_the_driver_is_killed(tmp_path):
     while jobs & _job_ids() and time.monotonic() < deadline:
         time.sleep(1)
     assert not (jobs & _job_ids()), "the killed driver's Slurm job is still queued or running"
+
+
+def test_without_exclusive_a_two_rank_srun_fails_which_is_why_exclusive_is_the_default(tmp_path):
+    ep = _endpoint(tmp_path, mpi_launcher="srun", exclusive=False)
+    try:
+        ep.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
+        result = ep.submit(MPIFunction(RANKS)).result(timeout=120)
+    finally:
+        ep.shutdown()
+    assert result.returncode != 0
+    assert "More processors requested than permitted" in result.stderr, result.stderr
