@@ -86,7 +86,7 @@ CONF
   chmod 0400 /etc/munge/munge.key
 }
 
-running() { pgrep -x "$1" >/dev/null 2>&1; }
+running() { pgrep -x "$1" >/dev/null 2>&1; }  # is any such daemon up (ours or the system's)
 
 start_daemons() {
   if ! running munged; then
@@ -111,12 +111,17 @@ start_daemons() {
 }
 
 stop_slurm() {
+  # By the pid files slurm.conf names, so only the daemons this configuration started are stopped.
   for daemon in slurmd slurmctld; do
-    if running "$daemon"; then
-      log "stopping $daemon"
-      pkill -x "$daemon" || true
-      for _ in $(seq 1 50); do running "$daemon" || break; sleep 0.1; done
+    local pidfile="/run/${daemon}.pid" pid
+    [[ -s "$pidfile" ]] || continue
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+      log "stopping $daemon (pid $pid)"
+      kill "$pid" || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
+    rm -f "$pidfile"
   done
 }
 
