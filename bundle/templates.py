@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import pwd
+import reprlib
 import threading
 import typing as t
 import uuid
@@ -314,7 +315,12 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
         )
     allowed = describe_option(props.get(path.split(".")[0], {})) if path else ""
     # A pattern error would repeat the raw regular expression; "allowed" says it more plainly.
-    problem = f"{error.instance!r} is not allowed" if error.validator == "pattern" else error.message
+    if error.validator == "pattern":
+        problem = f"{reprlib.repr(error.instance)} is not allowed"
+    elif error.validator == "maxLength":
+        problem = f"{len(error.instance)} characters is longer than {error.validator_value}"
+    else:
+        problem = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return TemplateOptionError(
         f"template {template.name!r}: option {option!r} is invalid: {problem}"
         + (f"; allowed: {allowed}" if allowed else ""),

@@ -17,6 +17,8 @@ BAD = [
     ("slurm", {"account": "$(id)"}, "account", "matching"),
     ("slurm", {"walltime": "1 day"}, "walltime", "matching"),
     ("slurm", {"nodes_per_block": 0}, "nodes_per_block", "from 1 to 10000"),
+    ("slurm", {"exclusive": "yes"}, "exclusive", "allowed: boolean"),
+    ("slurm", {"worker_init": "x" * 9000}, "worker_init", "9000 characters is longer than 8192"),
     ("slurm", {"mpi_launcher": "mpirun"}, "mpi_launcher", "one of 'srun', 'mpiexec'"),
     ("slurm", {"partitions": "debug"}, "partitions", "allowed options:.*partition"),
     ("slurm", {"engine_type": "GlobusComputeEngine", "slots_per_node": 2}, "slots_per_node", "does not apply"),
