@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import typing as t
 
 import click
 
 from bundle import __version__
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, t.Any]:
-    """Turn ``key=value`` pairs into options; values are parsed as JSON when they can be."""
-    options: dict[str, t.Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not of the form key=value", param_hint="--option")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
+from bundle.endpoint_cli import endpoint, parse_options, templates_show
 
 
 @click.group()
@@ -43,7 +28,7 @@ def demo(endpoint: str, template: str | None, options: tuple[str, ...], mpi_rank
     from bundle.errors import BundleError
     from bundle.smoke import main_smoke
 
-    opts = _parse_options(options)
+    opts = parse_options(options)
     if endpoint.startswith("local"):
         opts.setdefault("max_workers_per_block", 2)
     try:
@@ -68,6 +53,9 @@ def templates_list() -> None:
         desc = get_template(name).schema.get("description", "")
         click.echo(f"{name:12s} {desc}")
 
+
+templates.add_command(templates_show)
+main.add_command(endpoint)
 
 if __name__ == "__main__":
     main()

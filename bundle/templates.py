@@ -16,8 +16,11 @@ import json
 import os
 import pathlib
 import pwd
+import reprlib
+import threading
 import typing as t
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -25,6 +28,8 @@ from bundle.errors import TemplateNotFoundError, TemplateOptionError, TemplateRe
 
 if t.TYPE_CHECKING:
     from globus_compute_endpoint.endpoint.config import UserEndpointConfig
+
+_OFFLINE_LOCK = threading.Lock()
 
 CONFIG_FILE = "config.yaml"
 TEMPLATE_FILE = "user_config_template.yaml.j2"
@@ -100,13 +105,15 @@ class EndpointTemplate:
             raise TemplateRenderError(f"{self.schema_path} is not a JSON object")
         return data
 
-    def validate(self, options: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
+    def validate(self, options: t.Mapping[str, t.Any] | None, *, partial: bool = False) -> dict[str, t.Any]:
         """Check user options against the template's schema.
 
         Parameters
         ----------
         options : Mapping or None
             The ``user_endpoint_config`` to check.
+        partial : bool
+            Check only the options given, not that the required ones are there (for endpoint defaults).
 
         Returns
         -------
@@ -129,7 +136,8 @@ class EndpointTemplate:
                 template=self.name,
                 option="",
             ) from err
-        validator = jsonschema.Draft202012Validator(self.schema)
+        schema = {k: v for k, v in self.schema.items() if not (partial and k == "required")}
+        validator = jsonschema.Draft202012Validator(schema)
         error = jsonschema.exceptions.best_match(validator.iter_errors(opts))
         if error is None:
             return opts
@@ -193,12 +201,64 @@ class EndpointTemplate:
         globus_compute_endpoint.endpoint.config.UserEndpointConfig
             The loaded configuration; its ``engine`` is built but not started.
         """
+        return self._load(options)
+
+    def load_offline(self, options: t.Mapping[str, t.Any] | None = None) -> tuple[UserEndpointConfig, list[str]]:
+        """Render and load as :meth:`load`, away from the site the template is meant for.
+
+        A site's network interface (``hsn0``, ``bond0``) is missing elsewhere, and Parsl's
+        ``address_by_interface`` then fails the load.  Here a missing interface resolves to
+        127.0.0.1 instead, and its name is returned, so everything else about the configuration
+        is still checked by the real loader.
+
+        Parameters
+        ----------
+        options : Mapping or None
+            The ``user_endpoint_config``.
+
+        Returns
+        -------
+        tuple
+            The loaded configuration, and the names of the interfaces that were stood in for.
+        """
+        import types
+
+        import parsl.addresses
+        from globus_compute_endpoint.endpoint.config.dispatch import AddressDispatcher
+
+        missing: list[str] = []
+        real = parsl.addresses.address_by_interface
+
+        def address_by_interface(ifname: str) -> str:
+            try:
+                return str(real(ifname))
+            except OSError:
+                missing.append(ifname)
+                return "127.0.0.1"
+
+        # Only the configuration's own "address:" goes through the dispatcher; Parsl's probing of
+        # every interface (no address configured) keeps the real function.
+        stand_in = types.SimpleNamespace(**vars(parsl.addresses))
+        stand_in.address_by_interface = address_by_interface
+        with _OFFLINE_LOCK:
+            source = AddressDispatcher._source_module
+            AddressDispatcher._source_module = stand_in
+            try:
+                config = self._load(options)
+            finally:
+                AddressDispatcher._source_module = source
+        return config, missing
+
+    def _load(self, options: t.Mapping[str, t.Any] | None) -> UserEndpointConfig:
         from globus_compute_endpoint.endpoint.config import UserEndpointConfig
         from globus_compute_endpoint.endpoint.config.utils import load_config_yaml
 
         text = self.render(options)
         try:
-            config = load_config_yaml(text)
+            with warnings.catch_warnings():
+                # parsl.addresses.address_by_interface leaves its probe socket to the garbage collector.
+                warnings.filterwarnings("ignore", message="unclosed <socket.socket", category=ResourceWarning)
+                config = load_config_yaml(text)
         except Exception as err:
             raise TemplateRenderError(
                 f"template {self.name!r} rendered a configuration Globus Compute cannot load: {err}\n{text}"
@@ -234,6 +294,17 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
             template=template.name,
             option=option,
         )
+    if error.validator == "required":
+        missing = sorted(set(error.validator_value) - set(error.instance))
+        option = ".".join(filter(None, [path, missing[0] if missing else ""]))
+        allowed = describe_option(props.get(option, {}))
+        return TemplateOptionError(
+            f"template {template.name!r} needs option {option!r}"
+            + (f" ({props.get(option, {}).get('description', '')})" if option in props else "")
+            + (f"; allowed: {allowed}" if allowed else ""),
+            template=template.name,
+            option=option,
+        )
     option = path or "(options)"
     if error.validator == "not" and error.validator_value == {}:
         return TemplateOptionError(
@@ -242,24 +313,35 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
             template=template.name,
             option=option,
         )
-    allowed = _describe(props.get(path.split(".")[0], {})) if path else ""
+    allowed = describe_option(props.get(path.split(".")[0], {})) if path else ""
+    # A pattern error would repeat the raw regular expression; "allowed" says it more plainly.
+    if error.validator == "pattern":
+        problem = f"{reprlib.repr(error.instance)} is not allowed"
+    elif error.validator == "maxLength":
+        problem = f"{len(error.instance)} characters is longer than {error.validator_value}"
+    else:
+        problem = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return TemplateOptionError(
-        f"template {template.name!r}: option {option!r} is invalid: {error.message}"
+        f"template {template.name!r}: option {option!r} is invalid: {problem}"
         + (f"; allowed: {allowed}" if allowed else ""),
         template=template.name,
         option=option,
     )
 
 
-def _describe(prop: t.Mapping[str, t.Any]) -> str:
-    """Short human description of what a schema property allows."""
+_NO_TRAILING_NEWLINE = "(?!\\n)"
+
+
+def describe_option(prop: t.Mapping[str, t.Any]) -> str:
+    """Return a short human description of what a schema property allows."""
     if "enum" in prop:
         return "one of " + ", ".join(repr(v) for v in prop["enum"])
     parts = [str(prop.get("type", "value"))]
     if "minimum" in prop or "maximum" in prop:
         parts.append(f"from {prop.get('minimum', '-inf')} to {prop.get('maximum', 'inf')}")
     if "pattern" in prop:
-        parts.append(f"matching {prop['pattern']}")
+        # "(?!\\n)" only stops a trailing newline slipping past "$"; it says nothing to a user.
+        parts.append(f"matching {prop['pattern'].removesuffix(_NO_TRAILING_NEWLINE)}")
     if "maxLength" in prop:
         parts.append(f"at most {prop['maxLength']} characters")
     return " ".join(parts)

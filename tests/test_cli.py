@@ -1,12 +1,17 @@
 """The README's first command: ``libe-gc demo`` runs all three kinds of task on the local endpoint."""
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+import yaml
 from click.testing import CliRunner
 
 from bundle.cli import main
+from bundle.templates import get_template, list_templates
 
 
 def test_demo_runs_python_shell_and_mpi_tasks():
@@ -30,4 +35,102 @@ def test_demo_refuses_bad_option_early():
 def test_templates_list():
     result = CliRunner().invoke(main, ["templates", "list"])
     assert result.exit_code == 0
-    assert "local" in result.output
+    for name in ("local", "slurm", "pbs", "perlmutter", "frontier", "polaris", "aurora"):
+        assert f"\n{name} " in result.output, result.output
+
+
+def test_templates_show_lists_every_option_with_default_and_allowed_values():
+    result = CliRunner().invoke(main, ["templates", "show", "polaris"])
+    assert result.exit_code == 0, result.output
+    for option in get_template("polaris").schema["properties"]:
+        assert f"\n  {option} (" in result.output, option
+    assert 'queue (default "debug"; string matching' in result.output
+    assert "account (required;" in result.output
+    assert "examples/mpi.json" in result.output
+
+
+def test_templates_show_unknown_name_lists_templates():
+    result = CliRunner().invoke(main, ["templates", "show", "summit"])
+    assert result.exit_code != 0
+    assert "no endpoint template 'summit'" in result.output and "perlmutter" in result.output
+
+
+@pytest.mark.parametrize("name", list_templates())
+def test_endpoint_render_prints_yaml_that_loads(name, tmp_path):
+    example = sorted((get_template(name).path / "examples").glob("*.json"))[0]
+    result = CliRunner().invoke(main, ["endpoint", "render", name, "-o", str(example)])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.stdout)
+    assert doc["engine"]["type"] in ("GlobusMPIEngine", "GlobusComputeEngine")
+    assert f"# loaded: {doc['engine']['type']} with {doc['engine']['provider']['type']}" in result.stderr
+
+
+def test_endpoint_render_option_overrides_file_and_bad_option_is_named(tmp_path):
+    opts = tmp_path / "o.json"
+    opts.write_text(json.dumps({"partition": "debug"}))
+    result = CliRunner().invoke(main, ["endpoint", "render", "slurm", "-o", str(opts), "--option", "partition=long"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["engine"]["provider"]["partition"] == "long"
+    result = CliRunner().invoke(main, ["endpoint", "render", "slurm", "--option", "partition=a b"])
+    assert result.exit_code != 0
+    assert "option 'partition' is invalid" in result.output
+
+
+def test_endpoint_render_says_which_interface_it_stood_in_for():
+    result = CliRunner().invoke(main, ["endpoint", "render", "slurm", "--option", "network_interface=nosuch0"])
+    assert result.exit_code == 0, result.output
+    assert "network interface 'nosuch0' is not on this machine" in result.stderr
+
+
+def _render_user_config(ep_name, options, env):
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "globus-compute-endpoint"), "render-user-config", "-e", ep_name, "-o", "-"],
+        input=json.dumps(options),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("name", list_templates())
+def test_endpoint_configure_yields_an_endpoint_globus_compute_accepts(name, tmp_path):
+    env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
+    result = CliRunner().invoke(main, ["endpoint", "configure", f"ep-{name}", "--template", name], env=env)
+    assert result.exit_code == 0, result.output
+    ep_dir = tmp_path / "gc" / f"ep-{name}"
+    assert (ep_dir / "user_config_template.yaml.j2").read_text() == get_template(name).template_path.read_text()
+    assert json.loads((ep_dir / "user_config_schema.json").read_text()) == get_template(name).schema
+    example = json.loads(sorted((get_template(name).path / "examples").glob("*.json"))[0].read_text())
+    proc = _render_user_config(f"ep-{name}", example, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rendered = proc.stdout.split("Rendered user config:", 1)[-1]
+    assert yaml.safe_load(rendered) == yaml.safe_load(get_template(name).render(example))
+    # and the endpoint's own renderer refuses what the bundle refuses
+    proc = _render_user_config(f"ep-{name}", {**example, "no_such_option": 1}, env)
+    assert proc.returncode != 0
+
+
+def test_endpoint_configure_options_become_endpoint_defaults(tmp_path):
+    env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
+    args = ["endpoint", "configure", "frontier-ep", "--template", "frontier", "--option", "account=abc123"]
+    result = CliRunner().invoke(main, [*args, "--option", "nodes_per_block=4"], env=env)
+    assert result.exit_code == 0, result.output
+    proc = _render_user_config("frontier-ep", {}, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    provider = yaml.safe_load(proc.stdout.split("Rendered user config:", 1)[-1])["engine"]["provider"]
+    assert (provider["account"], provider["nodes_per_block"], provider["partition"]) == ("abc123", 4, "batch")
+    # users may still override a default
+    proc = _render_user_config("frontier-ep", {"nodes_per_block": 8}, env)
+    assert (
+        yaml.safe_load(proc.stdout.split("Rendered user config:", 1)[-1])["engine"]["provider"]["nodes_per_block"] == 8
+    )
+
+
+def test_endpoint_configure_refuses_bad_option_before_creating_anything(tmp_path):
+    env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
+    args = ["endpoint", "configure", "bad-ep", "--template", "slurm", "--option", "account=$(id)"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code != 0
+    assert "option 'account' is invalid" in result.output
+    assert not (tmp_path / "gc" / "bad-ep").exists()

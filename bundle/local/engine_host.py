@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _ERR_TAIL_LINES = 25
 
+_CANCEL_COMMANDS = {"SlurmProvider": "scancel", "PBSProProvider": "qdel", "TorqueProvider": "qdel"}
+"""Batch providers whose jobs the watcher can cancel if the driver dies, and the command it runs."""
+
 
 def _ensure_bin_dir_on_path() -> None:
     """Put this interpreter's ``bin`` folder on PATH.
@@ -114,6 +117,7 @@ class EngineHost:
         self._lock = threading.RLock()
         self._pending: dict[uuid.UUID, GCFuture] = {}
         self._watchdog: threading.Thread | None = None
+        self._registered_jobs: set[str] = set()
         config = template.load(options)
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
@@ -130,6 +134,7 @@ class EngineHost:
         self.engine.start(endpoint_id=self.endpoint_id, run_dir=str(self.run_dir))
         for pid in self._root_pids():
             reaper.register(pid)
+        self._register_batch_jobs()
         self._watchdog = threading.Thread(target=self._watch_start, name="libe-gc-start-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -182,7 +187,7 @@ class EngineHost:
         """Collect the error output of the engine's blocks, for error messages."""
         script_dir = self.run_dir / "submit_scripts"
         parts = []
-        for err in sorted(script_dir.glob("*.err")):
+        for err in sorted([*script_dir.glob("*.err"), *script_dir.glob("*.stderr")]):
             text = _tail(err)
             if text.strip():
                 parts.append(f"--- {err} ---\n{text}")
@@ -216,11 +221,12 @@ class EngineHost:
                 # Parsl has already failed every task with the block's error output.
                 self._fail(EndpointStartError(f"the local endpoint's workers failed: {executor.executor_exception}"))
                 return
+            self._register_batch_jobs()
             try:
                 if executor.connected_blocks():
                     self.ready.set()
                     log.info("local endpoint workers connected after %.1f s", time.monotonic() - self.started_at)
-                    return
+                    break
             except Exception as err:  # the command channel broke: treat as a start failure
                 self._fail(EndpointStartError(f"the local endpoint's interchange does not answer: {err}"))
                 return
@@ -233,6 +239,48 @@ class EngineHost:
                     )
                 )
                 return
+        # Blocks submitted later (scaling out, replacing an idle-cancelled job) are batch jobs too.
+        if type(executor.provider).__name__ in _CANCEL_COMMANDS:
+            while not self._stop.wait(5.0):
+                self._register_batch_jobs()
+
+    def _batch_jobs(self, active_only: bool = True) -> list[str]:
+        """Ids of the jobs a batch-scheduler provider holds (none for a LocalProvider)."""
+        provider = self.engine.executor.provider
+        if type(provider).__name__ not in _CANCEL_COMMANDS:
+            return []
+        jobs = []
+        for job_id, job in list(getattr(provider, "resources", {}).items()):
+            status = job.get("status")
+            if active_only and status is not None and status.terminal:
+                continue
+            jobs.append(str(job_id))
+        return jobs
+
+    def _register_batch_jobs(self) -> None:
+        """Have the watcher cancel this engine's batch jobs if the driver dies."""
+        provider = self.engine.executor.provider
+        command = _CANCEL_COMMANDS.get(type(provider).__name__)
+        if command is None:
+            return
+        for job_id in self._batch_jobs(active_only=False):
+            if job_id not in self._registered_jobs:
+                self._registered_jobs.add(job_id)
+                try:
+                    reaper.register_cancel([command, job_id])
+                except (OSError, ValueError):
+                    log.warning("could not register batch job %s with the watcher", job_id, exc_info=True)
+
+    def _cancel_batch_jobs(self) -> None:
+        """Cancel batch jobs still queued or running (engine shutdown skips them in a bad state)."""
+        jobs = self._batch_jobs()
+        if not jobs:
+            return
+        log.info("cancelling batch jobs %s", ", ".join(jobs))
+        try:
+            self.engine.executor.provider.cancel(jobs)
+        except Exception:
+            log.exception("cancelling batch jobs %s failed", jobs)
 
     def _root_pids(self) -> list[int]:
         """Pids of the interchange and of the blocks' shells."""
@@ -258,6 +306,7 @@ class EngineHost:
             self.engine.shutdown(block=True)
         except Exception:
             log.exception("engine shutdown raised; stopping its processes directly")
+        self._cancel_batch_jobs()
         reaper.terminate(pids, grace=3.0)
         exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
         for fut in pending:

@@ -11,10 +11,14 @@ Parsl's interchange and worker pool outlive a driver killed with SIGKILL
   pids of the engine's root processes (interchange, block shells) with the
   watcher, which kills their whole process trees.
 
+Blocks submitted to a batch scheduler are jobs, not local processes: the
+driver also registers each job's cancel command (``scancel <id>``), which the
+watcher runs when the driver is gone.
+
 The watcher is this module, started once per driver in its own session.
 When the driver exits for any reason (its pipe closes or its pid disappears)
-the watcher sends SIGTERM, then SIGKILL, to every marked process and all
-their descendants, and exits.
+the watcher cancels the registered batch jobs, sends SIGTERM, then SIGKILL, to
+every marked process and all their descendants, and exits.
 
 Only the standard library is used here, so the watcher starts fast; the scan
 reads ``/proc/<pid>/environ`` (Linux; elsewhere the watcher is not started).
@@ -261,6 +265,7 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
     """
     fd = sys.stdin.fileno()
     roots: dict[int, int] = {}
+    cancels: dict[str, list[str]] = {}
     pending = b""
     while True:
         ready, _, _ = select.select([fd], [], [], poll)
@@ -271,11 +276,33 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
             pending += data
             *lines, pending = pending.split(b"\n")
             for line in lines:
+                if line.startswith(b"cancel "):
+                    words = line.decode(errors="replace").split()[1:]
+                    cancels[" ".join(words)] = words
+                    continue
                 pid, start = (int(v) for v in line.split())
                 roots[pid] = start
         if not _alive(driver_pid):
             break
+    cancel_jobs(list(cancels.values()))
     sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}))
+
+
+def cancel_jobs(commands: list[list[str]], timeout: float = 30.0) -> None:
+    """Run batch-job cancel commands (``scancel <id>``), ignoring failures (the job may be gone already).
+
+    Parameters
+    ----------
+    commands : list of list of str
+        Argument vectors, run without a shell.
+    timeout : float
+        Seconds each command may take.
+    """
+    for argv in commands:
+        try:
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+        except (OSError, subprocess.SubprocessError):
+            pass
 
 
 def ensure_watcher() -> str | None:
@@ -361,6 +388,23 @@ def register(pid: int) -> None:
         start = _start_time(pid)
         if start is not None:
             os.write(int(t.cast(int, _state["fd"])), f"{pid} {start}\n".encode())
+
+
+def register_cancel(argv: t.Sequence[str]) -> None:
+    """Have this process's watcher run ``argv`` (a batch-job cancel command) when the driver exits.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The command, e.g. ``["scancel", "1234"]``; words must not contain whitespace.
+    """
+    words = [str(w) for w in argv]
+    if not words or any(not w or any(c.isspace() for c in w) for w in words):
+        raise ValueError(f"cancel command words must be non-empty and without whitespace: {words!r}")
+    with _lock:
+        if _state.get("pid") != os.getpid():
+            return
+        os.write(int(t.cast(int, _state["fd"])), ("cancel " + " ".join(words) + "\n").encode())
 
 
 def current_token() -> str | None:

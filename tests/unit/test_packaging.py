@@ -25,7 +25,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_templates_and_jobscripts(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for tmpl in ("local",):
+    for tmpl in ("local", "slurm", "pbs", "perlmutter", "frontier", "polaris", "aurora"):
         for f in ("config.yaml", "user_config_template.yaml.j2", "user_config_schema.json", "README.md"):
             assert f"bundle/endpoint_configs/{tmpl}/{f}" in names
     assert any(n.startswith("bundle/jobscripts/") for n in names)
@@ -48,4 +48,4 @@ def test_non_editable_install_finds_data_with_importlib_resources(wheel, tmp_pat
     configs, jobscripts, names = out.splitlines()
     assert configs.startswith(str(env_dir)) and configs.endswith("site-packages/bundle/endpoint_configs")
     assert jobscripts.endswith("site-packages/bundle/jobscripts")
-    assert "local" in names.split(",")
+    assert set(names.split(",")) >= {"local", "slurm", "pbs", "perlmutter", "frontier", "polaris", "aurora"}
