@@ -54,6 +54,37 @@ def templates_list() -> None:
         click.echo(f"{name:12s} {desc}")
 
 
+@main.command()
+@click.option(
+    "--endpoint", default=None, help="A cloud endpoint UUID: compare its Python and check options against its schema."
+)
+@click.option("--template", default=None, help="Bundled template whose options to check.")
+@click.option(
+    "--option", "options", multiple=True, metavar="KEY=VALUE", help="user_endpoint_config option; repeatable."
+)
+def doctor(endpoint: str | None, template: str | None, options: tuple[str, ...]) -> None:
+    """Check what breaks runs in the field (versions, launchers, scheduler, credentials, options) and how to fix it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bundle import doctor as checks
+
+    opts = parse_options(options)
+    results = checks.run_checks(template, opts)
+    if endpoint:
+        results += checks.check_endpoint(endpoint, opts)
+    table = Table(title="libe-gc doctor")
+    for column in ("check", "status", "found", "how to fix"):
+        table.add_column(column, overflow="fold")
+    style = {checks.OK: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
+    for c in results:
+        table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", c.found, c.fix)
+    Console().print(table)
+    failed = [c.name for c in results if c.status == checks.FAIL]
+    if failed:
+        raise click.ClickException(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
 templates.add_command(templates_show)
 main.add_command(endpoint)
 

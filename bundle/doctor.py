@@ -120,7 +120,9 @@ def check_launchers(path: str | None = None) -> list[Check]:
         first = ""
         try:
             out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=10)
-            first = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+            lines = [ln.strip() for ln in (out.stdout or out.stderr).splitlines() if ln.strip()]
+            versioned = [ln for ln in lines if "version" in ln.lower() and any(ch.isdigit() for ch in ln)]
+            first = " ".join((versioned or lines or [""])[0].split())
         except (OSError, subprocess.TimeoutExpired):
             pass
         checks.append(Check(f"launcher {cmd}", OK, f"{found}" + (f" ({first})" if first else "")))

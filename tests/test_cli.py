@@ -134,3 +134,12 @@ def test_endpoint_configure_refuses_bad_option_before_creating_anything(tmp_path
     assert result.exit_code != 0
     assert "option 'account' is invalid" in result.output
     assert not (tmp_path / "gc" / "bad-ep").exists()
+
+
+def test_doctor_reports_each_check_and_fails_on_a_bad_option():
+    ok = CliRunner().invoke(main, ["doctor", "--template", "local", "--option", "slots_per_node=2"])
+    assert ok.exit_code == 0, ok.output
+    for name in ("globus-compute-sdk", "launcher mpiexec", "scheduler", "credentials", "template local"):
+        assert name in ok.output
+    bad = CliRunner().invoke(main, ["doctor", "--template", "local", "--option", "slots_per_node=0"])
+    assert bad.exit_code == 1 and "slots_per_node" in bad.output and "1 check(s) failed" in bad.output
