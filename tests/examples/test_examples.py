@@ -1,0 +1,29 @@
+"""Every example runs as written on the local endpoint (small sizes), in a fresh directory."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+
+def _run(script: pathlib.Path, *args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_forces_executor_mode(tmp_path):
+    out = _run(EXAMPLES / "forces" / "run_forces.py", "--sim-max", "4", "--nworkers", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "4 sims, 4 with an energy; exit flag 0" in out.stdout
+    (history,) = tmp_path.glob("run_forces_history_*.npy")
+    H = np.load(history)
+    assert H["sim_ended"].sum() == 4 and np.isfinite(H["energy"][H["sim_ended"]]).all()
+    assert len(list((tmp_path / "ensemble_forces").glob("sim*/forces.stat"))) == 4
