@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("LIBE_GC_VENV", ROOT / ".venv"))
 BIN = VENV / "bin"
 EXTRAS = {"demo": "mpich", "tests": "mpich,test"}
+LINTED = ["bundle", "tests", "benchmarks", "examples", "docs", "run.py"]
 
 
 def _run(cmd: list[str], **kw: object) -> None:
@@ -57,8 +58,8 @@ def main(argv: list[str]) -> int:
         if what == "demo":
             _run([str(BIN / "libe-gc"), "demo", *rest], env=env, cwd=ROOT)
         else:
-            _run([str(BIN / "ruff"), "check", "bundle", "tests", "run.py"], env=env, cwd=ROOT)
-            _run([str(BIN / "ruff"), "format", "--check", "bundle", "tests", "run.py"], env=env, cwd=ROOT)
+            _run([str(BIN / "ruff"), "check", *LINTED], env=env, cwd=ROOT)
+            _run([str(BIN / "ruff"), "format", "--check", *LINTED], env=env, cwd=ROOT)
             _run([str(BIN / "mypy")], env=env, cwd=ROOT)
             _run([str(BIN / "python"), "-m", "pytest", "-ra", *rest], env=env, cwd=ROOT)
     except subprocess.CalledProcessError as err:

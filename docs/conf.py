@@ -13,7 +13,7 @@ import bundle  # noqa: E402
 
 project = "libe-gc-bundle"
 author = "libe-gc-bundle contributors"
-copyright = "2026, libe-gc-bundle contributors"  # noqa: A001
+copyright = "2026, libe-gc-bundle contributors"
 release = bundle.__version__
 version = release
 

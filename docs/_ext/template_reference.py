@@ -74,6 +74,7 @@ class TemplateReference(Directive):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
+        """Parse the generated reStructuredText into the document."""
         from bundle.templates import get_template, list_templates
 
         rst: list[str] = []

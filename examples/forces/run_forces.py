@@ -48,6 +48,7 @@ def build_forces(target: Path) -> Path:
 
 
 def main() -> int:
+    """Run the ensemble; exit status 0 when it completed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nworkers", type=int, default=2)
     parser.add_argument("--sim-max", type=int, default=8)
@@ -57,7 +58,9 @@ def main() -> int:
 
     app = build_forces(FORCES_APP) if ENDPOINT == "local" else FORCES_APP
     exctr = GlobusComputeExecutor(
-        ENDPOINT, template=TEMPLATE, user_endpoint_config={"slots_per_node": args.nworkers} if ENDPOINT == "local" else {}
+        ENDPOINT,
+        template=TEMPLATE,
+        user_endpoint_config={"slots_per_node": args.nworkers} if ENDPOINT == "local" else {},
     )
     exctr.register_app(full_path=str(app), app_name="forces")
 
