@@ -23,6 +23,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "template_reference",
+    "myst_parser",
 ]
 
 napoleon_google_docstring = False
@@ -39,6 +40,8 @@ intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 
 templates_path: list[str] = []
 exclude_patterns = ["_build"]
+source_suffix = {".rst": "restructuredtext"}
+myst_heading_anchors = 3
 html_theme = "alabaster"
 html_title = f"libe-gc-bundle {release}"
 html_static_path: list[str] = []
