@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up a virtual environment in ./.venv (once) and run the demo or the tests.
 
-    python3 run.py demo      # the smoke run on the local endpoint
+    python3 run.py demo      # an ensemble on the local endpoint (libe-gc demo)
     python3 run.py tests     # ruff, mypy and the whole pytest suite
 
 Only Python >= 3.10 with pip and venv is needed; everything else (including

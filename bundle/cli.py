@@ -18,12 +18,62 @@ def main() -> None:
 
 @main.command()
 @click.option("--endpoint", default="local", show_default=True, help="'local', 'local:<template>' or an endpoint UUID.")
+@click.option(
+    "--template", default=None, help="Bundled template (local), or the one a cloud endpoint was configured from."
+)
+@click.option(
+    "--option", "options", multiple=True, metavar="KEY=VALUE", help="user_endpoint_config option; repeatable."
+)
+@click.option("--sims", default=16, show_default=True, type=click.IntRange(1, 100000), help="Sims per phase.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="Sims in flight.")
+@click.option("--mpi-ranks", default=2, show_default=True, type=click.IntRange(1, 64), help="Ranks of each MPI sim.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="libe-gc-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output folder.",
+)
+def demo(
+    endpoint: str,
+    template: str | None,
+    options: tuple[str, ...],
+    sims: int,
+    workers: int,
+    mpi_ranks: int,
+    out_dir: str,
+) -> None:
+    """Run a complete ensemble on an endpoint: MPI sims through GlobusComputeExecutor, then GC-only Python sims.
+
+    A persistent generator on the libEnsemble manager proposes points; a live bar follows the sims; a
+    summary table and a timeline picture (timeline.png) close the run.
+    """
+    from pathlib import Path
+
+    from bundle.demo.run import DemoConfig, run_demo
+    from bundle.errors import BundleError
+
+    cfg = DemoConfig(endpoint, template, parse_options(options), sims, workers, mpi_ranks, Path(out_dir))
+    try:
+        results = run_demo(cfg)
+    except (BundleError, ValueError, TypeError) as err:
+        raise click.ClickException(str(err)) from err
+    from bundle.demo.report import summarize
+
+    failed = sum(summarize(r.H, r.wall)["failed"] for r in results)
+    if failed:
+        raise click.ClickException(f"{failed} sim(s) failed; see the histories in {out_dir}")
+
+
+@main.command()
+@click.option("--endpoint", default="local", show_default=True, help="'local', 'local:<template>' or an endpoint UUID.")
 @click.option("--template", default=None, help="Bundled template for a local endpoint (default: local).")
 @click.option(
     "--option", "options", multiple=True, metavar="KEY=VALUE", help="user_endpoint_config option; repeatable."
 )
 @click.option("--mpi-ranks", default=2, show_default=True, type=click.IntRange(1, 64), help="Ranks of the MPI task.")
-def demo(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ranks: int) -> None:
+def smoke(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ranks: int) -> None:
     """Run a Python function, a ShellFunction and an MPIFunction on an endpoint and print the results."""
     from bundle.errors import BundleError
     from bundle.smoke import main_smoke

@@ -1,4 +1,4 @@
-"""The README's first command: ``libe-gc demo`` runs all three kinds of task on the local endpoint."""
+"""The ``libe-gc`` command line: demo, smoke run, templates, endpoint configs, doctor."""
 
 import json
 import os
@@ -14,10 +14,10 @@ from bundle.cli import main
 from bundle.templates import get_template, list_templates
 
 
-def test_demo_runs_python_shell_and_mpi_tasks():
+def test_smoke_runs_python_shell_and_mpi_tasks():
     env = dict(os.environ, COLUMNS="200")
     proc = subprocess.run(
-        [sys.executable, "-m", "bundle.cli", "demo"], capture_output=True, text=True, timeout=240, env=env
+        [sys.executable, "-m", "bundle.cli", "smoke"], capture_output=True, text=True, timeout=240, env=env
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -26,9 +26,37 @@ def test_demo_runs_python_shell_and_mpi_tasks():
     assert "Hello, World! I am process 0 of 2" in out and "Hello, World! I am process 1 of 2" in out
 
 
-def test_demo_refuses_bad_option_early():
-    result = CliRunner().invoke(main, ["demo", "--option", "max_workers=3"])
+def test_demo_runs_a_complete_ensemble_with_summary_and_timeline(tmp_path):
+    env = dict(os.environ, COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bundle.cli", "demo", "--sims", "6", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "libe-gc demo: summary" in proc.stdout and "executor mode" in proc.stdout
+    import numpy as np
+
+    H = np.load(tmp_path / "out" / "history_executor_mode.npy")
+    done = H[H["sim_ended"]]
+    assert len(done) == 6 and np.isfinite(done["f"]).all()
+    from bundle.demo.objective import smoothed
+
+    # the MPI app's answer (2 ranks, reduced) equals the one-process computation
+    for row in done:
+        assert abs(row["f"] - smoothed(*row["x"])) < 1e-9
+    png = (tmp_path / "out" / "timeline.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_demo_refuses_bad_option_early(tmp_path):
+    out = tmp_path / "never-made"
+    result = CliRunner().invoke(main, ["demo", "--option", "max_workers=3", "--out", str(out)])
     assert result.exit_code != 0
+    assert not out.exists(), "nothing may be created before the options are checked"
     assert "no option 'max_workers'" in result.output
 
 
