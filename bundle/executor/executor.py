@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shlex
 import threading
 import time
 import typing as t
@@ -38,7 +39,7 @@ from libensemble.executors.executor import (
     ExecutorException,
 )
 
-from bundle.errors import ResourceSpecificationError
+from bundle.errors import BundleError, ResourceSpecificationError
 from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
@@ -53,8 +54,17 @@ log = logging.getLogger(__name__)
 _SUBMIT_LOCK = threading.Lock()
 """Held while a task's ``resource_specification`` is set on a shared endpoint executor and the task submitted."""
 
-_RUN_APP_IDS: weakref.WeakKeyDictionary[t.Any, str] = weakref.WeakKeyDictionary()
-"""Per endpoint executor: the function id of the registered app runner."""
+_RUNNER_IDS: weakref.WeakKeyDictionary[t.Any, dict[str, str]] = weakref.WeakKeyDictionary()
+"""Per endpoint executor: the function ids of the registered runners (``run_app``, ``run_python``)."""
+
+
+def _reset_after_fork() -> None:
+    global _SUBMIT_LOCK
+    _SUBMIT_LOCK = threading.Lock()  # another thread may have held the parent's at fork time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 
@@ -175,12 +185,21 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         return get_template(self.template_name)
 
     @property
-    def is_mpi_engine(self) -> bool | None:
-        """Whether the endpoint runs a ``GlobusMPIEngine`` (None when its template is unknown)."""
+    def is_mpi_engine(self) -> bool:
+        """Whether the endpoint runs a ``GlobusMPIEngine``.
+
+        Read from the template's ``engine_type``; assumed when the template is unknown (a cloud
+        endpoint given without ``template=``), since executor mode is for MPI apps.  Name the
+        template of a ``GlobusComputeEngine`` endpoint so serial and Python tasks go without a
+        ``resource_specification``.
+        """
         engine = template_option(self.template, self.user_endpoint_config, "engine_type")
-        if engine is None:
-            return None if self.template is None else True
-        return bool(engine == "GlobusMPIEngine")
+        return engine is None or engine == "GlobusMPIEngine"
+
+    @property
+    def shared_fs(self) -> bool:
+        """Whether tasks run where this process can see their working directory (no ``remote_workdir``)."""
+        return self.remote_workdir is None
 
     @property
     def mpi_launcher(self) -> str:
@@ -203,13 +222,14 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         self.__dict__["_gce"] = (os.getpid(), gce)
         return gce
 
-    def _run_app_id(self, gce: t.Any) -> str:
+    @staticmethod
+    def _runner_id(gce: t.Any, which: str) -> str:
+        """Register ``run_app`` or ``run_python`` with this endpoint executor once; return its function id."""
         with _SUBMIT_LOCK:
-            fid = _RUN_APP_IDS.get(gce)
-            if fid is None:
-                fid = gce.register_function(portable())
-                _RUN_APP_IDS[gce] = fid
-            return fid
+            ids = _RUNNER_IDS.setdefault(gce, {})
+            if which not in ids:
+                ids[which] = gce.register_function(portable(which))
+            return ids[which]
 
     # --- apps -----------------------------------------------------------------------
 
@@ -236,7 +256,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         desc : str, optional
             Description.
         precedent : str, optional
-            Command put before ``full_path`` (e.g. ``python``; ``%LIBENSEMBLE_SIM_DIR%`` is replaced).
+            Command put before ``full_path`` (``%LIBENSEMBLE_SIM_DIR%`` is replaced).  A ``.py`` app gets
+            this Python on the local endpoint and ``python3`` (the endpoint's) elsewhere.
         pyobj : callable, optional
             Register a Python function: ``submit(app_name=..., args=..., kwargs=...)`` runs it.
         mpi : bool
@@ -247,6 +268,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             app_name = os.path.split(full_path)[1]
         if pyobj is not None and not callable(pyobj):
             raise ExecutorException(f"pyobj for app {app_name!r} must be callable, got {type(pyobj).__name__}")
+        if full_path.endswith(".py") and not precedent and not self.is_local:
+            precedent = "python3"  # not this driver's interpreter path, which need not exist on the endpoint
         self.apps[app_name] = Application(full_path, app_name, calc_type, desc, pyobj, precedent)
         self._app_kinds[app_name] = "python" if pyobj is not None else ("mpi" if mpi else "shell")
         if calc_type is not None:
@@ -366,12 +389,16 @@ mpi_runner_type
             bool(dry_run),
             kind=kind,
             local=self.is_local,
+            shared_fs=self.shared_fs,
         )
         task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
+        cmd = ""
         if kind != "python":
-            cmd = " ".join(filter(None, [app.app_cmd, app_args]))
-            cmd = " ".join(self._set_sim_dir_env(task, cmd.split()))
-            task.runline = self._runline(kind, cmd, task.resource_specification)
+            # As MPIExecutor does: the app command and app_args split on whitespace, no shell in between.
+            tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
+            tokens = self._set_sim_dir_env(task, tokens)
+            cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
+            task.runline = self._runline(kind, " ".join(tokens), task.resource_specification)
             if not dry_run and self.is_local:
                 self._check_app_exists(app)
         if dry_run:
@@ -380,27 +407,55 @@ mpi_runner_type
             self.list_of_tasks.append(task)
             return task
 
-        gce = self.gc_executor()
-        if kind == "python":
-            future = self._submit(gce, task.resource_specification, None, app.pyobj, tuple(args), dict(kwargs or {}))
-        else:
-            run_args = (
-                cmd,
-                kind == "mpi",
-                task.workdir,
-                task.stdout,
-                task.stderr,
-                walltime,
-                task.marker,
-                self.snippet_lines,
-            )
-            future = self._submit(gce, task.resource_specification, self._run_app_id(gce), None, run_args, {})
+        if task.shared_fs and kind != "python":
+            self._remove_stale_output(task)
+        try:
+            gce = self.gc_executor()
+            if kind == "python":
+                run_args: tuple[t.Any, ...] = (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
+                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
+            else:
+                run_args = (
+                    cmd,
+                    kind == "mpi",
+                    task.workdir,
+                    task.stdout,
+                    task.stderr,
+                    walltime,
+                    task.marker,
+                    self.snippet_lines,
+                    dict(task.env),
+                )
+                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
+        except (ExecutorException, BundleError, TypeError) as err:
+            raise err
+        except (
+            Exception
+        ) as err:  # the endpoint is gone or refused the task: as MPIExecutor, a task that failed to start
+            log.warning("Task %s failed to start: %s", task.name, err)
+            task.error = err
+            task.state = "FAILED_TO_START"
+            task.finished = True
+            self.list_of_tasks.append(task)
+            return task
         task._submitted(future)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         if wait_on_start:
             self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
         return task
+
+    @staticmethod
+    def _remove_stale_output(task: GlobusComputeTask) -> None:
+        """Remove earlier output files of the same names, as MPIExecutor truncates them at launch."""
+        assert task.workdir is not None
+        for name in (task.stdout, task.stderr):
+            try:
+                os.remove(os.path.join(task.workdir, name))
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                log.warning("cannot remove the old %s of task %s: %s", name, task.name, err)
 
     @staticmethod
     def _refuse_unsupported(
@@ -436,6 +491,8 @@ mpi_runner_type
         if self.remote_workdir is None:
             return here
         rel = os.path.relpath(here, self.base_dir)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = os.path.basename(here)  # a sim directory outside the driver's: keep it under remote_workdir
         return os.path.normpath(os.path.join(self.remote_workdir, "" if rel == "." else rel))
 
     def _task_spec(
@@ -462,9 +519,15 @@ mpi_runner_type
         spec = mpi_spec(num_procs, num_nodes, procs_per_node, extra_args, default=self.resource_specification)
         limit = max_nodes(self.template, self.user_endpoint_config)
         if limit is not None and spec["num_nodes"] > limit:
+            assert self.template is not None
+            how = (
+                "raise the template's nodes_per_block"
+                if "nodes_per_block" in self.template.schema.get("properties", {})
+                else "run the driver inside a batch allocation of that many nodes"
+            )
             raise ResourceSpecificationError(
                 f"a task asks for num_nodes={spec['num_nodes']} but the endpoint ({self.template_name!r} template) "
-                f"gives a task at most {limit} node(s); ask for fewer nodes or raise nodes_per_block"
+                f"gives a task at most {limit} node(s); ask for fewer nodes or {how}"
             )
         return spec
 
@@ -475,23 +538,13 @@ mpi_runner_type
         return f"{launch_prefix(self.mpi_launcher, spec, hosts)} {cmd}"
 
     @staticmethod
-    def _submit(
-        gce: t.Any,
-        spec: dict[str, t.Any] | None,
-        function_id: str | None,
-        fn: t.Callable[..., t.Any] | None,
-        args: tuple[t.Any, ...],
-        kwargs: dict[str, t.Any],
-    ) -> t.Any:
+    def _submit(gce: t.Any, spec: dict[str, t.Any] | None, function_id: str, args: tuple[t.Any, ...]) -> t.Any:
         """Submit with ``spec`` as the task's resource specification on a possibly shared endpoint executor."""
         with _SUBMIT_LOCK:
             previous = gce.resource_specification
             gce.resource_specification = spec
             try:
-                if function_id is not None:
-                    return gce.submit_to_registered_function(function_id, args=args, kwargs=kwargs)
-                assert fn is not None
-                return gce.submit(fn, *args, **kwargs)
+                return gce.submit_to_registered_function(function_id, args=args, kwargs={})
             finally:
                 gce.resource_specification = previous
 

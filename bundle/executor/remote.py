@@ -1,15 +1,15 @@
-"""The function that runs a registered app on the endpoint.
+"""The functions that run a task on the endpoint.
 
-:func:`run_app` is registered once per endpoint and receives each task's command
-line, working directory and output files as arguments, so a task costs one
-submission and no function registration.  It wraps the command in the SDK's
+:func:`run_app` and :func:`run_python` are registered once per endpoint; each task
+sends only its arguments, so a task costs one submission and no function
+registration.  :func:`run_app` wraps the command in the SDK's
 :class:`~globus_compute_sdk.MPIFunction` (``$PARSL_MPI_PREFIX`` prepended, so the
 engine's launcher starts the ranks) or :class:`~globus_compute_sdk.ShellFunction`
-(a serial app) and returns its :class:`~globus_compute_sdk.sdk.shell_function.ShellResult`.
+(a serial app) and returns its ``ShellResult``.
 
-The endpoint need not have this package installed: :func:`portable` makes a copy
-of :func:`run_app` that is serialized by value.  For that, :func:`run_app` may use
-only builtins and what it imports itself.
+The endpoint need not have this package installed: :func:`portable` makes copies
+that are serialized by value.  For that, these functions may use only builtins
+and what they import themselves (no module globals).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import typing as t
 
 MARKER_ENV = "LIBE_GC_TASK"
 """Environment variable set for an app's processes (launcher and ranks); its value names the task."""
+
+KILL_FILE = ".libe-gc-kill-{marker}"
+"""Name, in the task's working directory, of the file that asks :func:`run_app` to stop the task."""
 
 
 def run_app(
@@ -30,13 +33,14 @@ def run_app(
     walltime: float | None,
     marker: str,
     snippet_lines: int = 1000,
+    env: dict[str, str] | None = None,
 ) -> t.Any:
-    """Run ``cmd`` in ``workdir`` with its output in ``stdout`` and ``stderr``; stop it at ``walltime``.
+    """Run ``cmd`` in ``workdir`` with its output in ``stdout`` and ``stderr``; stop it at ``walltime`` or when asked.
 
     Parameters
     ----------
     cmd : str
-        The app and its arguments (the launcher prefix is added for MPI apps).
+        The app and its arguments, shell-quoted (the launcher prefix is added for MPI apps).
     mpi : bool
         Launch with ``$PARSL_MPI_PREFIX`` (an ``MPIFunction``) or as a serial ``ShellFunction``.
     workdir : str or None
@@ -49,20 +53,27 @@ def run_app(
         Value of ``LIBE_GC_TASK`` in the app's environment, used to find its processes.
     snippet_lines : int
         Lines of output kept in the returned ``ShellResult``.
+    env : dict, optional
+        Extra environment variables for the app (``LIBENSEMBLE_SIM_DIR``).
 
     Returns
     -------
     ShellResult
-        The command line run, output snippets and return code.
+        The command line run, output snippets and return code (143 when the task was killed).
     """
     import os
     import signal
+    import threading
     import time
 
     from globus_compute_sdk import MPIFunction, ShellFunction
+    from globus_compute_sdk.sdk.shell_function import ShellResult
+
+    marker_env = "LIBE_GC_TASK"
+    kill_file = os.path.abspath(os.path.join(workdir or ".", f".libe-gc-kill-{marker}"))
 
     def marked() -> list[int]:
-        needle = f"{MARKER_ENV}={marker}".encode()
+        needle = f"{marker_env}={marker}".encode()
         me = os.getpid()
         found = []
         for entry in os.listdir("/proc"):
@@ -75,27 +86,8 @@ def run_app(
                     pass
         return found
 
-    result = None
-    saved_cwd = os.getcwd()
-    saved_env = {k: os.environ.get(k) for k in (MARKER_ENV, "GC_TASK_SANDBOX_DIR")}
-    try:
-        if workdir:
-            os.makedirs(workdir, exist_ok=True)
-            os.chdir(workdir)
-        for path in (stdout, stderr):
-            if os.path.exists(path):
-                os.remove(path)
-        os.environ[MARKER_ENV] = marker
-        # ShellFunction runs in GC_TASK_SANDBOX_DIR (and warns into stderr when it is unset): point it here.
-        os.environ["GC_TASK_SANDBOX_DIR"] = os.getcwd()
-        cls = MPIFunction if mpi else ShellFunction
-        fn = cls(cmd, stdout=stdout, stderr=stderr, walltime=walltime, snippet_lines=snippet_lines)
-        result = fn()
-        return result
-    finally:
-        # ShellFunction leaves a timed-out command running: stop the app's processes here.
-        timed_out = walltime is not None and getattr(result, "returncode", 124) == 124
-        left = marked() if timed_out else []
+    def stop_marked() -> None:
+        left = marked()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in left:
                 try:
@@ -107,7 +99,52 @@ def run_app(
                 time.sleep(0.05)
                 left = [p for p in left if os.path.exists(f"/proc/{p}")]
             if not left:
-                break
+                return
+
+    if os.path.exists(kill_file):  # killed before it started
+        os.remove(kill_file)
+        return ShellResult(cmd, "", "killed before it started\n", 143, "KilledBeforeStart")
+
+    done = threading.Event()
+    killed = threading.Event()
+
+    def watch_kill_file() -> None:
+        while not done.wait(0.25):
+            if os.path.exists(kill_file):
+                killed.set()
+                stop_marked()
+                return
+
+    result = None
+    saved_cwd = os.getcwd()
+    saved_env = {k: os.environ.get(k) for k in (marker_env, "GC_TASK_SANDBOX_DIR", *(env or {}))}
+    watcher = threading.Thread(target=watch_kill_file, daemon=True)
+    try:
+        if workdir:
+            os.makedirs(workdir, exist_ok=True)
+            os.chdir(workdir)
+        for path in (stdout, stderr):
+            if os.path.exists(path):
+                os.remove(path)
+        os.environ.update(env or {})
+        os.environ[marker_env] = marker
+        # ShellFunction runs in GC_TASK_SANDBOX_DIR (and warns into stderr when it is unset): point it here.
+        os.environ["GC_TASK_SANDBOX_DIR"] = os.getcwd()
+        watcher.start()
+        cls = MPIFunction if mpi else ShellFunction
+        fn = cls(cmd, stdout=stdout, stderr=stderr, walltime=walltime, snippet_lines=snippet_lines)
+        result = fn()
+        if killed.is_set() and isinstance(result, ShellResult):
+            result.returncode = 143
+            result.exception_name = "Killed"
+        return result
+    finally:
+        done.set()
+        # ShellFunction leaves a timed-out command running: stop the app's processes here.
+        if walltime is not None and getattr(result, "returncode", 124) == 124:
+            stop_marked()
+        if os.path.exists(kill_file):
+            os.remove(kill_file)
         os.chdir(saved_cwd)
         for key, value in saved_env.items():
             if value is None:
@@ -116,19 +153,60 @@ def run_app(
                 os.environ[key] = value
 
 
-def portable() -> types.FunctionType:
-    """Return a copy of :func:`run_app` that serializes by value (the endpoint need not import this package).
+def run_python(
+    fn: t.Callable[..., t.Any], args: tuple[t.Any, ...], kwargs: dict[str, t.Any], workdir: str | None
+) -> t.Any:
+    """Call ``fn(*args, **kwargs)`` in ``workdir`` when that folder exists on the endpoint.
+
+    Parameters
+    ----------
+    fn : callable
+        The Python function (sent with each task, so it need not be registered).
+    args, kwargs
+        Its arguments.
+    workdir : str or None
+        The submitting sim's working directory.
+
+    Returns
+    -------
+    object
+        What ``fn`` returns.
+    """
+    import os
+
+    saved = os.getcwd()
+    try:
+        if workdir and os.path.isdir(workdir):
+            os.chdir(workdir)
+        return fn(*args, **kwargs)
+    finally:
+        os.chdir(saved)
+
+
+def _by_value(fn: t.Callable[..., t.Any]) -> types.FunctionType:
+    import builtins
+
+    assert isinstance(fn, types.FunctionType)
+    glb: dict[str, t.Any] = {"__builtins__": builtins, "__name__": "__main__"}
+    copy = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__)
+    copy.__module__ = "__main__"
+    copy.__qualname__ = fn.__name__
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+def portable(which: str = "run_app") -> types.FunctionType:
+    """Return a copy of :func:`run_app` or :func:`run_python` that serializes by value.
+
+    Parameters
+    ----------
+    which : {"run_app", "run_python"}
+        Which runner.
 
     Returns
     -------
     function
-        Same code and defaults, with only builtins as globals.
+        Same code and defaults, with only builtins as globals (the endpoint need not import this package).
     """
-    import builtins
-
-    glb: dict[str, t.Any] = {"__builtins__": builtins, "__name__": "__main__", "MARKER_ENV": MARKER_ENV}
-    fn = types.FunctionType(run_app.__code__, glb, "run_app", run_app.__defaults__)
-    fn.__module__ = "__main__"
-    fn.__qualname__ = "run_app"
-    fn.__doc__ = run_app.__doc__
-    return fn
+    runners: dict[str, t.Callable[..., t.Any]] = {"run_app": run_app, "run_python": run_python}
+    return _by_value(runners[which])

@@ -11,13 +11,11 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import signal
-import threading
 import typing as t
 
 from libensemble.executors.executor import Application, Task, TimeoutExpired, jassert
 
-from bundle.executor.remote import MARKER_ENV
+from bundle.executor.remote import KILL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     kind : {"mpi", "shell", "python"}
         How the task runs on the endpoint.
     local : bool
-        True when the endpoint runs on this host (its app processes can be stopped by :meth:`kill`).
+        True when the endpoint runs on this host.
+    shared_fs : bool
+        True when the endpoint sees ``workdir`` as this process does (its files are read here, and
+        :meth:`kill` reaches the app through a file there).
 
     Attributes
     ----------
@@ -54,7 +55,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         The normalized specification the task was submitted with.
     shell_result : ShellResult or None
         For apps: the endpoint's result (command, output snippets, return code).
-    exception : BaseException or None
+    error : BaseException or None
         Why the task failed, when it did not get as far as a return code.
     """
 
@@ -75,18 +76,19 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         *,
         kind: str = "mpi",
         local: bool = False,
+        shared_fs: bool = True,
     ) -> None:
         jassert(kind in KINDS, f"task kind must be one of {KINDS}, not {kind!r}")
         super().__init__(app, app_args, workdir, stdout, stderr, workerid, dry_run)
         self.kind = kind
         self.local = local
+        self.shared_fs = shared_fs
         self.marker = f"{os.getpid()}-{self.id}-{id(self):x}"
         self.future: concurrent.futures.Future[t.Any] | None = None
         self.resource_specification: dict[str, t.Any] | None = None
         self.shell_result: t.Any = None
-        self.exception: BaseException | None = None
+        self.error: BaseException | None = None
         self._value: t.Any = None
-        self._killer: threading.Thread | None = None
 
     # --- submission -----------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.state = "USER_KILLED"
             return
         except BaseException as err:  # the remote error, a lost task or a stopped endpoint
-            self.exception = err
+            self.error = err
             self.state = "FAILED"
             self.success = False
             log.info("Task %s failed: %s", self.name, _first_line(err))
@@ -143,6 +145,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.shell_result = value
             code = getattr(value, "returncode", None)
             self.errcode = code if isinstance(code, int) else None
+            if self.shared_fs and self.stdout_exists() and hasattr(value, "stdout"):
+                value.stdout = value.stderr = ""  # the files hold the output: keep no second copy in memory
         self.success = self.errcode == 0
         self.state = "FINISHED" if self.success else "FAILED"
         log.info("Task %s finished with errcode %s (%s)", self.name, self.errcode, self.state)
@@ -211,8 +215,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.wait(timeout=timeout)
         if self.kind != "python":
             return self.state
-        if self.exception is not None:
-            raise self.exception
+        if self.error is not None:
+            raise self.error
         if self.state == "USER_KILLED":
             raise concurrent.futures.CancelledError(f"task {self.name} was killed")
         return self._value
@@ -228,6 +232,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         if self.shell_result is not None:
             # Endpoint without a shared filesystem: the last lines the endpoint sent back.
             return str(getattr(self.shell_result, which))
+        if self.error is not None:
+            raise ValueError(f"task {self.name} failed before its app ran, so it has no {which}: {self.error}")
         raise ValueError(
             f"{name} not found in {self.workdir} and task {self.name} has not returned yet "
             f"(state {self.state}); on an endpoint without a shared filesystem {which} arrives with the result"
@@ -257,18 +263,20 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     # --- kill -----------------------------------------------------------------------
 
     def kill(self, wait_time: int | None = 60) -> None:
-        """Cancel the task, or stop it if it is running.
+        """Stop the task, or make sure it never runs.
 
-        A task not yet started is cancelled.  On the local endpoint, a running app's processes
-        (launcher and ranks) are stopped with SIGTERM, then SIGKILL after ``wait_time`` seconds, and
-        an app that starts after the kill is stopped as soon as it appears.  Elsewhere a task already
-        sent to the endpoint runs on (until its ``walltime``); it is marked ``USER_KILLED`` here.
-        A running Python function is never interrupted.
+        Where the endpoint shares the task's working directory (the local endpoint, or a site
+        endpoint without ``remote_workdir``), a kill file is written there: a running app's
+        processes (launcher and ranks) are stopped within a second, and a task not yet started
+        returns at once when it starts.  ``kill`` then waits (at most ``wait_time`` seconds plus a
+        margin) for a running app to end.  Otherwise, and for Python functions (which are never
+        interrupted), the task goes on on the endpoint and only this side marks it ``USER_KILLED``
+        and ignores its result.
 
         Parameters
         ----------
         wait_time : int, optional
-            Seconds between SIGTERM and SIGKILL (0: SIGKILL at once; None: SIGTERM only).
+            Seconds to wait for a running app to end (None: do not wait).
         """
         if self.dry_run:
             return
@@ -281,35 +289,22 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             log.warning("Trying to kill task that is no longer running. Task %s: Status is %s", self.name, self.state)
             return
         log.info("Killing task %s", self.name)
-        if self.local and self.kind != "python":
-            # The local engine cannot cancel a queued task: stop the app's processes now and whenever
-            # they appear, until the engine reports the task done.
-            self._killer = threading.Thread(
-                target=_stop_marked, args=(self.marker, self.future, wait_time), name=f"kill-{self.name}", daemon=True
-            )
-            self._killer.start()
-        else:
-            self.future.cancel()
+        was_running = self.state == "RUNNING"
+        if self.kind != "python" and self.shared_fs and self.workdir:
+            try:
+                with open(os.path.join(self.workdir, KILL_FILE.format(marker=self.marker)), "w") as fh:
+                    fh.write(f"killed from pid {os.getpid()}\n")
+            except OSError as err:
+                log.warning("cannot write the kill file of task %s in %s: %s", self.name, self.workdir, err)
+            else:
+                if was_running and wait_time is not None:
+                    concurrent.futures.wait([self.future], timeout=float(wait_time) + 5.0)
         self.state = "USER_KILLED"
         self.finished = True
+        self.success = False
         self.calc_task_timing()
 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[-1] if text else type(err).__name__
-
-
-def _stop_marked(marker: str, future: concurrent.futures.Future[t.Any], wait_time: int | None) -> None:
-    """Stop the processes carrying ``marker`` until the task's future is done."""
-    from bundle.local import reaper
-
-    grace = 3.0 if wait_time is None else float(wait_time)
-    while not future.done():
-        pids = reaper.find_with_env(MARKER_ENV, marker)
-        if pids:
-            if wait_time is None:
-                reaper.signal_all(pids, signal.SIGTERM)
-            else:
-                reaper.terminate(pids, grace=grace)
-        concurrent.futures.wait([future], timeout=0.2)

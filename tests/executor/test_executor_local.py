@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import sys
 import time
 
@@ -13,6 +15,7 @@ from libensemble.message_numbers import WORKER_DONE, WORKER_KILL_ON_TIMEOUT
 from bundle import GlobusComputeExecutor
 from bundle.executor.remote import MARKER_ENV
 from bundle.local import reaper
+from bundle.session import GCSession
 
 CONFIG = {"slots_per_node": 2, "max_workers_per_block": 2}
 
@@ -73,7 +76,8 @@ def test_failing_app_gives_failed_and_its_exit_code(exctr):
     task = exctr.submit(app_name="probe", app_args="--exit 7", num_procs=2)
     assert task.result(timeout=120) == "FAILED"
     assert (task.errcode, task.success, task.finished) == (7, False, True)
-    serial = exctr.submit(app_name="sh", app_args="-c 'echo to-out; echo to-err >&2; exit 3'")
+    (pathlib.Path.cwd() / "fail.sh").write_text("echo to-out; echo to-err >&2; exit 3\n")
+    serial = exctr.submit(app_name="sh", app_args="fail.sh")
     serial.wait(timeout=120)
     assert (serial.state, serial.errcode) == ("FAILED", 3)
     assert serial.read_stdout() == "to-out\n" and serial.read_stderr() == "to-err\n"
@@ -99,7 +103,7 @@ def test_kill_stops_a_running_app(exctr):
     assert task.state == "USER_KILLED"
 
 
-def test_kill_before_start_means_the_app_never_runs_on(exctr):
+def test_kill_before_start_means_the_app_never_runs(exctr, tmp_path):
     blockers = [exctr.submit(app_name="probe", app_args="--sleep 300") for _ in range(2)]
     assert _until(lambda: all(len(_marked(b)) >= 2 for b in blockers), 120), "both slots should be busy"
     queued = exctr.submit(app_name="probe", app_args="--sleep 300")
@@ -110,10 +114,12 @@ def test_kill_before_start_means_the_app_never_runs_on(exctr):
     assert queued.state == "USER_KILLED"
     for b in blockers:
         b.kill()
-    # the engine may still hand the queued task to a freed slot: it must be stopped at once
+        assert b.state == "USER_KILLED" and not _marked(b), "kill() returns once a running app has ended"
+    # the engine hands the queued task a freed slot: it must return without starting the app
     assert _until(queued.future.done, 60), "the queued task should end soon after its slot frees"
-    assert not _marked(queued)
-    assert all(_gone(b) for b in blockers)
+    assert queued.future.result().returncode == 143
+    assert not (tmp_path / queued.stdout).exists(), "the killed task's app started"
+    assert not list(tmp_path.glob(".libe-gc-kill-*")), "kill files are removed once seen"
 
 
 def test_wait_timeout_raises_libensembles_timeout_expired(exctr):
@@ -149,12 +155,14 @@ def test_python_functions_and_python_apps(exctr):
         bad.read_stdout()
 
 
-def test_several_apps_side_by_side(exctr, mpi_probe):
+def test_several_apps_side_by_side(exctr, mpi_probe, tmp_path):
     exctr.register_app(sys.executable, app_name="python")
+    (tmp_path / "answer.sh").write_text("echo $((6 * 7))\n")
+    (tmp_path / "ok.py").write_text("print('py ok')\n")
     tasks = [
         exctr.submit(app_name="probe", app_args="one", num_procs=2),
-        exctr.submit(app_name="sh", app_args="-c 'echo $((6 * 7))'"),
-        exctr.submit(app_name="python", app_args="-c 'print(\"py ok\")'"),
+        exctr.submit(app_name="sh", app_args="answer.sh"),
+        exctr.submit(app_name="python", app_args="ok.py"),
     ]
     for task in tasks:
         task.wait(timeout=120)
@@ -163,3 +171,31 @@ def test_several_apps_side_by_side(exctr, mpi_probe):
     assert tasks[1].read_stdout() == "42\n"
     assert tasks[2].read_stdout() == "py ok\n"
     assert len({t.name for t in tasks}) == 3 and len({t.stdout for t in tasks}) == 3
+
+
+def test_arguments_reach_the_app_verbatim_and_the_environment_as_mpiexecutor_sets_it(exctr, tmp_path):
+    task = exctr.submit(app_name="probe", app_args='{"k": 1} x*y;touch${IFS}pwned $HOME', num_procs=2)
+    task.wait(timeout=120)
+    assert task.state == "FINISHED", task.read_stderr()
+    assert 'argv={"k": 1} x*y;touch${IFS}pwned $HOME\n' in task.read_stdout()
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / "env.sh").write_text('echo "SIMDIR=$LIBENSEMBLE_SIM_DIR"\n')
+    env = exctr.submit(app_name="sh", app_args="env.sh")
+    env.wait(timeout=120)
+    assert env.read_stdout() == "SIMDIR=.\n"
+    assert env.exception(timeout=10) == 0, "libEnsemble's Task.exception() gives the errcode"
+
+
+def test_python_tasks_run_in_the_sims_directory(exctr, tmp_path):
+    assert exctr.submit(func=os.getcwd).result(timeout=120) == str(tmp_path)
+
+
+def test_a_task_the_endpoint_cannot_take_fails_to_start_instead_of_raising(exctr):
+    exctr.submit(func=pow, args=(2, 2)).result(timeout=120)
+    exctr.gc_executor().shutdown(wait=False, cancel_futures=True)
+    task = exctr.submit(app_name="probe", app_args="x")
+    assert (task.state, task.finished, task.success) == ("FAILED_TO_START", True, False)
+    assert "shutdown" in str(task.error)
+    with pytest.raises(ValueError, match="failed before its app ran"):
+        task.read_stdout()
+    GCSession.clear()  # drop the stopped endpoint so later tests get a fresh one

@@ -172,8 +172,9 @@ def test_cloud_endpoint_submissions_match_the_real_sdk_signatures(tmp_path, monk
     assert inst.submit_to_registered_function.call_count == 2
     call = inst.submit_to_registered_function.call_args
     assert call.args == ("fn-run-app",)
-    cmd, is_mpi, workdir, out, err, walltime, marker, lines = call.kwargs["args"]
+    cmd, is_mpi, workdir, out, err, walltime, marker, lines, env = call.kwargs["args"]
     assert cmd == "/apps/forces.x 10 10 10" and is_mpi is True
+    assert env == {"LIBENSEMBLE_SIM_DIR": "."}
     assert workdir == str(tmp_path) and out == task.stdout and err == task.stderr
     assert walltime == 30 and marker == task.marker and lines == 1000
     assert seen_specs == [{"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}]
@@ -188,3 +189,30 @@ def test_remote_workdir_mirrors_the_sim_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "sim3")
     assert exctr.submit(app_name="forces", dry_run=True).workdir == "/scratch/run1/sim3"
     assert exctr.submit(app_name="forces", dry_run=True, workdir="/elsewhere").workdir == "/elsewhere"
+
+
+def test_app_arguments_are_split_on_whitespace_as_mpiexecutor_does_with_no_shell_in_between():
+    exctr = GlobusComputeExecutor(EP)
+    exctr.register_app("/apps/a.x", app_name="a")
+    task = exctr.submit(app_name="a", app_args='{"k": 1} x*y;z $HOME', dry_run=True)
+    assert task.runline == 'mpiexec -n 1 -ppn 1 -hosts <node1> /apps/a.x {"k": 1} x*y;z $HOME'
+
+
+def test_python_apps_on_a_cloud_endpoint_use_the_endpoints_python(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor(EP)
+    exctr.register_app("/home/me/sim.py", app_name="sim")
+    assert exctr.submit(app_name="sim", dry_run=True).runline.endswith(" python3 /home/me/sim.py")
+    local = GlobusComputeExecutor("local")
+    local.register_app("/home/me/sim.py", app_name="sim")
+    assert local.submit(app_name="sim", dry_run=True).runline.endswith(f" {sys.executable} /home/me/sim.py")
+
+
+def test_remote_workdir_never_escapes_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor(EP, remote_workdir="/remote/run1")
+    exctr.register_app("/apps/a.x", app_name="a")
+    outside = tmp_path.parent / "elsewhere-sim7"
+    outside.mkdir(exist_ok=True)
+    monkeypatch.chdir(outside)
+    assert exctr.submit(app_name="a", dry_run=True).workdir == "/remote/run1/elsewhere-sim7"
