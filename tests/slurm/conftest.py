@@ -3,8 +3,11 @@
 The session fixture ``slurm`` starts Slurm with ``.ci/slurm.sh up`` when it is
 not running and this is root; otherwise the tests skip, saying why.  In CI
 (``CI`` set) they never skip: a Slurm that cannot be started fails them.
-At the end every job the tests submitted (job names ``parsl.libe-gc-*``) is
-cancelled, and the fixture checks that none is left.
+At the end every job the tests submitted is cancelled, and the fixture checks
+that none is left.  A job is this session's when its name marks it as the
+bundle's (``parsl.libe-gc-*``) and its batch script lies under this session's
+pytest temporary folder, so sessions sharing one Slurm leave each other's jobs
+alone.
 """
 
 from __future__ import annotations
@@ -39,21 +42,28 @@ def _slurm_up() -> bool:
     return subprocess.run(["bash", str(SLURM_SH), "status"], capture_output=True).returncode == 0
 
 
+_SESSION_ROOT: list[str] = []
+"""This session's pytest temporary folder, set by the ``slurm`` fixture."""
+
+
 def our_jobs() -> list[tuple[str, str, str]]:
-    """(job id, name, state) of queued or running jobs whose name marks them as the bundle's."""
+    """(job id, name, state) of this session's jobs that are queued, running or completing."""
     out = subprocess.run(
-        ["squeue", "--noheader", "--format=%i %j %T"], capture_output=True, text=True, check=True, timeout=30
+        ["squeue", "--noheader", "--format=%i|%j|%T|%o"], capture_output=True, text=True, check=True, timeout=30
     ).stdout
     jobs = []
     for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].startswith(JOB_PREFIX):
-            jobs.append((parts[0], parts[1], parts[2]))
+        parts = line.split("|", 3)
+        if len(parts) != 4 or not parts[1].startswith(JOB_PREFIX):
+            continue
+        if _SESSION_ROOT and not parts[3].startswith(_SESSION_ROOT[0]):
+            continue
+        jobs.append((parts[0], parts[1], parts[2]))
     return jobs
 
 
 def wait_no_jobs(timeout: float = 90.0) -> list[tuple[str, str, str]]:
-    """Wait until no job of ours is queued, running or completing; return those left after ``timeout``."""
+    """Wait until none of this session's jobs is queued, running or completing; return those left."""
     deadline = time.monotonic() + timeout
     left = our_jobs()
     while left and time.monotonic() < deadline:
@@ -63,15 +73,16 @@ def wait_no_jobs(timeout: float = 90.0) -> list[tuple[str, str, str]]:
 
 
 def cancel_ours() -> None:
-    """Cancel every job whose name marks it as the bundle's."""
+    """Cancel this session's jobs."""
     ids = [job_id for job_id, _, _ in our_jobs()]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="session")
-def slurm() -> t.Iterator[None]:
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[None]:
     """A running single-node Slurm; every job the tests submitted is gone afterwards."""
+    _SESSION_ROOT[:] = [str(tmp_path_factory.getbasetemp().resolve())]
     if not _slurm_up():
         if os.geteuid() != 0:
             _unavailable("Slurm is not running here and starting it (.ci/slurm.sh up) needs root")
@@ -80,8 +91,6 @@ def slurm() -> t.Iterator[None]:
         proc = subprocess.run(["bash", str(SLURM_SH), "up"], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0 or not _slurm_up():
             _unavailable(f".ci/slurm.sh up failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    cancel_ours()
-    assert wait_no_jobs() == [], "jobs of an earlier run are still in the queue"
     yield
     left = our_jobs()
     cancel_ours()

@@ -52,7 +52,7 @@ def test_mpi_task_runs_inside_the_slurm_job(tmp_path, launcher):
         (job,) = jobs
         assert lines == [f"0 2 {job}", f"1 2 {job}"], result.stdout
     finally:
-        ep.shutdown()
+        ep.shutdown(wait=False, cancel_futures=True)
     assert wait_no_jobs() == []
 
 
@@ -80,7 +80,7 @@ def test_slots_per_node_packs_one_rank_tasks_onto_the_node(tmp_path, launcher):
             start, end = (float(v) for v in result.stdout.split())
             spans.append((start, end))
     finally:
-        ep.shutdown()
+        ep.shutdown(wait=False, cancel_futures=True)
     spans.sort()
     # Two slots on the one node: some tasks ran at the same time, never more than two at once.
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if b[0] < a[1]]
@@ -98,7 +98,7 @@ def test_without_packing_each_task_has_the_node(tmp_path):
         futures = [ep.submit(MPIFunction(cmd)) for _ in range(3)]
         spans = sorted(tuple(float(v) for v in f.result(timeout=180).stdout.split()) for f in futures)
     finally:
-        ep.shutdown()
+        ep.shutdown(wait=False, cancel_futures=True)
     # One node, one slot: Parsl's MPI mode runs the tasks one after the other.
     for a, b in itertools.pairwise(spans):
         assert b[0] >= a[1], spans
@@ -118,7 +118,7 @@ def test_python_tasks_on_globus_compute_engine(tmp_path):
         results = [f.result(timeout=120) for f in [ep.submit(_where) for _ in range(6)]]
         assert sum(x * x for x in range(10)) == ep.submit(sum, [x * x for x in range(10)]).result(timeout=60)
     finally:
-        ep.shutdown()
+        ep.shutdown(wait=False, cancel_futures=True)
     assert {r["job"] for r in results} == {job}
     assert len({r["pid"] for r in results}) <= 2
 
@@ -165,6 +165,6 @@ def test_without_exclusive_a_two_rank_srun_fails_which_is_why_exclusive_is_the_d
         ep.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
         result = ep.submit(MPIFunction(RANKS)).result(timeout=120)
     finally:
-        ep.shutdown()
+        ep.shutdown(wait=False, cancel_futures=True)
     assert result.returncode != 0
     assert "More processors requested than permitted" in result.stderr, result.stderr
