@@ -534,7 +534,8 @@ mpi_runner_type
     def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
         if kind != "mpi" or spec is None:
             return cmd
-        hosts = (allocation_hosts() or ["localhost"]) if self.is_local else None
+        # Hosts are known here only for the local template (this host, or the allocation the driver runs in).
+        hosts = (allocation_hosts() or ["localhost"]) if self.is_local and self.template_name == "local" else None
         return f"{launch_prefix(self.mpi_launcher, spec, hosts)} {cmd}"
 
     @staticmethod
