@@ -9,9 +9,10 @@ import typing as t
 
 __version__ = "0.1.0"
 
-__all__ = ["GCSession", "LocalEndpoint", "__version__"]
+__all__ = ["Ensemble", "GCOnlySpecs", "GCSession", "LocalEndpoint", "__version__", "libE"]
 
 if t.TYPE_CHECKING:
+    from bundle.gconly import Ensemble, GCOnlySpecs, libE
     from bundle.local import LocalEndpoint
     from bundle.session import GCSession
 
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> t.Any:
         from bundle.session import GCSession
 
         return GCSession
+    if name in ("Ensemble", "GCOnlySpecs", "libE"):
+        from bundle import gconly
+
+        return getattr(gconly, name)
     raise AttributeError(f"module 'bundle' has no attribute {name!r}")
