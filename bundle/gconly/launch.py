@@ -47,6 +47,8 @@ class RunResult(t.NamedTuple):
     persis_info: dict[t.Any, t.Any]
     exit_flag: int
     sim_errors: dict[int, str]
+    tasks: int
+    """Remote tasks submitted (fewer than sims when batching)."""
 
 
 def run_gconly(
@@ -75,7 +77,7 @@ def run_gconly(
     Returns
     -------
     RunResult
-        ``(H, persis_info, exit_flag, sim_errors)``.
+        ``(H, persis_info, exit_flag, sim_errors, tasks)``.
 
     Raises
     ------
@@ -177,7 +179,7 @@ def run_gconly(
         raise
     finally:
         dispatcher.close()
-    return RunResult(H, persis_out, flag, dict(dispatcher.errors))
+    return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 
 def libE(
@@ -226,7 +228,7 @@ def libE(
         gen = lspecs.GenSpecs() if gen_specs is None else gen_specs
         result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = stock_libE(sim_specs, gen, exit_criteria, **kwargs)
         return result
-    H, persis_out, flag, _ = run_gconly(
+    H, persis_out, flag, _, _ = run_gconly(
         sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0, gc_specs=gc_specs
     )
     return H, persis_out, flag
