@@ -19,11 +19,31 @@ def cancel_slow(_, persis_info, gen_specs, libE_info):
     tag, _, calc_in = ps.send_recv(H_o)
     slow = [int(i) for i in np.nonzero(x0 > 0)[0]]
     if tag not in (STOP_TAG, PERSIS_STOP):
-        ps.request_cancel_sim_ids(slow)
+        ps.request_cancel_sim_ids(slow)  # keep_state: the manager still waits for this gen's next output
     back: set[int] = set()
     while tag not in (STOP_TAG, PERSIS_STOP):
         back.update(int(i) for i in calc_in["sim_id"])
         if len(back) == len(x0):
             break
-        tag, _, calc_in = ps.recv()
+        tag, _, calc_in = ps.send_recv(np.zeros(0, dtype=gen_specs["out"]))
     return None, persis_info, FINISHED_PERSISTENT_GEN_TAG
+
+
+class DictSampler:
+    """A gest-api style generator: suggest() gives a list of dicts over the VOCS variables."""
+
+    def __init__(self, vocs, seed: int = 3) -> None:
+        self.vocs = vocs
+        self.rng = np.random.default_rng(seed)
+
+    def suggest(self, num_points: int) -> list[dict[str, float]]:
+        return [
+            {name: float(self.rng.uniform(*var.domain)) for name, var in self.vocs.variables.items()}
+            for _ in range(num_points)
+        ]
+
+    def ingest(self, results: list[dict[str, float]]) -> None:
+        pass
+
+    def finalize(self) -> None:
+        pass

@@ -224,13 +224,12 @@ def test_other_exit_criteria_with_sims_in_flight(in_tmp: t.Any, criterion: str) 
 def test_gest_api_simulator(in_tmp: t.Any) -> None:
     from gest_api.vocs import VOCS
     from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
-    from libensemble.gen_classes.sampling import UniformSample
     from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 
     vocs = VOCS(variables={"x0": [-1.0, 1.0], "x1": [-2.0, 2.0]}, objectives={"f": "MINIMIZE"})
     ens = bundle.Ensemble(
         libE_specs=LibeSpecs(nworkers=3),
-        gen_specs=GenSpecs(generator=UniformSample(vocs), batch_size=3, vocs=vocs),
+        gen_specs=GenSpecs(generator=gens.DictSampler(vocs), batch_size=3, vocs=vocs),
         sim_specs=SimSpecs(simulator=sims.gest_simulator, vocs=vocs, globus_compute_endpoint="local"),
         alloc_specs=AllocSpecs(alloc_f=only_persistent_gens),
         exit_criteria=ExitCriteria(sim_max=12),
