@@ -69,7 +69,15 @@ def register_once(executor: t.Any, kind: str, sim_f: t.Callable[..., t.Any], fn:
         ids = _REGISTERED.setdefault(executor, {})
         fid = ids.get((kind, sim_f))
         if fid is None:
-            fid = str(executor.register_function(fn))
+            try:
+                fid = str(executor.register_function(fn))
+            except ValueError:
+                # Registered by the user on this executor already: both the SDK Executor and
+                # LocalEndpoint refuse a second registration and keep the id in their cache.
+                known = getattr(executor, "_function_registry", None) or getattr(executor, "_fn_ids", None) or {}
+                if fn not in known:
+                    raise
+                fid = str(known[fn])
             ids[(kind, sim_f)] = fid
         return fid
 
