@@ -7,6 +7,7 @@ deserialized arguments, so what the manager sends is exactly what would cross th
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import threading
 import typing as t
 from unittest import mock
@@ -190,3 +191,34 @@ class UnpicklableSim:
 
     def __reduce__(self) -> t.Any:
         raise TypeError("holds an open socket")
+
+
+def test_ensemble_takes_nworkers_from_the_command_line(cloud: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bundle
+
+    cls, _ = cloud
+    monkeypatch.setattr(sys, "argv", ["calling_script.py", "-n", "3"])
+    specs = uniform_specs(sims.counting, 3, 12, endpoint=EP)
+    ens = bundle.Ensemble(parse_args=True, **specs)
+    assert ens.nworkers == 3
+    H, _, flag = ens.run()
+    assert flag == 0 and H["sim_ended"].sum() == 12
+    ids = {c.kwargs["args"][3]["workerID"] for c in cls.return_value.submit_to_registered_function.call_args_list}
+    assert ids == {1, 2, 3}
+
+
+def test_without_an_endpoint_the_stock_path_runs(cloud: t.Any) -> None:
+    import bundle
+
+    cls, _ = cloud
+    specs = uniform_specs(sims.trivial, 2, 6, endpoint="")
+    H, _, flag = bundle.libE(
+        specs["sim_specs"],
+        specs["gen_specs"],
+        specs["exit_criteria"],
+        specs["persis_info"],
+        specs["alloc_specs"],
+        {"nworkers": 2, "comms": "threads"},
+    )
+    assert flag == 0 and H["sim_ended"].sum() == 6
+    cls.assert_not_called()
