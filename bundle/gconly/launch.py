@@ -93,7 +93,6 @@ def run_gconly(
     from libensemble.comms.logs import manager_logging_config
     from libensemble.history import History
     from libensemble.libE import manager
-    from libensemble.manager import LoggedException
     from libensemble.resources.resources import Resources
     from libensemble.tools.alloc_support import AllocSupport
     from libensemble.utils.misc import specs_dump
@@ -138,6 +137,12 @@ def run_gconly(
         log.warning("Dry run. All inputs validated. Exiting.")
         sys.exit()
 
+    mpi = sys.modules.get("mpi4py.MPI")
+    if libE_d.get("comms") == "mpi" and mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
+        raise GCOnlyConfigError(
+            "GC-only mode runs in one process (the manager); start the calling script without mpirun/srun "
+            "and set nworkers (LibeSpecs.nworkers or -n) to the number of sims in flight"
+        )
     n = int(nworkers or libE_d.get("nworkers") or 1)
     if n < 1:
         raise GCOnlyConfigError(f"nworkers must be >= 1 in GC-only mode, got {n}")
@@ -173,7 +178,7 @@ def run_gconly(
         H, persis_out, flag = manager(
             wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
         )
-    except LoggedException:
+    except Exception:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
         if dispatcher.fatal is not None:
             raise dispatcher.fatal from None
         raise

@@ -47,3 +47,13 @@ class DictSampler:
 
     def finalize(self) -> None:
         pass
+
+
+def with_object_field(_, persis_info, gen_specs):
+    """A non-persistent generator whose rows carry an object the endpoint cannot receive."""
+    b = gen_specs["user"]["batch"]
+    H_o = np.zeros(b, dtype=gen_specs["out"])
+    H_o["x"] = persis_info["rand_stream"].uniform(-1, 1, (b, 2))
+    for i in range(b):
+        H_o["handle"][i] = gen_specs["user"]["make"]()
+    return H_o, persis_info

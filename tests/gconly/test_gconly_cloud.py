@@ -222,3 +222,29 @@ def test_without_an_endpoint_the_stock_path_runs(cloud: t.Any) -> None:
     )
     assert flag == 0 and H["sim_ended"].sum() == 6
     cls.assert_not_called()
+
+
+def test_unserializable_first_work_item_fails_before_submission(cloud: t.Any) -> None:
+    from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
+    from libensemble.tools import add_unique_random_streams
+
+    from tests.gconly import gens
+
+    cls, _ = cloud
+    sim_specs = {"sim_f": sims.trivial, "in": ["x", "handle"], "out": [("f", float)], "globus_compute_endpoint": EP}
+    gen_specs = {
+        "gen_f": gens.with_object_field,
+        "out": [("x", float, (2,)), ("handle", object)],
+        "user": {"batch": 4, "make": sims.Unpicklable},
+    }
+    with pytest.raises(SimSerializationError, match=r"first simulation's H rows") as info:
+        run_gconly(
+            sim_specs,
+            gen_specs,
+            {"sim_max": 4},
+            add_unique_random_streams({}, 3),
+            {"alloc_f": give_sim_work_first},
+            {"nworkers": 2},
+        )
+    assert "calc_in" in info.value.what
+    cls.return_value.submit_to_registered_function.assert_not_called()
