@@ -332,3 +332,17 @@ def test_unserializable_input_fails_before_submission(in_tmp: t.Any) -> None:
         gc_run(specs, 1)
     assert info.value.what == "sim_specs['user']"
     assert not (in_tmp / "libE_stats.txt").exists()
+
+
+@pytest.mark.slow
+def test_lost_task_is_task_failed_and_the_run_goes_on(in_tmp: t.Any) -> None:
+    # the engine notices a dead worker within about 30 s; with seed 7 sims 2 and 3 die
+    res = gc_run(uniform_specs(sims.dies_on_negative, 2, 4), 2)
+    assert res.exit_flag == 0
+    done = res.H[res.H["sim_ended"]]
+    lost = done["x"][:, 0] < 0
+    assert len(done) == 4 and lost.any() and (~lost).any()
+    assert sorted(res.sim_errors) == sorted(int(i) for i in done["sim_id"][lost])
+    assert np.all(np.isnan(done["f"][lost])) and np.allclose(done["f"][~lost], done["x"][~lost, 0])
+    statuses = [s for _, _, s in sim_stats(in_tmp)]
+    assert statuses.count("Task Failed during run") == int(lost.sum())
