@@ -107,15 +107,22 @@ def run_gconly(
         raise GCOnlyConfigError("GC-only mode needs sim_specs.globus_compute_endpoint ('local' or an endpoint UUID)")
     ep_name, _ = parse_endpoint(endpoint, gc.template)
 
+    def coerce(value: t.Any, cls: t.Any) -> t.Any:
+        # As libE()'s validate_call does: dicts become libEnsemble's spec classes with all their
+        # validators (the ones _EnsembleSpecs' annotations name lack them).
+        if value is None:
+            return cls()
+        return cls(**value) if isinstance(value, t.Mapping) else value
+
     persis_info = {} if persis_info is None else persis_info
     ensemble = lspecs._EnsembleSpecs(
         H0=np.empty([0]) if H0 is None else H0,
-        libE_specs=lspecs.LibeSpecs() if libE_specs is None else libE_specs,
+        libE_specs=coerce(libE_specs, lspecs.LibeSpecs),
         persis_info=persis_info,
-        sim_specs=sim_specs,
-        gen_specs=lspecs.GenSpecs() if gen_specs is None else gen_specs,
-        alloc_specs=lspecs.AllocSpecs() if alloc_specs is None else alloc_specs,
-        exit_criteria=exit_criteria,
+        sim_specs=coerce(sim_specs, lspecs.SimSpecs),
+        gen_specs=coerce(gen_specs, lspecs.GenSpecs),
+        alloc_specs=coerce(alloc_specs, lspecs.AllocSpecs),
+        exit_criteria=coerce(exit_criteria, lspecs.ExitCriteria),
     )
     sim_d, gen_d, alloc_d, libE_d = (
         specs_dump(s, by_alias=True)

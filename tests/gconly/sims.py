@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 from libensemble.message_numbers import TASK_FAILED, WORKER_DONE
+from libensemble.specs import input_fields, output_data
 
 
 def six_hump(H, persis_info, sim_specs, libE_info):
@@ -104,4 +105,13 @@ def dies_on_negative(H, persis_info, sim_specs):
         os._exit(3)
     out = np.zeros(len(H), dtype=sim_specs["out"])
     out["f"] = H["x"][:, 0]
+    return out, persis_info
+
+
+@input_fields(["x"])
+@output_data([("f", float)])
+def decorated(x, persis_info, sim_specs):
+    """A sim whose inputs and outputs come from libEnsemble's decorators."""
+    out = np.zeros(len(x), dtype=sim_specs["out"])
+    out["f"] = x["x"][:, 1]
     return out, persis_info

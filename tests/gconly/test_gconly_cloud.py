@@ -248,3 +248,31 @@ def test_unserializable_first_work_item_fails_before_submission(cloud: t.Any) ->
         )
     assert "calc_in" in info.value.what
     cls.return_value.submit_to_registered_function.assert_not_called()
+
+
+def test_history_saved_every_k_sims_and_at_the_end(cloud: t.Any, tmp_path: t.Any) -> None:
+    specs = uniform_specs(sims.trivial, 2, 12, endpoint=EP)
+    res = run_gconly(
+        specs["sim_specs"],
+        specs["gen_specs"],
+        specs["exit_criteria"],
+        specs["persis_info"],
+        specs["alloc_specs"],
+        {"nworkers": 2, "save_every_k_sims": 5},
+    )
+    assert res.exit_flag == 0
+    saved = sorted(p.name for p in tmp_path.glob("libE_history_after_sim_*.npy"))
+    assert saved == ["libE_history_after_sim_12.npy"]  # older checkpoints are replaced, the final one stays
+    H = np.load(tmp_path / saved[0], allow_pickle=True)
+    assert H["sim_ended"].sum() == 12
+    lines = (tmp_path / "libE_stats.txt").read_text().splitlines()
+    assert sum(": sim_id " in line for line in lines) == 12
+
+
+def test_dict_specs_get_libensembles_validators(cloud: t.Any) -> None:
+    specs = uniform_specs(sims.decorated, 2, 6, endpoint=EP)
+    specs["sim_specs"] = {"sim_f": sims.decorated, "globus_compute_endpoint": EP}  # in/out from the decorators
+    res = run(specs, 2)
+    assert res.exit_flag == 0 and not res.sim_errors
+    done = res.H[res.H["sim_ended"]]
+    assert np.allclose(done["f"], done["x"][:, 1])
