@@ -10,10 +10,20 @@ import typing as t
 
 __version__ = "0.1.0"
 
-__all__ = ["GCSession", "GlobusComputeExecutor", "GlobusComputeTask", "LocalEndpoint", "__version__"]
+__all__ = [
+    "Ensemble",
+    "GCOnlySpecs",
+    "GCSession",
+    "GlobusComputeExecutor",
+    "GlobusComputeTask",
+    "LocalEndpoint",
+    "__version__",
+    "libE",
+]
 
 if t.TYPE_CHECKING:
     from bundle.executor import GlobusComputeExecutor, GlobusComputeTask
+    from bundle.gconly import Ensemble, GCOnlySpecs, libE
     from bundle.local import LocalEndpoint
     from bundle.session import GCSession
 
@@ -22,6 +32,9 @@ _LAZY = {
     "GCSession": "bundle.session",
     "GlobusComputeExecutor": "bundle.executor",
     "GlobusComputeTask": "bundle.executor",
+    "Ensemble": "bundle.gconly",
+    "GCOnlySpecs": "bundle.gconly",
+    "libE": "bundle.gconly",
 }
 
 

@@ -1,0 +1,24 @@
+"""GC-only mode: libEnsemble's manager submits pure-Python sims to a Globus Compute endpoint.
+
+No worker processes start: ``nworkers`` virtual workers (:mod:`bundle.gconly.comms`) hand the
+stock ``Manager``'s sim work orders to a :class:`~bundle.gconly.dispatch.SimDispatcher`, which
+submits ``sim_f`` (registered once per endpoint) and answers the manager as a worker would.
+"""
+
+from __future__ import annotations
+
+from bundle.gconly.ensemble import Ensemble
+from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.launch import ERROR_DIR, libE, run_gconly
+from bundle.gconly.specs import GCOnlySpecs
+
+__all__ = [
+    "ERROR_DIR",
+    "Ensemble",
+    "GCOnlyConfigError",
+    "GCOnlySpecs",
+    "SimOutputError",
+    "SimSerializationError",
+    "libE",
+    "run_gconly",
+]

@@ -1,0 +1,450 @@
+"""Turn the manager's sim work orders into endpoint tasks, and finished tasks into worker answers.
+
+One :class:`SimDispatcher` serves all virtual workers of a run.  The manager thread calls it
+through :class:`~bundle.gconly.comms.VirtualWorkerComm`; futures only put finished tasks on a
+queue (from the executor's threads), and every state change happens on the manager thread.
+A work order is answered exactly once (done, failed or killed), and forgotten once answered,
+so the manager's memory stays flat however many sims run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pathlib
+import queue
+import threading
+import time
+import typing as t
+import weakref
+
+import numpy as np
+from libensemble.message_numbers import (
+    EVAL_GEN_TAG,
+    EVAL_SIM_TAG,
+    MAN_SIGNAL_FINISH,
+    MAN_SIGNAL_KILL,
+    PERSIS_STOP,
+    STOP_TAG,
+    TASK_FAILED,
+)
+
+from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.normalize import failed_output, normalize_sim_output
+from bundle.gconly.remote import make_batch_function
+from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
+from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
+
+if t.TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    import numpy.typing as npt
+
+_REGISTERED: weakref.WeakKeyDictionary[t.Any, dict[tuple[str, t.Any], str]] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+ARG_NAMES = ("H rows (calc_in)", "persis_info", "sim_specs", "libE_info")
+
+
+def register_once(executor: t.Any, kind: str, sim_f: t.Callable[..., t.Any], fn: t.Callable[..., t.Any]) -> str:
+    """Register ``fn`` (``sim_f`` itself, or its batch runner) once per executor and return its id.
+
+    Parameters
+    ----------
+    executor : LocalEndpoint or globus_compute_sdk.Executor
+        The endpoint's executor.
+    kind : str
+        ``"single"`` or ``"batch"``.
+    sim_f : callable
+        The simulation function (the cache key).
+    fn : callable
+        What to register.
+
+    Returns
+    -------
+    str
+        The function id.
+    """
+    with _REGISTRY_LOCK:
+        ids = _REGISTERED.setdefault(executor, {})
+        fid = ids.get((kind, sim_f))
+        if fid is None:
+            try:
+                fid = str(executor.register_function(fn))
+            except ValueError:
+                # Registered by the user on this executor already: both the SDK Executor and
+                # LocalEndpoint refuse a second registration and keep the id in their cache.
+                known = getattr(executor, "_function_registry", None) or getattr(executor, "_fn_ids", None) or {}
+                if fn not in known:
+                    raise
+                fid = str(known[fn])
+            ids[(kind, sim_f)] = fid
+        return fid
+
+
+@dataclasses.dataclass(eq=False)
+class SimOrder:
+    """One sim work order of one virtual worker."""
+
+    w: int
+    work: dict[str, t.Any]
+    args: tuple[t.Any, ...]
+    nrows: int
+    task: _Task | None = None
+    done: bool = False
+
+
+@dataclasses.dataclass(eq=False)
+class _Task:
+    """One remote task: one order, or a batch of orders."""
+
+    orders: list[SimOrder]
+    batched: bool
+    submitted: float
+    future: Future[t.Any] | None = None
+    finished: float = 0.0
+
+
+class SimDispatcher:
+    """Submit sims for the virtual workers of one run and collect their answers.
+
+    Parameters
+    ----------
+    executor : LocalEndpoint or globus_compute_sdk.Executor
+        The endpoint's executor (from :meth:`bundle.session.GCSession.get_executor`).
+    sim_specs : dict
+        The validated ``sim_specs`` sent to ``sim_f`` (``sim_f``, ``in``, ``out``, ``user``, ...).
+    nworkers : int
+        Virtual workers (sims in flight), numbered 1..nworkers.
+    batch_size : int
+        Sims per remote task.
+    error_dir : pathlib.Path
+        Folder for one ``sim_<sim_id>.txt`` per failed sim (made on the first failure).
+    poll_interval : float
+        Longest sleep of :meth:`mail_flag` when every virtual worker is busy.
+    """
+
+    def __init__(
+        self,
+        executor: t.Any,
+        sim_specs: dict[str, t.Any],
+        nworkers: int,
+        batch_size: int,
+        error_dir: pathlib.Path,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.executor = executor
+        self.sim_specs = sim_specs
+        self.sim_f: t.Callable[..., t.Any] = sim_specs["sim_f"]
+        self.nworkers = nworkers
+        self.batch_size = batch_size
+        self.error_dir = error_dir
+        self.poll_interval = poll_interval
+        self.out_dtype = np.dtype([tuple(f) for f in sim_specs["out"]]) if sim_specs.get("out") else None
+        self.in_dtype: np.dtype[t.Any] | None = None
+        self.nparams = len(inspect.signature(self.sim_f).parameters)
+        self.serializer = serializer_of(executor)
+        self.errors: dict[int, str] = {}
+        """Error text of each failed sim, by ``sim_id``."""
+        self.fatal: BaseException | None = None
+        """An error that stopped the run (e.g. an input that cannot be serialized)."""
+        self.submitted = 0
+        self._orders: dict[int, SimOrder] = {}
+        self._expect_rows: dict[int, dict[str, t.Any]] = {}
+        self._pending: list[SimOrder] = []
+        self._answers: dict[int, dict[str, t.Any]] = {}
+        self._done: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._wakeup = threading.Event()
+        self._first_checked = False
+        self._closed = False
+        self._log = ensemble_logger()
+        self._check_function()
+        if batch_size > 1:
+            self.function_id = register_once(executor, "batch", self.sim_f, make_batch_function(self.sim_f))
+        else:
+            self.function_id = register_once(executor, "single", self.sim_f, self.sim_f)
+
+    # --- checks -------------------------------------------------------------------------
+
+    def _check_function(self) -> None:
+        name = getattr(self.sim_f, "__qualname__", repr(self.sim_f))
+        check_serializable(
+            self.serializer,
+            f"sim_f ({name})",
+            self.sim_f,
+            "Define sim_f at module level in a module the endpoint can import (not in a notebook cell "
+            "that closes over local objects).",
+        )
+        if self.batch_size > 1:
+            check_serializable(self.serializer, f"the batch runner of sim_f ({name})", make_batch_function(self.sim_f))
+
+    def check_inputs(self, persis_info: t.Mapping[int, t.Any]) -> None:
+        """Check ``sim_specs`` and the virtual workers' ``persis_info`` before the run starts.
+
+        Raises
+        ------
+        SimSerializationError
+        """
+        hint = "Keep sim_specs picklable; put unpicklable objects in module globals of sim_f's module."
+        check_mapping(self.serializer, "sim_specs", self.sim_specs, hint)
+        for w in range(1, self.nworkers + 1):
+            if isinstance(persis_info.get(w), dict):
+                check_mapping(self.serializer, f"persis_info[{w}]", persis_info[w])
+
+    def _check_first(self, order: SimOrder) -> None:
+        """Check the first work item's arguments, one by one, before the first submission."""
+        self._first_checked = True
+        for name, arg in zip(ARG_NAMES, order.args, strict=False):
+            check_serializable(self.serializer, f"the first simulation's {name}", arg)
+
+    # --- messages from the manager -------------------------------------------------------
+
+    def on_send(self, w: int, tag: int, msg: t.Any) -> None:
+        """Take one message the manager sent to virtual worker ``w``."""
+        work = self._expect_rows.pop(w, None)
+        if work is not None:
+            self._start(w, work, msg)
+        elif tag in (STOP_TAG, PERSIS_STOP) and msg == MAN_SIGNAL_KILL:
+            self._kill(w)
+        elif tag in (STOP_TAG, PERSIS_STOP) and msg == MAN_SIGNAL_FINISH:
+            self._finish(w)
+        elif tag == EVAL_SIM_TAG and isinstance(msg, dict):
+            if msg.get("libE_info", {}).get("persistent"):
+                self._raise_fatal(
+                    GCOnlyConfigError(
+                        "GC-only mode runs each sim as one remote task; persistent sims are not supported. "
+                        "Use an allocation function that gives non-persistent sim work (e.g. give_sim_work_first "
+                        "or start_only_persistent, which persists only the generator)."
+                    )
+                )
+            rows = msg["libE_info"].get("H_rows", [])
+            if len(rows):
+                self._expect_rows[w] = msg
+            else:
+                self._start(w, msg, np.zeros(0, dtype=self.in_dtype))
+        elif tag == EVAL_GEN_TAG:
+            self._raise_fatal(
+                GCOnlyConfigError(
+                    f"the allocation function sent generator work to virtual worker {w}; in GC-only mode the "
+                    "generator runs on the manager (worker 0) only"
+                )
+            )
+        elif tag == 0 and isinstance(msg, dict) and EVAL_SIM_TAG in msg:
+            self.in_dtype = msg[EVAL_SIM_TAG]  # the start-up message: history dtypes
+        # else: the workflow dir start-up message needs no answer.
+
+    def _raise_fatal(self, err: BaseException) -> t.NoReturn:
+        self.fatal = err
+        raise err
+
+    def _start(self, w: int, work: dict[str, t.Any], calc_in: npt.NDArray[t.Any]) -> None:
+        libE_info = dict(work["libE_info"])
+        libE_info.update(comm=None, executor=None, workerID=w, rset_team=libE_info.get("rset_team", []))
+        persis_info = work.get("persis_info")
+        if persis_info is None:
+            persis_info = work["persis_info"] = {}
+        args = (calc_in, persis_info, self.sim_specs, libE_info)[: self.nparams]
+        order = SimOrder(w, work, args, len(work["libE_info"].get("H_rows", [])))
+        self._orders[w] = order
+        if not self._first_checked:
+            try:
+                self._check_first(order)
+            except SimSerializationError as err:
+                self._raise_fatal(err)
+        if self.batch_size > 1:
+            self._pending.append(order)
+        else:
+            self._submit([order], batched=False, args=order.args)
+
+    def _submit(self, orders: list[SimOrder], *, batched: bool, args: tuple[t.Any, ...]) -> None:
+        task = _Task(orders, batched, time.time())
+        for order in orders:
+            order.task = task
+        try:
+            future = self.executor.submit_to_registered_function(self.function_id, args=args)
+        except Exception as err:
+            task.finished = time.time()
+            for order in orders:
+                self._fail(order, f"submission failed: {type(err).__name__}: {err}", task.submitted, task.finished)
+            return
+        self.submitted += 1
+        task.future = future
+        future.add_done_callback(lambda _f, task=task: self._on_done(task))
+
+    def _on_done(self, task: _Task) -> None:
+        """Hand a finished task to the manager thread (called in the executor's thread)."""
+        task.finished = time.time()
+        self._done.put(task)
+        self._wakeup.set()
+
+    def _flush(self) -> None:
+        """Submit pending orders, up to ``batch_size`` per task."""
+        while self._pending:
+            chunk = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            self._submit(chunk, batched=True, args=([o.args for o in chunk],))
+
+    def _kill(self, w: int) -> None:
+        order = self._orders.get(w)
+        if order is None or order.done:
+            return
+        now = time.time()
+        start = order.task.submitted if order.task else now
+        self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], MAN_SIGNAL_KILL)
+        log_stats(w, stats_line(order.work, start, now, MAN_SIGNAL_KILL))
+        self._drop(order)
+
+    def _finish(self, w: int) -> None:
+        self._expect_rows.pop(w, None)
+        order = self._orders.pop(w, None)
+        if order is not None and not order.done:
+            order.done = True
+            self._drop(order)
+
+    def _drop(self, order: SimOrder) -> None:
+        """Forget an order; cancel its task once no order of it is waiting."""
+        if order in self._pending:
+            self._pending.remove(order)
+        task = order.task
+        if task is not None and task.future is not None and all(o.done for o in task.orders):
+            task.future.cancel()
+
+    # --- answers to the manager ------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while not self._done.empty():
+            try:
+                task = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._complete(task)
+
+    def _complete(self, task: _Task) -> None:
+        future = task.future
+        live = [o for o in task.orders if not o.done]
+        if future is None or not live or future.cancelled():
+            return
+        err = future.exception()
+        if err is not None:
+            text = f"{type(err).__name__}: {err}"
+            for order in live:
+                self._fail(order, text, task.submitted, task.finished)
+            return
+        result = future.result()
+        if not task.batched:
+            self._succeed(live[0], result, task.submitted, task.finished)
+            return
+        if not isinstance(result, list) or len(result) != len(task.orders):
+            for order in live:
+                self._fail(order, f"malformed batch result: {result!r:.200}", task.submitted, task.finished)
+            return
+        for order, (ok, payload, start, end) in zip(task.orders, result, strict=True):
+            if order.done:
+                continue
+            if ok:
+                self._succeed(order, payload, start, end)
+            else:
+                self._fail(order, str(payload), start, end)
+
+    def _succeed(self, order: SimOrder, out: object, start: float, end: float) -> None:
+        try:
+            calc_out, persis_info, calc_status = normalize_sim_output(out, order.work["persis_info"])
+        except SimOutputError as err:
+            self._fail(order, str(err), start, end)
+            return
+        self._answer(order, calc_out, persis_info, calc_status)
+        log_stats(order.w, stats_line(order.work, start, end, calc_status))
+
+    def _fail(self, order: SimOrder, text: str, start: float, end: float) -> None:
+        sim_ids = [int(i) for i in order.work["libE_info"].get("H_rows", [])]
+        self._log.warning(
+            "sim_id %s on virtual worker %d failed (TASK_FAILED):\n%s", sim_ids, order.w, text, extra={"worker": 0}
+        )
+        for sim_id in sim_ids:
+            self.errors[sim_id] = text
+            try:
+                self.error_dir.mkdir(parents=True, exist_ok=True)
+                (self.error_dir / f"sim_{sim_id}.txt").write_text(text + "\n")
+            except OSError as err:
+                self._log.warning("could not write the error of sim_id %d: %s", sim_id, err)
+        self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], TASK_FAILED)
+        log_stats(order.w, stats_line(order.work, start, end, TASK_FAILED))
+
+    def _answer(self, order: SimOrder, calc_out: object, persis_info: object, calc_status: object) -> None:
+        order.done = True
+        self._orders.pop(order.w, None)
+        libE_info = order.work["libE_info"]
+        self._answers[order.w] = {
+            "calc_out": calc_out,
+            "persis_info": persis_info,
+            "libE_info": libE_info,
+            "calc_status": calc_status,
+            "calc_type": EVAL_SIM_TAG,
+        }
+
+    # --- the comm surface -------------------------------------------------------------------
+
+    def mail_flag(self, w: int) -> bool:
+        """Return whether virtual worker ``w`` has an answer; sleep briefly when all are busy.
+
+        The first virtual worker's poll waits (up to ``poll_interval``) for any task to finish
+        when every virtual worker has a task in flight, so the manager does not spin.
+        """
+        if self._pending:
+            self._flush()
+        self._drain()
+        if w in self._answers:
+            return True
+        if w == 1 and not self._answers and len(self._orders) >= self.nworkers:
+            self._wakeup.clear()
+            if self._done.empty():
+                self._wakeup.wait(self.poll_interval)
+            self._drain()
+            return w in self._answers
+        return False
+
+    def recv(self, w: int, timeout: float | None = None) -> tuple[int, dict[str, t.Any]]:
+        """Return virtual worker ``w``'s answer, waiting for it if needed.
+
+        Raises
+        ------
+        libensemble.comms.comms.Timeout
+            When ``timeout`` passes first.
+        """
+        from libensemble.comms.comms import Timeout
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while w not in self._answers:
+            if w not in self._orders:
+                raise RuntimeError(f"virtual worker {w} has no sim in flight to receive from")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout()
+            if self._pending:
+                self._flush()
+            self._wakeup.clear()
+            if self._done.empty():
+                self._wakeup.wait(self.poll_interval)
+            self._drain()
+        return 0, self._answers.pop(w)
+
+    def in_flight(self) -> int:
+        """Return the number of work orders not yet answered."""
+        return len(self._orders)
+
+    def close(self) -> None:
+        """Cancel every task still in flight (the run is over); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for order in list(self._orders.values()):
+            order.done = True
+            self._drop(order)
+        self._orders.clear()
+        self._pending.clear()
+        self._expect_rows.clear()
+        self._answers.clear()
+        while not self._done.empty():
+            try:
+                self._done.get_nowait()
+            except queue.Empty:
+                break

@@ -1,0 +1,27 @@
+"""Errors raised by GC-only mode before or while it submits simulations."""
+
+from __future__ import annotations
+
+from bundle.errors import BundleError
+
+
+class GCOnlyConfigError(BundleError, ValueError):
+    """Specs that GC-only mode cannot run (say which option to change)."""
+
+
+class SimSerializationError(BundleError, TypeError):
+    """``sim_f`` or a simulation input that the endpoint's serializer cannot serialize.
+
+    Attributes
+    ----------
+    what : str
+        The object that failed, e.g. ``"sim_f"`` or ``"sim_specs['vocs']"``.
+    """
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+class SimOutputError(BundleError, ValueError):
+    """A simulation returned something libEnsemble cannot put in the history."""

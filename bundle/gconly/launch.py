@@ -1,0 +1,246 @@
+"""Run an ensemble in GC-only mode: libEnsemble's stock manager, virtual workers, one endpoint.
+
+:func:`libE` has libEnsemble's ``libE()`` signature plus ``gc_specs``.  When
+``sim_specs.globus_compute_endpoint`` is set it validates the specs as libEnsemble does,
+starts no worker process, runs the generator on the manager (a thread) and hands
+``nworkers`` virtual worker comms to ``libensemble.libE.manager``; otherwise it calls
+libEnsemble's own ``libE()``.  libEnsemble's legacy Globus Compute runner (one blocked
+worker per future) is never reached through this path.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import sys
+import typing as t
+
+from bundle.gconly.errors import GCOnlyConfigError
+from bundle.gconly.specs import GCOnlySpecs
+
+if t.TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from bundle.gconly.dispatch import SimDispatcher
+
+log = logging.getLogger(__name__)
+
+ERROR_DIR = "gconly_sim_errors"
+"""Folder (in the workflow dir) holding ``sim_<sim_id>.txt`` for each failed simulation."""
+
+_SIM_DIR_OPTIONS = ("sim_dirs_make", "sim_input_dir", "sim_dir_copy_files", "sim_dir_symlink_files")
+
+
+def gc_endpoint_of(sim_specs: t.Any) -> str:
+    """Return ``sim_specs.globus_compute_endpoint`` (``""`` when unset), for a dict or a ``SimSpecs``."""
+    if isinstance(sim_specs, t.Mapping):
+        value = sim_specs.get("globus_compute_endpoint")
+    else:
+        value = getattr(sim_specs, "globus_compute_endpoint", None)
+    return str(value).strip() if value else ""
+
+
+class RunResult(t.NamedTuple):
+    """What a GC-only run returns, plus the failed sims' error text."""
+
+    H: npt.NDArray[t.Any]
+    persis_info: dict[t.Any, t.Any]
+    exit_flag: int
+    sim_errors: dict[int, str]
+    tasks: int
+    """Remote tasks submitted (fewer than sims when batching)."""
+
+
+def run_gconly(
+    sim_specs: t.Any,
+    gen_specs: t.Any,
+    exit_criteria: t.Any,
+    persis_info: dict[t.Any, t.Any] | None = None,
+    alloc_specs: t.Any = None,
+    libE_specs: t.Any = None,
+    H0: npt.NDArray[t.Any] | None = None,
+    *,
+    gc_specs: GCOnlySpecs | t.Mapping[str, t.Any] | None = None,
+    nworkers: int | None = None,
+) -> RunResult:
+    """Run one ensemble in GC-only mode.
+
+    Parameters
+    ----------
+    sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
+        As for libEnsemble's ``libE()``; ``sim_specs.globus_compute_endpoint`` must be set.
+    gc_specs : GCOnlySpecs or dict, optional
+        Template options, batching and polling (see :class:`~bundle.gconly.specs.GCOnlySpecs`).
+    nworkers : int, optional
+        Virtual workers (sims in flight); default ``libE_specs.nworkers``, or 1 when unset.
+
+    Returns
+    -------
+    RunResult
+        ``(H, persis_info, exit_flag, sim_errors, tasks)``.
+
+    Raises
+    ------
+    GCOnlyConfigError
+        For options GC-only mode cannot honour.
+    SimSerializationError
+        When ``sim_f`` or a sim input cannot be serialized (before anything is submitted).
+    bundle.errors.TemplateOptionError
+        When ``user_endpoint_config`` fails the template's schema.
+    """
+    import numpy as np
+    from libensemble import specs as lspecs
+    from libensemble.comms.logs import manager_logging_config
+    from libensemble.history import History
+    from libensemble.libE import manager
+    from libensemble.resources.resources import Resources
+    from libensemble.tools.alloc_support import AllocSupport
+    from libensemble.utils.misc import specs_dump
+
+    from bundle.gconly.comms import VirtualWorkerComm
+    from bundle.gconly.dispatch import SimDispatcher
+    from bundle.session import LOCAL, GCSession, parse_endpoint
+
+    gc = GCOnlySpecs.coerce(gc_specs)
+    endpoint = gc_endpoint_of(sim_specs)
+    if not endpoint:
+        raise GCOnlyConfigError("GC-only mode needs sim_specs.globus_compute_endpoint ('local' or an endpoint UUID)")
+    ep_name, _ = parse_endpoint(endpoint, gc.template)
+
+    def coerce(value: t.Any, cls: t.Any) -> t.Any:
+        # As libE()'s validate_call does: dicts become libEnsemble's spec classes with all their
+        # validators (the ones _EnsembleSpecs' annotations name lack them).
+        if value is None:
+            return cls()
+        return cls(**value) if isinstance(value, t.Mapping) else value
+
+    persis_info = {} if persis_info is None else persis_info
+    ensemble = lspecs._EnsembleSpecs(
+        H0=np.empty([0]) if H0 is None else H0,
+        libE_specs=coerce(libE_specs, lspecs.LibeSpecs),
+        persis_info=persis_info,
+        sim_specs=coerce(sim_specs, lspecs.SimSpecs),
+        gen_specs=coerce(gen_specs, lspecs.GenSpecs),
+        alloc_specs=coerce(alloc_specs, lspecs.AllocSpecs),
+        exit_criteria=coerce(exit_criteria, lspecs.ExitCriteria),
+    )
+    sim_d, gen_d, alloc_d, libE_d = (
+        specs_dump(s, by_alias=True)
+        for s in (ensemble.sim_specs, ensemble.gen_specs, ensemble.alloc_specs, ensemble.libE_specs)
+    )
+    exit_d = specs_dump(ensemble.exit_criteria, by_alias=True, exclude_none=True)
+    if getattr(ensemble.gen_specs, "generator", None) is not None:
+        gen_d["generator"] = ensemble.gen_specs.generator  # the object itself, as libE() does
+
+    bad = [k for k in _SIM_DIR_OPTIONS if libE_d.get(k)]
+    if bad:
+        raise GCOnlyConfigError(
+            f"libE_specs {bad} make sim directories on the manager's file system, but in GC-only mode sims run "
+            "on the endpoint; unset them (sim_f can make its own directory on the endpoint)"
+        )
+    if sim_d.get("threaded"):
+        raise GCOnlyConfigError("sim_specs.threaded has no meaning in GC-only mode (sims run on the endpoint)")
+    if libE_d.get("dry_run"):
+        log.warning("Dry run. All inputs validated. Exiting.")
+        sys.exit()
+
+    mpi = sys.modules.get("mpi4py.MPI")
+    if libE_d.get("comms") == "mpi" and mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
+        raise GCOnlyConfigError(
+            "GC-only mode runs in one process (the manager); start the calling script without mpirun/srun "
+            "and set nworkers (LibeSpecs.nworkers or -n) to the number of sims in flight"
+        )
+    n = int(nworkers or libE_d.get("nworkers") or 1)
+    if n < 1:
+        raise GCOnlyConfigError(f"nworkers must be >= 1 in GC-only mode, got {n}")
+    if not libE_d.get("gen_on_manager"):
+        log.info("GC-only mode: the generator runs on the manager (gen_on_manager=True)")
+    libE_d.update(nworkers=n, gen_on_manager=True, disable_resource_manager=True, comms="threads")
+
+    # The manager's and the generator thread's copy: libEnsemble's worker would build its
+    # legacy Globus Compute runner from a set globus_compute_endpoint.
+    mgr_sim_d = dict(sim_d, globus_compute_endpoint="")
+
+    if gc.endpoint_options and ep_name != LOCAL:
+        raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
+    executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
+
+    error_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".") / ERROR_DIR
+    dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
+    dispatcher.check_inputs(persis_info)
+
+    Resources.resources = None  # no resource sets: sims run on the endpoint
+    AllocSupport.gen_counter = 0
+    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, ensemble.H0)
+    wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
+    exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
+
+    def cleanup() -> None:
+        dispatcher.close()
+        if exit_logger is not None:
+            exit_logger()
+
+    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    try:
+        H, persis_out, flag = manager(
+            wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
+        )
+    except Exception:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
+        if dispatcher.fatal is not None:
+            raise dispatcher.fatal from None
+        raise
+    finally:
+        dispatcher.close()
+    return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+
+
+def libE(
+    sim_specs: t.Any,
+    gen_specs: t.Any = None,
+    exit_criteria: t.Any = None,
+    persis_info: dict[t.Any, t.Any] | None = None,
+    alloc_specs: t.Any = None,
+    libE_specs: t.Any = None,
+    H0: npt.NDArray[t.Any] | None = None,
+    *,
+    gc_specs: GCOnlySpecs | t.Mapping[str, t.Any] | None = None,
+) -> tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int]:
+    """Run ``libE()``, in GC-only mode when ``sim_specs.globus_compute_endpoint`` is set.
+
+    Parameters
+    ----------
+    sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
+        As for ``libensemble.libE.libE``.
+    gc_specs : GCOnlySpecs or dict, optional
+        GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
+        ``endpoint_options``, ``poll_interval``.  Refused when GC-only mode is off.
+
+    Returns
+    -------
+    tuple
+        ``(H, persis_info, exit_flag)``.  Failed sims are ``TASK_FAILED`` in ``libE_stats.txt``,
+        their error text in ``ensemble.log`` and in ``<workflow dir>/gconly_sim_errors/sim_<id>.txt``.
+
+    Examples
+    --------
+    >>> H, persis_info, flag = libE(sim_specs, gen_specs, {"sim_max": 100}, persis_info,
+    ...                             libE_specs={"nworkers": 8}, gc_specs={"batch_size": 4})  # doctest: +SKIP
+    """
+    if not gc_endpoint_of(sim_specs):
+        if gc_specs is not None:
+            raise GCOnlyConfigError("gc_specs given but sim_specs.globus_compute_endpoint is not set")
+        from libensemble import specs as lspecs
+        from libensemble.libE import libE as stock_libE
+
+        kwargs: dict[str, t.Any] = {"persis_info": {} if persis_info is None else persis_info, "H0": H0}
+        if alloc_specs is not None:
+            kwargs["alloc_specs"] = alloc_specs
+        if libE_specs is not None:
+            kwargs["libE_specs"] = libE_specs
+        gen = lspecs.GenSpecs() if gen_specs is None else gen_specs
+        result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = stock_libE(sim_specs, gen, exit_criteria, **kwargs)
+        return result
+    H, persis_out, flag, _, _ = run_gconly(
+        sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0, gc_specs=gc_specs
+    )
+    return H, persis_out, flag

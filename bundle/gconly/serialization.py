@@ -1,0 +1,63 @@
+"""Check, before anything is submitted, that the endpoint can serialize a simulation."""
+
+from __future__ import annotations
+
+import typing as t
+
+from bundle.gconly.errors import SimSerializationError
+
+if t.TYPE_CHECKING:
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+
+def serializer_of(executor: t.Any) -> ComputeSerializer:
+    """Return the executor's ``ComputeSerializer`` (a default one if it has none)."""
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+    ser = getattr(executor, "serializer", None)
+    return ser if isinstance(ser, ComputeSerializer) else ComputeSerializer()
+
+
+def _describe(err: BaseException) -> str:
+    cause = err.__cause__ or err.__context__
+    inner = f"{type(cause).__name__}: {cause}" if cause is not None else ""
+    return f"{type(err).__name__}: {err}" + (f" ({inner})" if inner else "")
+
+
+def check_serializable(serializer: ComputeSerializer, what: str, obj: object, hint: str = "") -> None:
+    """Serialize ``obj`` with the endpoint's serializer or raise a clear error naming ``what``.
+
+    Parameters
+    ----------
+    serializer : ComputeSerializer
+        The endpoint's serializer.
+    what : str
+        How the user knows this object (``"sim_f"``, ``"sim_specs['user']"``, ...).
+    obj : object
+        The object to check.
+    hint : str
+        What to change, appended to the message.
+
+    Raises
+    ------
+    SimSerializationError
+    """
+    try:
+        serializer.serialize(obj)
+    except Exception as err:
+        strategy = type(serializer.code_serializer if callable(obj) else serializer.data_serializer).__name__
+        raise SimSerializationError(
+            f"GC-only mode cannot send {what} to the endpoint: the endpoint's serializer ({strategy}) failed "
+            f"with {_describe(err)}. {hint or 'Make it picklable (module-level functions, plain data).'}",
+            what=what,
+        ) from err
+
+
+def check_mapping(serializer: ComputeSerializer, what: str, mapping: t.Mapping[str, t.Any], hint: str = "") -> None:
+    """Check a dict, naming the first key whose value cannot be serialized."""
+    try:
+        serializer.serialize(dict(mapping))
+    except Exception:
+        for key, value in mapping.items():
+            check_serializable(serializer, f"{what}[{key!r}]", value, hint)
+        check_serializable(serializer, what, dict(mapping), hint)

@@ -1,0 +1,81 @@
+"""Options of GC-only mode that libEnsemble's own specs have no field for.
+
+libEnsemble's pydantic ``SimSpecs`` and ``LibeSpecs`` forbid unknown keys, so the
+endpoint's template options cannot ride on ``sim_specs``.  They live here, in one
+frozen object passed as ``gc_specs=`` to :class:`bundle.Ensemble` or :func:`bundle.libE`.
+The endpoint itself stays where libEnsemble users put it: ``sim_specs.globus_compute_endpoint``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+from bundle.gconly.errors import GCOnlyConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class GCOnlySpecs:
+    """How GC-only mode reaches its endpoint and packs simulations.
+
+    Parameters
+    ----------
+    user_endpoint_config : dict, optional
+        Template options for the endpoint (``user_endpoint_config`` of the Globus Compute SDK).
+        Checked against the template's JSON schema before anything is submitted.
+    template : str, optional
+        Bundled template: rendered by a ``"local"`` endpoint (default ``"local"``); for an
+        endpoint UUID, the template its administrator configured it from, used only to
+        check ``user_endpoint_config`` on the submit side.
+    batch_size : int
+        Up to this many simulations (work orders) travel in one remote task: one round trip
+        for many cheap sims.  Results, statuses and failures stay per simulation.  Only
+        sims in flight together can share a task, so set ``nworkers`` to at least
+        ``batch_size`` times the endpoint's workers.  Default 1 (one task per sim).
+    endpoint_options : dict, optional
+        Extra keyword arguments for a local endpoint (``run_dir``, ``start_timeout``).
+    poll_interval : float
+        Longest time, in seconds, the manager sleeps when every virtual worker is busy
+        (it wakes at once when a result arrives).  Bounds how late exit criteria such as
+        ``wallclock_max`` are noticed.  Default 0.05.
+
+    Examples
+    --------
+    >>> GCOnlySpecs(user_endpoint_config={"engine_type": "GlobusComputeEngine"}, batch_size=8)
+    GCOnlySpecs(user_endpoint_config={'engine_type': 'GlobusComputeEngine'}, template=None, batch_size=8, ...)
+    """
+
+    user_endpoint_config: dict[str, t.Any] | None = None
+    template: str | None = None
+    batch_size: int = 1
+    endpoint_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    poll_interval: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.user_endpoint_config is not None and not isinstance(self.user_endpoint_config, dict):
+            raise GCOnlyConfigError(
+                f"gc_specs.user_endpoint_config must be a dict or None, not {type(self.user_endpoint_config).__name__}"
+            )
+        if self.template is not None and not isinstance(self.template, str):
+            raise GCOnlyConfigError(f"gc_specs.template must be a template name, not {self.template!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise GCOnlyConfigError(f"gc_specs.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.endpoint_options, dict):
+            raise GCOnlyConfigError("gc_specs.endpoint_options must be a dict")
+        if not isinstance(self.poll_interval, (int, float)) or not 0 < self.poll_interval <= 5:
+            raise GCOnlyConfigError(f"gc_specs.poll_interval must be in (0, 5] seconds, got {self.poll_interval!r}")
+
+    @classmethod
+    def coerce(cls, value: GCOnlySpecs | t.Mapping[str, t.Any] | None) -> GCOnlySpecs:
+        """Return ``value`` as a :class:`GCOnlySpecs` (from a dict, or defaults for None)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, t.Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise GCOnlyConfigError(f"unknown gc_specs option(s) {unknown}; known: {sorted(known)}")
+            return cls(**dict(value))
+        raise GCOnlyConfigError(f"gc_specs must be a GCOnlySpecs or a dict, not {type(value).__name__}")
