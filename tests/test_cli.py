@@ -48,6 +48,11 @@ def test_demo_runs_a_complete_ensemble_with_summary_and_timeline(tmp_path):
     # the MPI app's answer (2 ranks, reduced) equals the one-process computation
     for row in done:
         assert abs(row["f"] - smoothed(*row["x"])) < 1e-9
+    G = np.load(tmp_path / "out" / "history_gconly_mode.npy")
+    gdone = G[G["sim_ended"]]
+    assert len(gdone) == 6 and "GC-only mode" in proc.stdout
+    # same generator seed, same objective: both modes evaluate the same points to the same values
+    np.testing.assert_allclose(np.sort(gdone["f"]), np.sort(done["f"]), rtol=1e-12)
     png = (tmp_path / "out" / "timeline.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 

@@ -137,6 +137,51 @@ def executor_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
     return PhaseResult("executor mode (MPI sims via GlobusComputeExecutor)", H, wall)
 
 
+def gconly_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
+    """Phase 2: the manager sends the pure-Python objective to the endpoint (GC-only mode, no worker processes)."""
+    from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
+    from libensemble.tools import add_unique_random_streams
+
+    from bundle.demo.progress import RichProgress
+    from bundle.demo.sims import sim_python
+    from bundle.gconly import Ensemble, GCOnlySpecs
+
+    options = dict(cfg.options)
+    if cfg.endpoint == "local":
+        # pure-Python sims: the GlobusComputeEngine variant of the same template
+        options = {"engine_type": "GlobusComputeEngine", "max_workers_per_node": cfg.workers}
+    live = RichProgress("GC-only mode: Python sims from the manager", cfg.sims, progress)
+    if cfg.endpoint == "local":  # start the engine now, so the first sims do not carry its start-up
+        from bundle.session import GCSession
+
+        progress.update(live.task_id, note="starting the local endpoint")
+        GCSession.get_executor(cfg.endpoint, options, template=cfg.template).wait_ready()
+        progress.update(live.task_id, note="")
+    work = (cfg.out_dir / "gconly").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    ensemble = Ensemble(
+        libE_specs=LibeSpecs(nworkers=cfg.workers, live_data=live, workflow_dir_path=str(work)),
+        sim_specs=SimSpecs(
+            sim_f=sim_python, inputs=["x"], outputs=[("f", float)], globus_compute_endpoint=cfg.endpoint
+        ),
+        gen_specs=_gen_specs(cfg),
+        alloc_specs=_alloc_specs(),
+        exit_criteria=ExitCriteria(sim_max=cfg.sims),
+        gc_specs=GCOnlySpecs(user_endpoint_config=options, template=cfg.template),
+    )
+    ensemble.persis_info = add_unique_random_streams({}, cfg.workers + 1, seed=2026)
+    here = os.getcwd()
+    os.chdir(work)
+    start = time.time()
+    try:
+        H, _, _ = ensemble.run()
+    finally:
+        os.chdir(here)
+    wall = time.time() - start
+    np.save(cfg.out_dir / "history_gconly_mode.npy", H)
+    return PhaseResult("GC-only mode (Python sims, no worker processes)", H, wall)
+
+
 def run_demo(cfg: DemoConfig, console: t.Any = None) -> list[PhaseResult]:
     """Run every phase, then print the summary and write the timeline.
 
@@ -177,6 +222,7 @@ def run_demo(cfg: DemoConfig, console: t.Any = None) -> list[PhaseResult]:
     try:
         with progress:
             results.append(executor_phase(cfg, progress))
+            results.append(gconly_phase(cfg, progress))
     finally:
         os.chdir(here)
         GCSession.clear()
