@@ -27,3 +27,28 @@ def test_forces_executor_mode(tmp_path):
     H = np.load(history)
     assert H["sim_ended"].sum() == 4 and np.isfinite(H["energy"][H["sim_ended"]]).all()
     assert len(list((tmp_path / "ensemble_forces").glob("sim*/forces.stat"))) == 4
+
+
+def test_six_hump_camel_gconly(tmp_path):
+    out = _run(EXAMPLES / "six_hump_camel" / "run_gconly.py", "--sim-max", "40", "--nworkers", "4", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "40 sims, 0 failed" in out.stdout
+    (history,) = tmp_path.glob("run_gconly_history_*.npy")
+    H = np.load(history)
+    done = H[H["sim_ended"]]
+    x0, x1 = done["x"][:, 0], done["x"][:, 1]
+    expect = (4 - 2.1 * x0**2 + x0**4 / 3) * x0**2 + x0 * x1 + (-4 + 4 * x1**2) * x1**2
+    np.testing.assert_allclose(done["f"], expect)
+
+
+def test_six_hump_camel_gconly_batched(tmp_path):
+    out = _run(EXAMPLES / "six_hump_camel" / "run_gconly.py", "--sim-max", "24", "--batch-size", "4", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "24 sims, 0 failed" in out.stdout
+
+
+def test_gest_api_simulator(tmp_path):
+    out = _run(EXAMPLES / "gest_api" / "run_gest_api.py", "--sim-max", "12", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "12 sims; best f" in out.stdout and "exit flag 0" in out.stdout
+    assert "at x0=0.000, x1=0.000" not in out.stdout, "the generator's points did not reach the simulator"
