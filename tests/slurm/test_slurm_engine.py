@@ -19,7 +19,12 @@ from tests.slurm.conftest import our_jobs, wait_no_jobs
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 
-RANKS = "python -c 'import os; from mpi4py import MPI; c = MPI.COMM_WORLD; print(c.Get_rank(), c.Get_size(), os.environ.get(\"SLURM_JOB_ID\"), flush=True)'"  # noqa: E501
+# Rank 0 prints every rank's line, gathered over MPI: lines printed by several ranks at once can interleave.
+RANKS = (
+    "python -c 'import os; from mpi4py import MPI; c = MPI.COMM_WORLD; "
+    'lines = c.gather("%d %d %s" % (c.Get_rank(), c.Get_size(), os.environ.get("SLURM_JOB_ID")), root=0); '
+    "c.Get_rank() or print(chr(10).join(lines), flush=True)'"
+)
 
 
 def _options(**extra: t.Any) -> dict[str, t.Any]:
