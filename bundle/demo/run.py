@@ -81,11 +81,27 @@ def _alloc_specs() -> t.Any:
     return AllocSpecs(alloc_f=only_persistent_gens, user={"async_return": True})
 
 
+def _run_phase(ensemble: t.Any, cfg: DemoConfig, folder: Path, stem: str, title: str) -> PhaseResult:
+    """Run ``ensemble`` from ``folder`` with the demo's seed; save its history as ``history_<stem>.npy``."""
+    from libensemble.tools import add_unique_random_streams
+
+    ensemble.persis_info = add_unique_random_streams({}, cfg.workers + 1, seed=2026)
+    here = os.getcwd()
+    os.chdir(folder)
+    start = time.time()
+    try:
+        H, _, _ = ensemble.run()
+    finally:
+        os.chdir(here)
+    wall = time.time() - start
+    np.save(cfg.out_dir / f"history_{stem}.npy", H)
+    return PhaseResult(title, H, wall)
+
+
 def executor_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
     """Phase 1: MPI sims launched through ``GlobusComputeExecutor`` (executor mode)."""
     from libensemble import Ensemble
     from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
-    from libensemble.tools import add_unique_random_streams
 
     from bundle.demo.progress import RichProgress
     from bundle.demo.sims import MPI_APP, sim_mpi
@@ -124,23 +140,13 @@ def executor_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
         alloc_specs=_alloc_specs(),
         exit_criteria=ExitCriteria(sim_max=cfg.sims),
     )
-    ensemble.persis_info = add_unique_random_streams({}, cfg.workers + 1, seed=2026)
-    here = os.getcwd()
-    os.chdir(task_dir)  # the apps' stdout / stderr files land here
-    start = time.time()
-    try:
-        H, _, _ = ensemble.run()
-    finally:
-        os.chdir(here)
-    wall = time.time() - start
-    np.save(cfg.out_dir / "history_executor_mode.npy", H)
-    return PhaseResult("executor mode (MPI sims via GlobusComputeExecutor)", H, wall)
+    # the apps' stdout / stderr files land in task_dir
+    return _run_phase(ensemble, cfg, task_dir, "executor_mode", "executor mode (MPI sims via GlobusComputeExecutor)")
 
 
 def gconly_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
     """Phase 2: the manager sends the pure-Python objective to the endpoint (GC-only mode, no worker processes)."""
     from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
-    from libensemble.tools import add_unique_random_streams
 
     from bundle.demo.progress import RichProgress
     from bundle.demo.sims import sim_python
@@ -169,17 +175,7 @@ def gconly_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
         exit_criteria=ExitCriteria(sim_max=cfg.sims),
         gc_specs=GCOnlySpecs(user_endpoint_config=options, template=cfg.template),
     )
-    ensemble.persis_info = add_unique_random_streams({}, cfg.workers + 1, seed=2026)
-    here = os.getcwd()
-    os.chdir(work)
-    start = time.time()
-    try:
-        H, _, _ = ensemble.run()
-    finally:
-        os.chdir(here)
-    wall = time.time() - start
-    np.save(cfg.out_dir / "history_gconly_mode.npy", H)
-    return PhaseResult("GC-only mode (Python sims, no worker processes)", H, wall)
+    return _run_phase(ensemble, cfg, work, "gconly_mode", "GC-only mode (Python sims, no worker processes)")
 
 
 def run_demo(cfg: DemoConfig, console: t.Any = None) -> list[PhaseResult]:

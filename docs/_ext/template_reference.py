@@ -21,19 +21,10 @@ def _fmt(value: t.Any) -> str:
 
 
 def _allowed(prop: dict[str, t.Any]) -> str:
-    parts = []
-    if "enum" in prop:
-        parts.append("one of " + ", ".join(_fmt(v) for v in prop["enum"]))
-    if "type" in prop:
-        kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
-        parts.append(" or ".join(kinds))
-    if "minimum" in prop or "maximum" in prop:
-        parts.append(f"{prop.get('minimum', '')}..{prop.get('maximum', '')}")
-    if "pattern" in prop:
-        parts.append(f"pattern ``{prop['pattern']}``")
-    if "maxLength" in prop:
-        parts.append(f"at most {prop['maxLength']} characters")
-    return "; ".join(parts)
+    from bundle.templates import describe_option
+
+    text = describe_option(prop)
+    return f"``{text}``" if "`" not in text else text
 
 
 def schema_rst(name: str, schema: dict[str, t.Any]) -> list[str]:
