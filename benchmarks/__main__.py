@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     gc_table = gconly_markdown(json.loads((out / "gconly.json").read_text()))
     (out / "gconly.md").write_text(gc_table)
-    summary = "### Executor mode\n\n" + (out / "executor.md").read_text() + "\n### GC-only mode\n\n" + gc_table
+    summary = "**Executor mode**\n\n" + (out / "executor.md").read_text() + "\n**GC-only mode**\n\n" + gc_table
     (out / "summary.md").write_text(summary)
     print(summary)
     return 0

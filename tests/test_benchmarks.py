@@ -38,4 +38,4 @@ def test_every_benchmark_runs_in_quick_mode_and_writes_ratios(tmp_path):
     }
     assert all(r["median"] > 0 for r in gc["ratios"].values())
     summary = (tmp_path / "summary.md").read_text()
-    assert "### Executor mode" in summary and "gconly_batched_over_stock_local" in summary
+    assert "**Executor mode**" in summary and "gconly_batched_over_stock_local" in summary
