@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import typing as t
 
 import click
 
@@ -133,6 +134,49 @@ def doctor(endpoint: str | None, template: str | None, options: tuple[str, ...])
     failed = [c.name for c in results if c.status == checks.FAIL]
     if failed:
         raise click.ClickException(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A short run (a minute or two) that checks the benchmarks work.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="benchmark-results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the JSON results and the markdown summary.",
+)
+@click.option("--only", default=None, help="Comma-separated benchmarks to run (executor,gconly,scaling,payload,slurm).")
+def bench(quick: bool, out_dir: str, only: str | None) -> None:
+    """Run the benchmark suite (python -m benchmarks): every figure a ratio measured side by side in one run.
+
+    The benchmarks live in the source checkout (benchmarks/), not in the installed package.
+    """
+    run = _benchmarks_main()
+    argv = [*(["--quick"] if quick else []), "--out", out_dir, *(["--only", only] if only else [])]
+    code = run(argv)
+    if code:
+        raise click.ClickException(f"some benchmarks failed (exit {code}); see the output above")
+
+
+def _benchmarks_main() -> t.Callable[[list[str]], int]:
+    """Return the benchmark suite's ``main``, or fail clearly outside a source checkout."""
+    import importlib
+    from pathlib import Path
+
+    hint = (
+        "the benchmarks live in the libe-gc-bundle source checkout (benchmarks/), not in the installed package: "
+        "clone the repository, 'pip install -e .' there, and run 'libe-gc bench' or 'python -m benchmarks' "
+        "from the checkout"
+    )
+    try:
+        module = importlib.import_module("benchmarks.__main__")
+    except ImportError as err:
+        raise click.ClickException(f"cannot import the benchmarks ({err}); {hint}") from err
+    root = Path(module.__file__ or "").resolve().parents[1]
+    if not (root / "bundle" / "cli.py").is_file() or not callable(getattr(module, "main", None)):
+        raise click.ClickException(f"'benchmarks' at {root} is not this project's benchmark suite; {hint}")
+    return t.cast(t.Callable[[list[str]], int], module.main)
 
 
 templates.add_command(templates_show)
