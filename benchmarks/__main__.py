@@ -33,6 +33,11 @@ TITLES = {
 }
 HEADER = "| benchmark | ratio (median) | min to max | goal | met | raw numbers (median) |\n|---|---|---|---|---|---|\n"
 
+_GCONLY_WHAT = {
+    "gconly_over_raw_engine": "GC-only sims/s / raw engine tasks/s (trivial task, no arguments)",
+    "gconly_over_raw_engine_same_sim": "GC-only sims/s / raw engine tasks/s (same sim and arguments)",
+    "gconly_batched_over_stock_local": "GC-only sims/s, batched / stock libEnsemble, local comms",
+}
 _GCONLY_RAW = {
     "gconly_over_raw_engine": ("gconly_sims_per_s", "raw_engine_tasks_per_s"),
     "gconly_over_raw_engine_same_sim": ("gconly_sims_per_s", "raw_engine_same_sim_tasks_per_s"),
@@ -73,7 +78,7 @@ def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
         figures.append(
             {
                 "name": name,
-                "what": ratio.get("what", ""),
+                "what": ratio.get("what") or _GCONLY_WHAT.get(name, ""),
                 **{k: ratio[k] for k in ("median", "min", "max")},
                 "goal": goal,
                 "met": bool(met),

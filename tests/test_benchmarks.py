@@ -5,37 +5,158 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+SECTIONS = ("executor", "gconly", "scaling", "payload", "slurm")
 
 
-def test_every_benchmark_runs_in_quick_mode_and_writes_ratios(tmp_path):
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    return subprocess.run(["bash", str(ROOT / ".ci" / "slurm.sh"), "status"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    data = json.loads((tmp_path / "executor.json").read_text())
-    assert data["meta"]["quick"] is True
-    names = {r["name"] for r in data["results"]}
-    assert names == {"executor_overhead", "packing"}
-    for r in data["results"]:
-        assert r["ratio"]["median"] > 0 and r["ratio"]["min"] <= r["ratio"]["median"] <= r["ratio"]["max"]
-    table = (tmp_path / "executor.md").read_text()
-    assert table.count("\n") == 4 and "executor_overhead" in table
-    gc = json.loads((tmp_path / "gconly.json").read_text())
-    assert set(gc["ratios"]) == {
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    for step in SECTIONS:  # progress is printed per step
+        assert f"] {step}: done in" in proc.stdout
+    return out
+
+
+def _sane(figure: dict) -> None:
+    assert figure["median"] > 0 and figure["min"] <= figure["median"] <= figure["max"], figure
+    assert isinstance(figure["met"], bool) and figure["goal"], figure
+    assert figure["raw"] and all(v >= 0 for v in figure["raw"].values()), figure
+
+
+@pytest.mark.timeout(1600)
+def test_every_section_is_in_results_json_with_sane_figures(quick_run):
+    results = json.loads((quick_run / "results.json").read_text())
+    assert results["meta"]["quick"] is True
+    assert list(results["benchmarks"]) == list(SECTIONS)
+    for step, entry in results["benchmarks"].items():
+        assert "error" not in entry, (step, entry["error"])
+        assert (quick_run / entry["file"]).is_file()
+        if "skipped" in entry:
+            assert step == "slurm" and not _slurm_up(), entry
+            continue
+        assert entry["figures"], step
+        for figure in entry["figures"]:
+            _sane(figure)
+    names = {f["name"] for e in results["benchmarks"].values() for f in e.get("figures", [])}
+    expected = {
+        "executor_overhead",
+        "packing",
         "gconly_over_raw_engine",
         "gconly_over_raw_engine_same_sim",
         "gconly_batched_over_stock_local",
+        "scaling_time_per_sim",
+        "scaling_steady_time_per_sim",
+        "scaling_manager_rss",
+        "payload_registered_over_shipped_module",
+        "payload_registered_over_shipped_main",
     }
-    assert all(r["median"] > 0 for r in gc["ratios"].values())
-    summary = (tmp_path / "summary.md").read_text()
-    assert "**Executor mode**" in summary and "gconly_batched_over_stock_local" in summary
+    if _slurm_up():
+        expected.add("slurm_packing")
+    assert names == expected
+
+
+@pytest.mark.timeout(1600)
+def test_scaling_runs_every_size_and_leaves_nothing_behind(quick_run):
+    scaling = json.loads((quick_run / "scaling.json").read_text())
+    sizes = scaling["config"]["sizes"]
+    assert sizes == sorted(sizes) and len(sizes) == 3
+    assert scaling["left_after_run"] == {}
+    for size in sizes:
+        per = scaling["per_size"][str(size)]
+        for run in per["runs"]:
+            assert run["sims"] == size == run["tasks"]
+            left = run["left_after_run"]
+            assert left["endpoint_futures"] == left["orders"] == left["pending"] == left["answers"] == 0
+            assert left["submitted"] == size
+            assert 0 < run["rss_at_warmup_mib"] <= run["rss_peak_after_warmup_mib"]
+            assert run["rss_growth_mib"] >= 0
+            assert run["warmup_sims"] >= 0.1 * size
+        # The history grows with the sims: H is reported beside the memory figures.
+        assert per["h_nbytes_mib"] > 0
+    assert scaling["per_size"][str(sizes[-1])]["h_nbytes_mib"] > scaling["per_size"][str(sizes[0])]["h_nbytes_mib"]
+
+
+@pytest.mark.timeout(1600)
+def test_payload_sends_args_only_for_an_importable_sim_f(quick_run):
+    payload = json.loads((quick_run / "payload.json").read_text())
+    module, main = payload["variants"]["module"], payload["variants"]["main"]
+    for v in (module, main):
+        assert v["task_entry_is_exactly_args"] is True
+        # Registered: the task's entry is its arguments; shipped adds the registration request.
+        assert v["registered_bytes_per_task"] < v["shipped_bytes_per_task"]
+        assert v["shipped_bytes_per_task"] == v["registered_bytes_per_task"] + v["registration_request_bytes"]
+        # The engine's Task holds the function body as well (as a real endpoint receives it).
+        assert v["local_task_bytes_per_task"] > v["args_only_bytes_per_task"]
+    # A sim_f defined in the calling script is serialized by value: its code is bigger than a reference.
+    assert main["sim_f_serialized_bytes"] > module["sim_f_serialized_bytes"]
+    assert module["args_only"] is True
+
+
+@pytest.mark.timeout(1600)
+def test_slurm_section_measures_or_says_why_not(quick_run):
+    slurm = json.loads((quick_run / "slurm.json").read_text())
+    if not _slurm_up():
+        assert slurm["skipped"].startswith("no Slurm")
+        return
+    assert slurm["jobs_left"] == []
+    for slots in ("slots1", "slots2"):
+        (run,) = slurm[slots]
+        assert run["first_result_s"] > 0 and run["tasks_per_s"] > 0
+
+
+@pytest.mark.timeout(1600)
+def test_summary_has_a_table_per_section(quick_run):
+    summary = (quick_run / "summary.md").read_text()
+    for title in ("Executor mode", "GC-only mode", "GC-only scaling", "GC-only payload", "Slurm"):
+        assert f"**{title}**" in summary
+    assert "scaling_manager_rss" in summary and "payload_registered_over_shipped_module" in summary
+    for step in SECTIONS[:4]:
+        table = (quick_run / f"{step}.md").read_text()
+        assert table.startswith("| benchmark | ratio (median) |")
+
+
+def test_libe_gc_bench_outside_a_source_checkout_says_where_to_run_it(tmp_path):
+    # An interpreter that imports bundle but not the repository's benchmarks package (the repo is off sys.path).
+    code = (
+        "import os, sys; "
+        f"sys.path = [p for p in sys.path if p and os.path.realpath(p) != {str(ROOT)!r}]; "
+        "from click.testing import CliRunner; from bundle.cli import main; "
+        "r = CliRunner().invoke(main, ['bench', '--quick']); print(r.exit_code); print(r.output)"
+    )
+    bundle_dir = str(ROOT / "bundle")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "bundle").symlink_to(bundle_dir, target_is_directory=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(site)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = proc.stdout.splitlines()
+    assert lines and lines[0] == "1", proc.stdout + proc.stderr
+    assert "source checkout" in proc.stdout and "python -m benchmarks" in proc.stdout
