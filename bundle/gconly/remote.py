@@ -10,7 +10,10 @@ A call's arguments arrive in one of two forms, and the answer comes back in the 
 * **packed**: one ``bytes`` object, the argument tuple (or, for a batch, the list of argument
   tuples) pickled with the standard library's ``pickle``.  The answer is the return value (or
   the list of per-sim results) pickled likewise; when it cannot be pickled cleanly, the plain
-  value is returned instead and the endpoint's serializer sends it, as for any task.  A packed
+  value is returned instead and the endpoint's serializer sends it, as for any task.  When
+  ``sim_f`` returns the ``persis_info`` it was given, unchanged (same pickle), ``None`` takes
+  its place in the answer, and the driver keeps its own copy (as for a bare ``H_o``): a NumPy
+  random ``Generator`` is costly to rebuild.  A packed
   answer is always ``bytes``; a plain answer to a packed call never is (a ``bytes`` value
   always pickles), so the driver tells them apart.
 * **plain**: the argument tuple (or list of tuples) itself, sent with the endpoint's serializer
@@ -41,9 +44,16 @@ def _sim_one(call: t.Any) -> t.Any:  # pragma: no cover - runs remotely
     args = pickle.loads(call) if packed else call
     if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821 - bound at creation
         args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
+    sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
     out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
     if not packed:
         return out
+    if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
+        try:
+            if pickle.dumps(out[1], protocol=5) == sent:
+                out = (out[0], None, *out[2:])  # persis_info unchanged: the driver keeps its own
+        except Exception:
+            pass
     try:
         data = pickle.dumps(out, protocol=5)
     except Exception:
@@ -62,14 +72,22 @@ def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
     for args in pickle.loads(calls) if packed else calls:
         if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821
             args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
+        sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
         start = time.time()
         try:
             out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
         except Exception as err:
             text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
             results.append((False, text, start, time.time()))
-        else:
-            results.append((True, out, start, time.time()))
+            continue
+        end = time.time()
+        if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
+            try:
+                if pickle.dumps(out[1], protocol=5) == sent:
+                    out = (out[0], None, *out[2:])  # persis_info unchanged: the driver keeps its own
+            except Exception:
+                pass
+        results.append((True, out, start, end))
     if not packed:
         return results
     try:
