@@ -18,7 +18,9 @@ Each repetition measures, back to back on the same started local endpoint
 ``--compare`` measures instead, per repetition and on the same endpoint: ``raw``, then GC-only mode
 with plain calls (every sim's arguments through the endpoint's serializer, ``sim_f`` registered
 itself: the wire format before packed calls) and with packed calls (stdlib-pickled arguments, see
-``bundle.gconly.wire``), in alternating order, and reports each over ``raw`` and packed over plain.
+``bundle.gconly.wire``), in alternating order, and reports each over ``raw`` and packed over plain,
+plus the driver process's CPU time per task or sim (all its threads: the manager, the engine's
+result thread), which other load on the machine disturbs less than rates do.
 
 Ratios per repetition: ``gconly / raw`` and ``gconly / raw_sim`` (goal >= 0.9; the second isolates
 GC-only mode's own cost from the cost of serializing libEnsemble's arguments) and
@@ -181,18 +183,33 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def _gconly_run(sims: int, nworkers: int, config: dict[str, t.Any], packed: bool) -> t.Callable[[], float]:
+    return lambda: measure_gconly(sims, nworkers, 1, config, packed=packed)
+
+
 def compare(endpoint: t.Any, reps: int, sims: int, nworkers: int, config: dict[str, t.Any]) -> dict[str, t.Any]:
     """Measure raw, GC-only plain calls and GC-only packed calls alternately; return numbers and ratios."""
     raw: list[float] = []
     plain: list[float] = []
     packed: list[float] = []
+    cpu: dict[str, list[float]] = {"raw": [], "plain": [], "packed": []}
+
+    def timed(name: str, measure: t.Callable[[], float]) -> float:
+        cpu0 = time.process_time()
+        rate = measure()
+        cpu[name].append((time.process_time() - cpu0) / sims * 1e6)
+        return rate
+
     for rep in range(reps):
-        raw.append(measure_raw(endpoint, sims))
+        raw.append(timed("raw", lambda: measure_raw(endpoint, sims)))
         for use_packed in (rep % 2 == 0, rep % 2 == 1):
-            (packed if use_packed else plain).append(measure_gconly(sims, nworkers, 1, config, packed=use_packed))
+            name = "packed" if use_packed else "plain"
+            rate = timed(name, _gconly_run(sims, nworkers, config, use_packed))
+            (packed if use_packed else plain).append(rate)
         print(
             f"rep {rep + 1}/{reps}: raw {raw[-1]:.0f} tasks/s, gconly plain calls {plain[-1]:.0f} sims/s, "
-            f"gconly packed calls {packed[-1]:.0f} sims/s",
+            f"gconly packed calls {packed[-1]:.0f} sims/s; driver CPU per task/sim: raw {cpu['raw'][-1]:.0f} us, "
+            f"plain {cpu['plain'][-1]:.0f} us, packed {cpu['packed'][-1]:.0f} us",
             flush=True,
         )
     ratios = {
@@ -204,6 +221,7 @@ def compare(endpoint: t.Any, reps: int, sims: int, nworkers: int, config: dict[s
         "raw_engine_tasks_per_s": raw,
         "gconly_plain_sims_per_s": plain,
         "gconly_packed_sims_per_s": packed,
+        "driver_cpu_us_per_task": {name: {**summary(values), "values": values} for name, values in cpu.items()},
         "ratios": {name: {**summary(values), "values": values} for name, values in ratios.items()},
     }
 

@@ -290,3 +290,31 @@ def test_dict_specs_get_libensembles_validators(cloud: t.Any) -> None:
     assert res.exit_flag == 0 and not res.sim_errors
     done = res.H[res.H["sim_ended"]]
     assert np.allclose(done["f"], done["x"][:, 1])
+
+
+def test_arguments_stdlib_pickle_cannot_send_go_plain(cloud: t.Any) -> None:
+    """A lambda in persis_info: dill sends it by value, stdlib pickle cannot; the run goes on plain."""
+    cls, _ = cloud
+    specs = uniform_specs(sims.counting, 2, 8, endpoint=EP)
+    specs["persis_info"][1]["scale"] = lambda x: 2 * x
+    res = run(specs, 2)
+    assert res.exit_flag == 0 and not res.sim_errors
+    sent = [c.kwargs["args"][0] for c in cls.return_value.submit_to_registered_function.call_args_list]
+    plain = [s for s in sent if not isinstance(s, bytes)]
+    assert plain and all(s[1]["scale"](2) == 4 and s[2] is None for s in plain)
+    assert any(isinstance(s, bytes) for s in sent)  # virtual worker 2's persis_info pickles cleanly
+    assert sum(res.persis_info[w]["calls"] for w in (1, 2)) == 8
+    assert res.persis_info[1]["scale"](3) == 6
+
+
+def test_plain_calls_when_packing_is_switched_off(cloud: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bundle.gconly import wire
+
+    cls, _ = cloud
+    monkeypatch.setattr(wire, "PACK_CALLS", False)
+    res = run(uniform_specs(sims.counting, 2, 6, endpoint=EP), 2)
+    assert res.exit_flag == 0 and not res.sim_errors
+    cls.return_value.register_function.assert_called_once_with(sims.counting)
+    for call in cls.return_value.submit_to_registered_function.call_args_list:
+        _, _, sim_specs, libE_info = call.kwargs["args"]
+        assert sim_specs["sim_f"] is sims.counting and 1 <= libE_info["workerID"] <= 2
