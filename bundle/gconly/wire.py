@@ -92,13 +92,20 @@ def pickle_cleanly(obj: object) -> bytes | None:
 
 
 def carries_packed_calls(serializer: ComputeSerializer, runner: t.Callable[..., t.Any]) -> bool:
-    """Return whether ``serializer`` sends ``bytes`` arguments and ``runner`` by value."""
+    """Return whether ``serializer`` sends ``bytes`` arguments, and ``runner`` by value with its globals.
+
+    The runner makes a round trip here: source-based code strategies (``DillCodeSource``,
+    ``PureSourceTextInspect``, ...) serialize it but cannot rebuild it under its own name with
+    ``sim_f`` and ``sim_specs`` bound.
+    """
     try:
-        serializer.serialize(b"\x80")
-        serializer.serialize(runner)
+        if serializer.deserialize(serializer.serialize(b"\x80")) != b"\x80":
+            return False
+        copy = serializer.deserialize(serializer.serialize(runner))
+        bound = getattr(copy, "__globals__", {})
+        return bool(getattr(copy, "__name__", "") == runner.__name__ and "sim_f" in bound and "sim_specs" in bound)
     except Exception:
         return False
-    return True
 
 
 class SimWire:

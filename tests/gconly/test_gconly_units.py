@@ -223,10 +223,14 @@ def test_wire_packs_what_pickles_cleanly_and_sends_the_rest_plain() -> None:
     assert isinstance(calls, bytes) and [c[2] for c in pickle.loads(calls)] == [None, None]
 
 
-def test_wire_goes_plain_when_the_serializer_cannot_carry_bytes() -> None:
-    from globus_compute_sdk.serialize import JSONData
+@pytest.mark.parametrize("strategy", ["JSONData", "DillCodeSource", "PureSourceTextInspect"])
+def test_wire_goes_plain_when_the_serializer_cannot_carry_packed_calls(strategy: str) -> None:
+    """A data strategy that cannot carry bytes, or a code strategy that sends source only."""
+    from globus_compute_sdk import serialize
 
-    executor, wire = _wire(ComputeSerializer(strategy_data=JSONData()))
+    cls = getattr(serialize, strategy)
+    kind = "strategy_data" if strategy == "JSONData" else "strategy_code"
+    executor, wire = _wire(ComputeSerializer(**{kind: cls()}))
     assert not wire.packed
     executor.register_function.assert_called_once_with(_keeps)  # sim_f itself, as before packed calls
     args = (1, {}, {"sim_f": _keeps}, {})
