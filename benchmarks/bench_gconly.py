@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_gconly            # full: 5 repetitions
     python -m benchmarks.bench_gconly --quick    # under a minute
+    python -m benchmarks.bench_gconly --compare  # GC-only's packed calls vs plain calls, alternately
 
 Each repetition measures, back to back on the same started local endpoint
 (GlobusComputeEngine, ``--engine-workers`` workers):
@@ -13,6 +14,13 @@ Each repetition measures, back to back on the same started local endpoint
 * ``gconly``: GC-only mode, trivial sim, ``--nworkers`` virtual workers, batch size 1 -> sims/s;
 * ``gconly_batched``: the same with ``--batch-size`` sims per task -> sims/s;
 * ``stock``: stock libEnsemble, ``local`` comms, the same sim, generator and ``--nworkers`` -> sims/s.
+
+``--compare`` measures instead, per repetition and on the same endpoint: ``raw``, then GC-only mode
+with plain calls (every sim's arguments through the endpoint's serializer, ``sim_f`` registered
+itself: the wire format before packed calls) and with packed calls (stdlib-pickled arguments, see
+``bundle.gconly.wire``), in alternating order, and reports each over ``raw`` and packed over plain,
+plus the driver process's CPU time per task or sim (all its threads: the manager, the engine's
+result thread), which other load on the machine disturbs less than rates do.
 
 Ratios per repetition: ``gconly / raw`` and ``gconly / raw_sim`` (goal >= 0.9; the second isolates
 GC-only mode's own cost from the cost of serializing libEnsemble's arguments) and
@@ -109,15 +117,18 @@ def measure_raw_sim(endpoint: t.Any, tasks: int) -> float:
     return tasks / (time.perf_counter() - start)
 
 
-def measure_gconly(sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any]) -> float:
-    """Run a GC-only ensemble of trivial sims; return sims/s."""
-    from bundle.gconly import GCOnlySpecs
+def measure_gconly(
+    sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any], *, packed: bool = True
+) -> float:
+    """Run a GC-only ensemble of trivial sims; return sims/s (``packed=False``: plain calls)."""
+    from bundle.gconly import GCOnlySpecs, wire
     from bundle.gconly.launch import run_gconly
 
     specs = _specs(nworkers, sims, "local")
     with tempfile.TemporaryDirectory(prefix="bench-gconly-") as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)
+        wire.PACK_CALLS = packed
         try:
             start = time.perf_counter()
             res = run_gconly(
@@ -131,6 +142,7 @@ def measure_gconly(sims: int, nworkers: int, batch_size: int, config: dict[str, 
             )
             elapsed = time.perf_counter() - start
         finally:
+            wire.PACK_CALLS = True
             os.chdir(cwd)
     done = int(res.H["sim_ended"].sum())
     if res.exit_flag != 0 or res.sim_errors or done < sims:
@@ -171,6 +183,49 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def _gconly_run(sims: int, nworkers: int, config: dict[str, t.Any], packed: bool) -> t.Callable[[], float]:
+    return lambda: measure_gconly(sims, nworkers, 1, config, packed=packed)
+
+
+def compare(endpoint: t.Any, reps: int, sims: int, nworkers: int, config: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Measure raw, GC-only plain calls and GC-only packed calls alternately; return numbers and ratios."""
+    raw: list[float] = []
+    plain: list[float] = []
+    packed: list[float] = []
+    cpu: dict[str, list[float]] = {"raw": [], "plain": [], "packed": []}
+
+    def timed(name: str, measure: t.Callable[[], float]) -> float:
+        cpu0 = time.process_time()
+        rate = measure()
+        cpu[name].append((time.process_time() - cpu0) / sims * 1e6)
+        return rate
+
+    for rep in range(reps):
+        raw.append(timed("raw", lambda: measure_raw(endpoint, sims)))
+        for use_packed in (rep % 2 == 0, rep % 2 == 1):
+            name = "packed" if use_packed else "plain"
+            rate = timed(name, _gconly_run(sims, nworkers, config, use_packed))
+            (packed if use_packed else plain).append(rate)
+        print(
+            f"rep {rep + 1}/{reps}: raw {raw[-1]:.0f} tasks/s, gconly plain calls {plain[-1]:.0f} sims/s, "
+            f"gconly packed calls {packed[-1]:.0f} sims/s; driver CPU per task/sim: raw {cpu['raw'][-1]:.0f} us, "
+            f"plain {cpu['plain'][-1]:.0f} us, packed {cpu['packed'][-1]:.0f} us",
+            flush=True,
+        )
+    ratios = {
+        "gconly_plain_over_raw_engine": [p / r for p, r in zip(plain, raw, strict=True)],
+        "gconly_packed_over_raw_engine": [p / r for p, r in zip(packed, raw, strict=True)],
+        "gconly_packed_over_plain": [p / q for p, q in zip(packed, plain, strict=True)],
+    }
+    return {
+        "raw_engine_tasks_per_s": raw,
+        "gconly_plain_sims_per_s": plain,
+        "gconly_packed_sims_per_s": packed,
+        "driver_cpu_us_per_task": {name: {**summary(values), "values": values} for name, values in cpu.items()},
+        "ratios": {name: {**summary(values), "values": values} for name, values in ratios.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON file."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gconly", description=__doc__.split("\n")[0])
@@ -180,10 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nworkers", type=int, default=32, help="virtual workers / stock workers (default 32)")
     parser.add_argument("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
     parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
-    parser.add_argument("--output", default="bench_gconly.json", help="JSON file to write")
+    parser.add_argument(
+        "--output", help="JSON file to write (default bench_gconly.json, compare: bench_gconly_compare.json)"
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="measure GC-only mode's packed calls against plain calls, side by side"
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
     sims = args.sims or (400 if args.quick else 3000)
+    output = args.output or ("bench_gconly_compare.json" if args.compare else "bench_gconly.json")
 
     from bundle.session import GCSession
 
@@ -200,6 +261,22 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError("local endpoint did not become ready")
     measure_raw(endpoint, 50)  # warm the workers
     startup = time.perf_counter() - t0
+
+    command = " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_gconly", *sys.argv[1:]])
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    if args.compare:
+        try:
+            found = compare(endpoint, reps, sims, args.nworkers, config)
+        finally:
+            GCSession.clear()
+        cfg = {"reps": reps, "sims": sims, "nworkers": args.nworkers, "engine_workers": args.engine_workers}
+        pathlib.Path(output).write_text(
+            json.dumps({"command": command, "machine": machine, "config": cfg, **found}, indent=2) + "\n"
+        )
+        for name, ratio in found["ratios"].items():
+            print(f"{name}: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
+        print(f"wrote {output}")
+        return 0
 
     raw: list[float] = []
     raw_sim: list[float] = []
@@ -226,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio_raw_sim = [g / r for g, r in zip(gc1, raw_sim, strict=True)]
     ratio_stock = [g / s for g, s in zip(gcb, stock, strict=True)]
     result = {
-        "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_gconly", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "command": command,
+        "machine": machine,
         "config": {
             "reps": reps,
             "sims": sims,
@@ -247,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
             "gconly_batched_over_stock_local": {**summary(ratio_stock), "values": ratio_stock, "goal": 1.0},
         },
     }
-    pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
     for name, ratio in result["ratios"].items():  # type: ignore[union-attr]
         spread = f"min {ratio['min']:.3f}, max {ratio['max']:.3f}"
         print(f"{name}: median {ratio['median']:.3f} ({spread}), goal >= {ratio['goal']}")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
 
 

@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 import typing as t
-import weakref
 
 import numpy as np
 from libensemble.message_numbers import (
@@ -34,52 +33,14 @@ from bundle.gconly.normalize import failed_output, normalize_sim_output
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
+from bundle.gconly.wire import SimWire
 
 if t.TYPE_CHECKING:
     from concurrent.futures import Future
 
     import numpy.typing as npt
 
-_REGISTERED: weakref.WeakKeyDictionary[t.Any, dict[tuple[str, t.Any], str]] = weakref.WeakKeyDictionary()
-_REGISTRY_LOCK = threading.Lock()
-
 ARG_NAMES = ("H rows (calc_in)", "persis_info", "sim_specs", "libE_info")
-
-
-def register_once(executor: t.Any, kind: str, sim_f: t.Callable[..., t.Any], fn: t.Callable[..., t.Any]) -> str:
-    """Register ``fn`` (``sim_f`` itself, or its batch runner) once per executor and return its id.
-
-    Parameters
-    ----------
-    executor : LocalEndpoint or globus_compute_sdk.Executor
-        The endpoint's executor.
-    kind : str
-        ``"single"`` or ``"batch"``.
-    sim_f : callable
-        The simulation function (the cache key).
-    fn : callable
-        What to register.
-
-    Returns
-    -------
-    str
-        The function id.
-    """
-    with _REGISTRY_LOCK:
-        ids = _REGISTERED.setdefault(executor, {})
-        fid = ids.get((kind, sim_f))
-        if fid is None:
-            try:
-                fid = str(executor.register_function(fn))
-            except ValueError:
-                # Registered by the user on this executor already: both the SDK Executor and
-                # LocalEndpoint refuse a second registration and keep the id in their cache.
-                known = getattr(executor, "_function_registry", None) or getattr(executor, "_fn_ids", None) or {}
-                if fn not in known:
-                    raise
-                fid = str(known[fn])
-            ids[(kind, sim_f)] = fid
-        return fid
 
 
 @dataclasses.dataclass(eq=False)
@@ -101,6 +62,7 @@ class _Task:
     orders: list[SimOrder]
     batched: bool
     submitted: float
+    packed: bool = False
     future: Future[t.Any] | None = None
     finished: float = 0.0
 
@@ -159,10 +121,8 @@ class SimDispatcher:
         self._closed = False
         self._log = ensemble_logger()
         self._check_function()
-        if batch_size > 1:
-            self.function_id = register_once(executor, "batch", self.sim_f, make_batch_function(self.sim_f))
-        else:
-            self.function_id = register_once(executor, "single", self.sim_f, self.sim_f)
+        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1)
+        self.function_id = self.wire.function_id
 
     # --- checks -------------------------------------------------------------------------
 
@@ -254,10 +214,10 @@ class SimDispatcher:
         if self.batch_size > 1:
             self._pending.append(order)
         else:
-            self._submit([order], batched=False, args=order.args)
+            self._submit([order], batched=False, args=self.wire.request(order.args))
 
     def _submit(self, orders: list[SimOrder], *, batched: bool, args: tuple[t.Any, ...]) -> None:
-        task = _Task(orders, batched, time.time())
+        task = _Task(orders, batched, time.time(), packed=bool(args) and isinstance(args[0], bytes))
         for order in orders:
             order.task = task
         try:
@@ -282,7 +242,7 @@ class SimDispatcher:
         while self._pending:
             chunk = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
-            self._submit(chunk, batched=True, args=([o.args for o in chunk],))
+            self._submit(chunk, batched=True, args=self.wire.batch_request([o.args for o in chunk]))
 
     def _kill(self, w: int) -> None:
         order = self._orders.get(w)
@@ -331,6 +291,18 @@ class SimDispatcher:
                 self._fail(order, text, task.submitted, task.finished)
             return
         result = future.result()
+        if task.packed:
+            try:
+                result = self.wire.answer(result)
+            except Exception as err:
+                for order in live:
+                    self._fail(
+                        order,
+                        f"cannot read the result here: {type(err).__name__}: {err}",
+                        task.submitted,
+                        task.finished,
+                    )
+                return
         if not task.batched:
             self._succeed(live[0], result, task.submitted, task.finished)
             return

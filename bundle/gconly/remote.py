@@ -1,7 +1,23 @@
-"""The function that runs a batch of simulations in one remote task.
+"""The functions GC-only mode registers on the endpoint: one sim per task, or a batch of sims.
 
-It is registered once per endpoint and ``sim_f``, and sent **by value**: the endpoint's
-Python needs ``sim_f``'s own imports, not this package.
+Both are registered once per endpoint, ``sim_f`` and ``sim_specs``, and sent **by value**: the
+endpoint's Python needs ``sim_f``'s own imports, not this package.  ``sim_specs`` is bound into
+the function's globals, so it crosses the wire once per run rather than with every sim; each
+sim's arguments carry ``None`` in its place.
+
+A call's arguments arrive in one of two forms, and the answer comes back in the same form:
+
+* **packed**: one ``bytes`` object, the argument tuple (or, for a batch, the list of argument
+  tuples) pickled with the standard library's ``pickle``.  The answer is the return value (or
+  the list of per-sim results) pickled likewise; when it cannot be pickled cleanly, the plain
+  value is returned instead and the endpoint's serializer sends it, as for any task.  When
+  ``sim_f`` returns the ``persis_info`` it was given, unchanged (same pickle), ``None`` takes
+  its place in the answer, and the driver keeps its own copy (as for a bare ``H_o``): a NumPy
+  random ``Generator`` is costly to rebuild.  A packed
+  answer is always ``bytes``; a plain answer to a packed call never is (a ``bytes`` value
+  always pickles), so the driver tells them apart.
+* **plain**: the argument tuple (or list of tuples) itself, sent with the endpoint's serializer
+  when stdlib ``pickle`` cannot send it; the answer is plain too.
 """
 
 from __future__ import annotations
@@ -10,50 +26,131 @@ import builtins
 import types
 import typing as t
 
+SIM_FUNCTION_NAME = "libe_gconly_sim"
 BATCH_FUNCTION_NAME = "libe_gconly_sim_batch"
 
 BatchItem = tuple[bool, t.Any, float, float]
 """``(ok, sim_f's return value or the error text, start time, end time)`` for one simulation."""
 
+MAIN_MARKER = b"__main__"
+"""In a pickle, a reference to a ``__main__`` global: such a pickle cannot load in another process."""
 
-def _sim_batch(calls: list[tuple[t.Any, ...]]) -> list[BatchItem]:  # pragma: no cover - runs remotely
+
+def _sim_one(call: t.Any) -> t.Any:  # pragma: no cover - runs remotely
+    """Call ``sim_f`` once; answer in the form the call came in."""
+    import pickle
+
+    packed = isinstance(call, bytes)
+    args = pickle.loads(call) if packed else call
+    if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821 - bound at creation
+        args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
+    sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
+    out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
+    if not packed:
+        return out
+    if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
+        try:
+            if pickle.dumps(out[1], protocol=5) == sent:
+                out = (out[0], None, *out[2:])  # persis_info unchanged: the driver keeps its own
+        except Exception:
+            pass
+    try:
+        data = pickle.dumps(out, protocol=5)
+    except Exception:
+        return out
+    return out if b"__main__" in data else data
+
+
+def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
     """Call ``sim_f`` once per argument tuple, keeping each result or error apart."""
+    import pickle
     import time
     import traceback
 
+    packed = isinstance(calls, bytes)
     results = []
-    for args in calls:
+    for args in pickle.loads(calls) if packed else calls:
+        if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821
+            args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
+        sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
         start = time.time()
         try:
-            out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound by make_batch_function
+            out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
         except Exception as err:
             text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
             results.append((False, text, start, time.time()))
-        else:
-            results.append((True, out, start, time.time()))
-    return results
+            continue
+        end = time.time()
+        if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
+            try:
+                if pickle.dumps(out[1], protocol=5) == sent:
+                    out = (out[0], None, *out[2:])  # persis_info unchanged: the driver keeps its own
+            except Exception:
+                pass
+        results.append((True, out, start, end))
+    if not packed:
+        return results
+    try:
+        data = pickle.dumps(results, protocol=5)
+    except Exception:
+        return results
+    return results if b"__main__" in data else data
 
 
-def make_batch_function(sim_f: t.Callable[..., t.Any]) -> t.Callable[[list[tuple[t.Any, ...]]], list[BatchItem]]:
-    """Return a copy of the batch runner bound to ``sim_f`` that serializers send by value.
+def _by_value(
+    code_of: t.Callable[..., t.Any], name: str, sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None
+) -> types.FunctionType:
+    glb: dict[str, t.Any] = {"__builtins__": builtins, "sim_f": sim_f, "sim_specs": sim_specs}
+    fn = types.FunctionType(code_of.__code__, glb, name)
+    fn.__module__ = "__main__"
+    fn.__qualname__ = name
+    return fn
 
-    The copy's globals hold only the builtins and ``sim_f``, and its module is ``__main__``,
-    so dill (the SDK's default code serializer) pickles its code rather than a reference to
-    this module.
+
+def make_sim_function(
+    sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None
+) -> t.Callable[[t.Any], t.Any]:
+    """Return the one-sim runner bound to ``sim_f`` (and ``sim_specs``) that serializers send by value.
+
+    The copy's globals hold only the builtins, ``sim_f`` and ``sim_specs``, and its module is
+    ``__main__``, so dill (the SDK's default code serializer) pickles its code rather than a
+    reference to this module.
 
     Parameters
     ----------
     sim_f : callable
         The simulation function.
+    sim_specs : dict, optional
+        Put in the third argument's place (when ``sim_f`` takes one); None leaves the arguments as sent.
 
     Returns
     -------
     callable
-        ``f(calls) -> [(ok, out_or_error_text, start, end), ...]``.
+        ``f(call) -> answer``, see the module docstring for the two forms.
     """
-    glb: dict[str, t.Any] = {"__builtins__": builtins, "sim_f": sim_f}
-    fn = types.FunctionType(_sim_batch.__code__, glb, BATCH_FUNCTION_NAME)
-    fn.__module__ = "__main__"
-    fn.__qualname__ = BATCH_FUNCTION_NAME
+    fn = _by_value(_sim_one, SIM_FUNCTION_NAME, sim_f, sim_specs)
+    fn.__doc__ = f"Run one {getattr(sim_f, '__qualname__', sim_f)!s} simulation."
+    return t.cast(t.Callable[[t.Any], t.Any], fn)
+
+
+def make_batch_function(
+    sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None
+) -> t.Callable[[t.Any], t.Any]:
+    """Return the batch runner bound to ``sim_f`` (and ``sim_specs``) that serializers send by value.
+
+    Parameters
+    ----------
+    sim_f : callable
+        The simulation function.
+    sim_specs : dict, optional
+        As for :func:`make_sim_function`.
+
+    Returns
+    -------
+    callable
+        ``f(calls) -> [(ok, out_or_error_text, start, end), ...]`` for a list of argument tuples;
+        the same list pickled (or plain, if it cannot be pickled) for a packed call.
+    """
+    fn = _by_value(_sim_batch, BATCH_FUNCTION_NAME, sim_f, sim_specs)
     fn.__doc__ = f"Run a batch of {getattr(sim_f, '__qualname__', sim_f)!s} simulations."
-    return t.cast(t.Callable[[list[tuple[t.Any, ...]]], list[BatchItem]], fn)
+    return t.cast(t.Callable[[t.Any], t.Any], fn)

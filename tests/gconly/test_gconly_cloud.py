@@ -7,6 +7,7 @@ deserialized arguments, so what the manager sends is exactly what would cross th
 from __future__ import annotations
 
 import concurrent.futures
+import pickle
 import sys
 import threading
 import typing as t
@@ -76,6 +77,15 @@ def cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any) -> t.Iterator[tuple[
     fake.pool.shutdown(wait=True)
 
 
+def sent_args(call: t.Any) -> tuple[t.Any, ...]:
+    """One sim's arguments as ``sim_f`` sees them, from a packed call (``sim_specs`` is bound at registration)."""
+    (payload,) = call.kwargs["args"]
+    assert isinstance(payload, bytes), "each sim's arguments travel pickled, as one bytes object"
+    args: tuple[t.Any, ...] = pickle.loads(payload)
+    assert len(args) < 3 or args[2] is None, "sim_specs is not resent with every sim"
+    return args
+
+
 def run(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
     return run_gconly(
         specs["sim_specs"],
@@ -88,7 +98,7 @@ def run(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
     )
 
 
-def test_uuid_endpoint_registers_once_and_submits_arguments_only(cloud: t.Any) -> None:
+def test_uuid_endpoint_registers_once_and_submits_packed_arguments_only(cloud: t.Any) -> None:
     cls, _fake = cloud
     specs = uniform_specs(sims.counting, 3, 15, endpoint=EP)
     options = {"engine_type": "GlobusComputeEngine", "max_workers_per_node": 2}
@@ -96,15 +106,18 @@ def test_uuid_endpoint_registers_once_and_submits_arguments_only(cloud: t.Any) -
     assert res.exit_flag == 0 and not res.sim_errors
     cls.assert_called_once_with(endpoint_id=EP, user_endpoint_config=options)
     instance = cls.return_value
-    instance.register_function.assert_called_once_with(sims.counting)
+    instance.register_function.assert_called_once()
+    registered = instance.register_function.call_args.args[0]
+    assert registered.__name__ == "libe_gconly_sim"
+    assert registered.__globals__["sim_f"] is sims.counting
+    assert registered.__globals__["sim_specs"]["sim_f"] is sims.counting
     assert instance.submit_to_registered_function.call_count == 15
     for call in instance.submit_to_registered_function.call_args_list:
         assert call.args == ("fn-0",)
-        calc_in, _persis_info, sim_specs, libE_info = call.kwargs["args"]
+        calc_in, _persis_info, _, libE_info = sent_args(call)
         assert calc_in.dtype.names == ("x",) and len(calc_in) == 1
         assert libE_info["comm"] is None and libE_info["executor"] is None
         assert 1 <= libE_info["workerID"] <= 3
-        assert sim_specs["sim_f"] is sims.counting
     done = res.H[res.H["sim_ended"]]
     assert np.allclose(done["f"], done["x"][:, 0])
     assert sum(res.persis_info[w]["calls"] for w in (1, 2, 3)) == 15
@@ -123,12 +136,12 @@ def test_arguments_truncated_to_the_signature(cloud: t.Any) -> None:
     res = run(uniform_specs(sims.bare, 1, 2, endpoint=EP), 1)
     assert res.exit_flag == 0
     for call in cls.return_value.submit_to_registered_function.call_args_list:
-        assert len(call.kwargs["args"]) == 3  # bare(H, _, sim_specs)
+        assert len(sent_args(call)) == 3  # bare(H, _, sim_specs)
 
 
 def test_lost_task_is_task_failed_and_the_run_goes_on(cloud: t.Any) -> None:
     _, fake = cloud
-    fake.lose = lambda args: args[0]["x"][0, 0] < 0
+    fake.lose = lambda args: pickle.loads(args[0])[0]["x"][0, 0] < 0
     res = run(uniform_specs(sims.trivial, 2, 12, endpoint=EP), 2)
     assert res.exit_flag == 0
     done = res.H[res.H["sim_ended"]]
@@ -147,8 +160,9 @@ def test_batching_on_a_cloud_endpoint(cloud: t.Any) -> None:
     registered = cls.return_value.register_function.call_args.args[0]
     assert registered.__name__ == "libe_gconly_sim_batch"
     for call in cls.return_value.submit_to_registered_function.call_args_list:
-        (calls,) = call.kwargs["args"]
-        assert 1 <= len(calls) <= 4 and all(len(c) == 4 for c in calls)
+        (payload,) = call.kwargs["args"]
+        calls = pickle.loads(payload)
+        assert 1 <= len(calls) <= 4 and all(len(c) == 4 and c[2] is None for c in calls)
 
 
 def test_unserializable_sim_f_fails_before_registration(cloud: t.Any) -> None:
@@ -203,7 +217,7 @@ def test_ensemble_takes_nworkers_from_the_command_line(cloud: t.Any, monkeypatch
     assert ens.nworkers == 3
     H, _, flag = ens.run()
     assert flag == 0 and H["sim_ended"].sum() == 12
-    ids = {c.kwargs["args"][3]["workerID"] for c in cls.return_value.submit_to_registered_function.call_args_list}
+    ids = {sent_args(c)[3]["workerID"] for c in cls.return_value.submit_to_registered_function.call_args_list}
     assert ids == {1, 2, 3}
 
 
@@ -276,3 +290,31 @@ def test_dict_specs_get_libensembles_validators(cloud: t.Any) -> None:
     assert res.exit_flag == 0 and not res.sim_errors
     done = res.H[res.H["sim_ended"]]
     assert np.allclose(done["f"], done["x"][:, 1])
+
+
+def test_arguments_stdlib_pickle_cannot_send_go_plain(cloud: t.Any) -> None:
+    """A lambda in persis_info: dill sends it by value, stdlib pickle cannot; the run goes on plain."""
+    cls, _ = cloud
+    specs = uniform_specs(sims.counting, 2, 8, endpoint=EP)
+    specs["persis_info"][1]["scale"] = lambda x: 2 * x
+    res = run(specs, 2)
+    assert res.exit_flag == 0 and not res.sim_errors
+    sent = [c.kwargs["args"][0] for c in cls.return_value.submit_to_registered_function.call_args_list]
+    plain = [s for s in sent if not isinstance(s, bytes)]
+    assert plain and all(s[1]["scale"](2) == 4 and s[2] is None for s in plain)
+    assert any(isinstance(s, bytes) for s in sent)  # virtual worker 2's persis_info pickles cleanly
+    assert sum(res.persis_info[w]["calls"] for w in (1, 2)) == 8
+    assert res.persis_info[1]["scale"](3) == 6
+
+
+def test_plain_calls_when_packing_is_switched_off(cloud: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bundle.gconly import wire
+
+    cls, _ = cloud
+    monkeypatch.setattr(wire, "PACK_CALLS", False)
+    res = run(uniform_specs(sims.counting, 2, 6, endpoint=EP), 2)
+    assert res.exit_flag == 0 and not res.sim_errors
+    cls.return_value.register_function.assert_called_once_with(sims.counting)
+    for call in cls.return_value.submit_to_registered_function.call_args_list:
+        _, _, sim_specs, libE_info = call.kwargs["args"]
+        assert sim_specs["sim_f"] is sims.counting and 1 <= libE_info["workerID"] <= 2

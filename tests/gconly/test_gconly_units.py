@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import subprocess
 import sys
+import typing as t
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,8 +16,9 @@ from libensemble.message_numbers import TASK_FAILED, UNSET_TAG, WORKER_DONE
 
 from bundle.gconly import GCOnlyConfigError, GCOnlySpecs, SimOutputError
 from bundle.gconly.normalize import failed_output, normalize_sim_output
-from bundle.gconly.remote import BATCH_FUNCTION_NAME, make_batch_function
+from bundle.gconly.remote import BATCH_FUNCTION_NAME, SIM_FUNCTION_NAME, make_batch_function, make_sim_function
 from bundle.gconly.stats import stats_line
+from tests.gconly.helpers import REPO
 
 OUT = np.zeros(2, dtype=[("f", float), ("g", int), ("v", float, (2,))])
 PI = {"from": "manager"}
@@ -79,18 +83,167 @@ def test_batch_runner_keeps_results_and_errors_per_sim() -> None:
     assert all(r[2] <= r[3] for r in res)
 
 
+def _run_without_bundle(code: str, cwd: str = "/") -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['bundle'] = None\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_batch_runner_is_sent_by_value() -> None:
     """The endpoint needs sim_f's module, not this package: load it with ``bundle`` unimportable."""
     payload = ComputeSerializer().serialize(make_batch_function(np.sqrt))
     code = (
-        "import sys; sys.modules['bundle'] = None\n"
         "from globus_compute_sdk.serialize import ComputeSerializer\n"
         f"fn = ComputeSerializer().deserialize({payload!r})\n"
         "print(fn([(4.0,), (9.0,)])[1][1])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "3.0"
+    assert _run_without_bundle(code) == "3.0"
+
+
+@pytest.mark.parametrize("make", [make_sim_function, make_batch_function])
+def test_packed_runners_are_sent_by_value_with_sim_specs_bound(make: t.Any) -> None:
+    """A packed call (pickled bytes, no sim_specs) runs where ``bundle`` cannot be imported."""
+    from tests.gconly import sims
+
+    payload = ComputeSerializer().serialize(make(sims.trivial, {"out": [("f", float)]}))
+    call = (np.zeros(3, dtype=[("x", float)]), {"k": 1}, None)
+    packed = pickle.dumps([call] if make is make_batch_function else call, protocol=5)
+    code = (
+        "import pickle\n"
+        "from globus_compute_sdk.serialize import ComputeSerializer\n"
+        f"fn = ComputeSerializer().deserialize({payload!r})\n"
+        f"answer = fn({packed!r})\n"
+        "assert isinstance(answer, bytes)\n"
+        "answer = pickle.loads(answer)\n"
+        "out, pi = answer[0][1] if isinstance(answer, list) else answer\n"
+        "print(out['f'].sum(), pi)\n"
+    )
+    # sim_f's own module (tests.gconly.sims) is importable from the repository's root
+    assert _run_without_bundle(code, cwd=str(REPO)) == "3.0 None"
+
+
+def _scaled(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.Any]) -> t.Any:
+    return H * sim_specs["user"]["scale"], dict(persis_info)
+
+
+def _keeps(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.Any]) -> t.Any:
+    return H, persis_info, WORKER_DONE
+
+
+def _draws(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.Any]) -> t.Any:
+    persis_info["rand_stream"].uniform()
+    return H, persis_info
+
+
+def _returns_bytes(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.Any]) -> t.Any:
+    return b"raw"
+
+
+def _returns_lambda(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.Any]) -> t.Any:
+    return H, {"f": lambda x: x}
+
+
+SPECS = {"out": [("f", float)]}
+
+
+def _packed(call: tuple[t.Any, ...]) -> bytes:
+    return pickle.dumps(call, protocol=5)
+
+
+def test_sim_runner_puts_sim_specs_in_place_and_answers_in_kind() -> None:
+    fn = make_sim_function(_scaled, {"user": {"scale": 2.0}})
+    assert fn.__name__ == SIM_FUNCTION_NAME
+    answer = fn(_packed((np.array([1.5]), {}, None)))
+    assert isinstance(answer, bytes)
+    out, pi = pickle.loads(answer)
+    assert out[0] == 3.0 and pi == {}
+    plain = fn((np.array([1.5]), {}, None))  # plain call: plain answer
+    assert isinstance(plain, tuple) and plain[0][0] == 3.0
+    assert make_sim_function(_returns_bytes, SPECS)((1, {}, None)) == b"raw"  # plain bytes stay as returned
+    assert pickle.loads(make_sim_function(_returns_bytes, SPECS)(_packed((1, {}, None)))) == b"raw"
+
+
+def test_unchanged_persis_info_is_not_sent_back() -> None:
+    from libensemble.tools import add_unique_random_streams
+
+    pi = add_unique_random_streams({}, 2, seed=3)[1]
+    out = pickle.loads(make_sim_function(_keeps, SPECS)(_packed((1, pi, None))))
+    assert out == (1, None, WORKER_DONE)  # the driver keeps its own copy
+    normalized = normalize_sim_output(out, pi)
+    assert normalized[1] is pi and normalized[2] == WORKER_DONE
+    drawn = pickle.loads(make_sim_function(_draws, SPECS)(_packed((1, pi, None))))
+    assert drawn[1]["rand_stream"].bit_generator.state != pi["rand_stream"].bit_generator.state
+    batch = pickle.loads(make_batch_function(_keeps, SPECS)(_packed([(1, pi, None), (2, {"a": 1}, None)])))
+    assert [r[1] for r in batch] == [(1, None, WORKER_DONE), (2, None, WORKER_DONE)]
+
+
+def test_packed_call_with_an_unpicklable_answer_answers_plain() -> None:
+    answer = make_sim_function(_returns_lambda, SPECS)(_packed((1, {}, None)))
+    assert isinstance(answer, tuple) and answer[1]["f"](4) == 4
+    batch = make_batch_function(_returns_lambda, SPECS)(_packed([(1, {}, None)]))
+    assert isinstance(batch, list) and batch[0][0] is True
+
+
+class MainRef:
+    """Stands for a class of the calling script."""
+
+
+MainRef.__module__ = "__main__"
+
+
+def _wire(serializer: t.Any = None, batched: bool = False) -> t.Any:
+    import globus_compute_sdk
+
+    from bundle.gconly.wire import SimWire
+
+    executor = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
+    executor.register_function.return_value = "fid"
+    return executor, SimWire(executor, serializer or ComputeSerializer(), {"sim_f": _keeps, **SPECS}, batched)
+
+
+def test_wire_packs_what_pickles_cleanly_and_sends_the_rest_plain() -> None:
+    executor, wire = _wire()
+    assert wire.packed and wire.function_id == "fid"
+    registered = executor.register_function.call_args.args[0]
+    assert registered.__name__ == SIM_FUNCTION_NAME and registered.__globals__["sim_specs"]["out"] == SPECS["out"]
+    H = np.zeros(1, dtype=[("x", float)])
+    (payload,) = wire.request((H, {"w": 1}, {"sim_f": _keeps}, {"workerID": 1}))
+    assert isinstance(payload, bytes)
+    assert pickle.loads(payload)[2] is None and pickle.loads(payload)[3] == {"workerID": 1}
+    for odd in (lambda x: x, MainRef()):  # dill sends these by value; stdlib pickle must not
+        (plain,) = wire.request((H, {"odd": odd}, {}, {}))
+        assert isinstance(plain, tuple) and plain[1]["odd"] is odd and plain[2] is None
+    (calls,) = _wire(batched=True)[1].batch_request([(H, {}, {}, {}), (H, {}, {}, {})])
+    assert isinstance(calls, bytes) and [c[2] for c in pickle.loads(calls)] == [None, None]
+
+
+@pytest.mark.parametrize("strategy", ["JSONData", "DillCodeSource", "PureSourceTextInspect"])
+def test_wire_goes_plain_when_the_serializer_cannot_carry_packed_calls(strategy: str) -> None:
+    """A data strategy that cannot carry bytes, or a code strategy that sends source only."""
+    from globus_compute_sdk import serialize
+
+    cls = getattr(serialize, strategy)
+    kind = "strategy_data" if strategy == "JSONData" else "strategy_code"
+    executor, wire = _wire(ComputeSerializer(**{kind: cls()}))
+    assert not wire.packed
+    executor.register_function.assert_called_once_with(_keeps)  # sim_f itself, as before packed calls
+    args = (1, {}, {"sim_f": _keeps}, {})
+    assert wire.request(args) == args
+
+
+def test_pack_calls_switch_restores_plain_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bundle.gconly import wire as wire_module
+
+    monkeypatch.setattr(wire_module, "PACK_CALLS", False)
+    executor, wire = _wire()
+    assert not wire.packed
+    executor.register_function.assert_called_once_with(_keeps)
 
 
 @pytest.mark.parametrize(
