@@ -53,3 +53,11 @@ class EndpointStartError(BundleError, RuntimeError):
 
 class EndpointShutdownError(BundleError, RuntimeError):
     """A task was still running when its endpoint was shut down."""
+
+
+class EndpointPythonWarning(UserWarning):
+    """A cloud endpoint runs another Python minor version than the submit side.
+
+    Functions serialized as Python bytecode (the SDK's default) may then fail to load on
+    the endpoint; the warning says which versions were found and what to change.
+    """
