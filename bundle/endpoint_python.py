@@ -56,7 +56,8 @@ def _fetch_metadata(client: t.Any, endpoint_id: str, timeout: float) -> dict[str
 
 def endpoint_python(data: t.Mapping[str, t.Any]) -> tuple[str | None, str | None]:
     """Return (Python version, endpoint version) from ``get_endpoint_metadata``'s answer, when present."""
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
+    nested = data.get("metadata")
+    meta: t.Mapping[str, t.Any] = nested if isinstance(nested, dict) else data
     py, sdk = meta.get("python_version"), meta.get("endpoint_version")
     return (py if isinstance(py, str) and py else None, sdk if isinstance(sdk, str) and sdk else None)
 
