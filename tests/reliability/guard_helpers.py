@@ -180,3 +180,31 @@ def report(request: t.Any, title: str, text: str) -> None:
         reporter.write_line(title)
         for line in text.splitlines():
             reporter.write_line(line)
+
+
+def fails_on_negative(H: t.Any, persis_info: t.Any, sim_specs: t.Any) -> t.Any:
+    """A pure-Python sim that raises for negative x[0] (GC-only mode's failing sim)."""
+    if H["x"][0, 0] < 0:
+        raise ValueError(f"negative x {H['x'][0, 0]:.6f} refused")
+    out = np.zeros(len(H), dtype=sim_specs["out"])
+    out["f"] = H["x"][:, 0]
+    return out, persis_info
+
+
+def mpi_app_sim(H: t.Any, persis_info: t.Any, sim_specs: t.Any, libE_info: t.Any) -> t.Any:
+    """Executor mode: launch the MPI app, which fails (exit 3) for odd sim ids."""
+    from libensemble.message_numbers import TASK_FAILED, WORKER_DONE
+
+    code = 3 if int(H["sim_id"][0]) % 2 else 0
+    task = libE_info["executor"].submit(app_name="app", app_args=str(code), num_procs=1)
+    task.wait()
+    out = np.zeros(len(H), dtype=sim_specs["out"])
+    out["f"] = float(task.errcode or 0)
+    return out, persis_info, WORKER_DONE if task.state == "FINISHED" else TASK_FAILED
+
+
+def raising_sim(H: t.Any, persis_info: t.Any, sim_specs: t.Any, libE_info: t.Any) -> t.Any:
+    """Executor mode: a sim that raises after its MPI app ran (libEnsemble aborts the run)."""
+    task = libE_info["executor"].submit(app_name="app", app_args="0", num_procs=1)
+    task.wait()
+    raise RuntimeError(f"sim {int(H['sim_id'][0])} failed on purpose after its app ran")
