@@ -208,3 +208,8 @@ def raising_sim(H: t.Any, persis_info: t.Any, sim_specs: t.Any, libE_info: t.Any
     task = libE_info["executor"].submit(app_name="app", app_args="0", num_procs=1)
     task.wait()
     raise RuntimeError(f"sim {int(H['sim_id'][0])} failed on purpose after its app ran")
+
+
+def double(x: float) -> float:
+    """A Python function not registered elsewhere (so it is serialized afresh)."""
+    return 2 * x

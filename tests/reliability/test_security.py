@@ -432,3 +432,57 @@ def test_secrets_never_reach_logs_stats_or_errors(tmp_path: pathlib.Path, reques
     ):
         assert list(root.glob(pattern)), f"nothing written matches {pattern}: {sorted(written)}"
     assert files >= 40
+
+
+# --- allowed_serializers ------------------------------------------------------------------------------------
+
+BUNDLE_SERIALIZERS = ["globus_compute_sdk.serialize.DillCode", "globus_compute_sdk.serialize.DillDataBase64"]
+
+
+def test_allowed_serializers_refuses_other_strategies_on_the_real_engine(tmp_path, monkeypatch):
+    """The bundle's own traffic passes the documented allowlist; anything serialized otherwise is refused."""
+    from globus_compute_sdk.errors import TaskExecutionFailed
+    from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource, JSONData
+
+    from bundle import GlobusComputeExecutor
+    from bundle.session import GCSession
+
+    monkeypatch.chdir(tmp_path)
+    hardened = {**gh.PY_OPTS, "allowed_serializers": BUNDLE_SERIALIZERS}
+    try:
+        ep = GCSession.get_executor("local", hardened, run_dir=tmp_path / "engine")
+        assert ep.submit(gh.add_one, 1.0).result(timeout=120) == 2.0
+        # the same endpoint refuses a function serialized as source text, and arguments as JSON
+        for fn, strategies, refused in (
+            (gh.double, {"strategy_code": DillCodeSource()}, "Code serializer DillCodeSource disabled"),
+            (gh.add_one, {"strategy_data": JSONData()}, "Data serializer JSONData disabled"),
+        ):
+            ep.serializer = ComputeSerializer(**strategies)
+            with pytest.raises(TaskExecutionFailed) as ei:
+                ep.submit(fn, 1.0).result(timeout=120)
+            assert refused in str(ei.value) and "Allowed serializers: DillCode, DillDataBase64" in str(ei.value)
+        ep.serializer = ComputeSerializer()
+
+        # GC-only mode and the executor (by-value runners, MPI apps) run under the documented allowlist
+        H, _, flag, errors, _ = gh.run_gconly(gh.gconly_specs(gh.six_hump, 2, 4), 2, user_endpoint_config=hardened)
+        assert flag == 0 and not errors and H["sim_ended"].sum() == 4
+        exctr = GlobusComputeExecutor(
+            "local", user_endpoint_config={**gh.MPI_OPTS, "allowed_serializers": BUNDLE_SERIALIZERS}
+        )
+        exctr.register_app("/bin/echo", app_name="echo")
+        exctr.register_app("add", app_name="add", pyobj=gh.add_one)
+        app = exctr.submit(app_name="echo", app_args="hardened", num_procs=2)
+        app.wait(timeout=120)
+        assert app.state == "FINISHED" and app.read_stdout().split() == ["hardened", "hardened"]
+        assert exctr.submit(app_name="add", args=(41.0,)).result(timeout=120) == 42.0
+
+        # without DillCode the bundle's functions (sent by value with dill) are refused, saying why
+        source_only = {
+            **gh.PY_OPTS,
+            "allowed_serializers": ["globus_compute_sdk.serialize.DillCodeSource", BUNDLE_SERIALIZERS[1]],
+        }
+        H, _, flag, errors, _ = gh.run_gconly(gh.gconly_specs(gh.six_hump, 2, 2), 2, user_endpoint_config=source_only)
+        assert flag == 0 and len(errors) == 2
+        assert all("Code serializer DillCode disabled" in text for text in errors.values()), errors
+    finally:
+        GCSession.clear()
