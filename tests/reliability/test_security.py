@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import pathlib
+import pwd
 import re
 import secrets
 import shutil
@@ -90,8 +91,6 @@ def _endpoint_render(name: str, options: dict[str, t.Any]) -> str:
     from globus_compute_endpoint.endpoint.identity_mapper import MappedPosixIdentity
 
     tmpl = get_template(name)
-    import pwd
-
     identity = MappedPosixIdentity(
         local_user_record=pwd.getpwuid(os.getuid()), matched_identity=uuid.UUID(int=0), globus_identity_candidates=[]
     )
