@@ -35,7 +35,6 @@ import yaml
 from bundle.errors import TemplateOptionError
 from bundle.local import LocalEndpoint, reaper
 from bundle.templates import get_template, jobscripts_dir, list_templates
-from tests.conftest import engine_tree
 from tests.reliability import guard_helpers as gh
 
 TEMPLATES = list_templates()
@@ -319,9 +318,26 @@ def test_local_endpoint_sockets_are_on_loopback_only_per_the_os(
             assert ep.wait_ready(90)
         assert eps[0].submit(pow, 2, 3).result(timeout=120) == 8  # traffic on every socket
         assert eps[1].submit(pow, 3, 2).result(timeout=120) == 9
-        pids = {os.getpid(), *(p.pid for p in engine_tree(os.getpid(), reaper.current_token()))}
+        # These endpoints' processes (interchanges, blocks, worker pools, workers): other engines of this
+        # session (a Slurm template's interchange listens for remote workers on purpose) are not looked at.
+        roots = [pid for ep in eps for host in ep._hosts.values() for pid in host._root_pids()]
+        pids = set(reaper.descendants(roots))
         conns = [c for c in psutil.net_connections(kind="inet") if c.pid in pids]
         listening = [c for c in conns if c.status == psutil.CONN_LISTEN]
+        # ... and the driver's side of each engine: the three ports its executor binds for the interchange
+        # (tasks, results, commands), and every connection to or from these ports
+        htexes = [host.engine.executor for ep in eps for host in ep._hosts.values()]
+        driver_ports = {q.port for ex in htexes for q in (ex.outgoing_q, ex.incoming_q, ex.command_client)}
+        assert None not in driver_ports and len(driver_ports) == 3 * len(htexes)
+        ports = {c.laddr.port for c in listening} | driver_ports
+        mine = [
+            c
+            for c in psutil.Process().net_connections(kind="inet")
+            if c.laddr.port in ports or (c.raddr and c.raddr.port in ports)
+        ]
+        listening += [c for c in mine if c.status == psutil.CONN_LISTEN]
+        assert {c.laddr.port for c in listening} >= driver_ports, "the OS shows every port the driver side binds"
+        conns += [c for c in mine if c.raddr]
         connected = [c for c in conns if c.raddr]
         ss_rows = _ss_sockets(pids)
     finally:
