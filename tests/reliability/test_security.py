@@ -24,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import typing as t
 import uuid
 
@@ -501,3 +502,55 @@ def test_allowed_serializers_refuses_other_strategies_on_the_real_engine(tmp_pat
         assert all("Code serializer DillCode disabled" in text for text in errors.values()), errors
     finally:
         GCSession.clear()
+
+
+def _under_mpi_launcher(pid: int) -> bool | None:
+    """Whether ``pid`` is an MPI launcher (MPICH's hydra) or runs below one (a rank); None if it is gone."""
+    try:
+        proc: psutil.Process | None = psutil.Process(pid)
+        while proc is not None:
+            if proc.name() in ("mpiexec", "mpiexec.hydra", "hydra_pmi_proxy", "srun"):
+                return True
+            proc = proc.parent()
+    except psutil.Error:
+        return None
+    return False
+
+
+def test_during_an_mpi_task_only_the_mpi_library_listens_beyond_loopback(
+    mpi_endpoint: LocalEndpoint, request: pytest.FixtureRequest
+) -> None:
+    """The endpoint's own processes stay on loopback while an MPI app runs; the MPI library's are its own.
+
+    MPICH's launcher and its ranks (UCX / libfabric) open listening sockets on all interfaces for
+    rank-to-rank traffic, as they do under any launcher; nothing of the endpoint does.
+    """
+    from globus_compute_sdk import MPIFunction
+
+    mpi_endpoint.resource_specification = {"num_ranks": 2}
+    try:
+        program = "from mpi4py import MPI; import time; MPI.COMM_WORLD.Barrier(); time.sleep(4)"
+        fut = mpi_endpoint.submit(MPIFunction(f'python -c "{program}"'))
+        roots = [pid for host in mpi_endpoint._hosts.values() for pid in host._root_pids()]
+        seen: dict[tuple[int, str, int], bool | None] = {}
+        while not fut.done():
+            pids = set(reaper.descendants(roots))
+            for conn in psutil.net_connections(kind="inet"):
+                if conn.pid in pids and conn.status == psutil.CONN_LISTEN:
+                    key = (conn.pid, conn.laddr.ip, conn.laddr.port)
+                    if key not in seen:
+                        seen[key] = _under_mpi_launcher(conn.pid)
+            time.sleep(0.1)
+        assert fut.result(timeout=120).returncode == 0
+    finally:
+        mpi_endpoint.resource_specification = None
+    # a process that ended between the OS listing and the ancestry check cannot be attributed: left out
+    outside = [k for k, by_mpi in seen.items() if not _is_loopback(k[1]) and by_mpi is not None]
+    summary = (
+        f"{len(seen)} listening sockets seen during a 2-rank MPI task, {len(outside)} beyond loopback, "
+        f"all from the MPI launcher or ranks: {all(seen[k] for k in outside)}"
+    )
+    request.node.user_properties.append(("sockets_during_mpi", summary))
+    gh.report(request, "listening sockets during an MPI task", summary)
+    assert any(by_mpi is False for by_mpi in seen.values()), "the interchange's socket is seen too"
+    assert all(seen[k] for k in outside), [k for k in outside if not seen[k]]
