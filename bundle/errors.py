@@ -42,6 +42,20 @@ class ResourceSpecificationError(BundleError, ValueError):
     """A ``resource_specification`` that cannot be met or would hang Parsl."""
 
 
+class TaskSerializationError(BundleError, TypeError):
+    """A Python task's function or argument that the endpoint's serializer cannot serialize.
+
+    Attributes
+    ----------
+    what : str
+        The object that failed, e.g. ``"args[0]"`` or ``"kwargs['db']"``.
+    """
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
 class EndpointStartError(BundleError, RuntimeError):
     """The local endpoint's engine could not start its workers.
 
@@ -53,3 +67,11 @@ class EndpointStartError(BundleError, RuntimeError):
 
 class EndpointShutdownError(BundleError, RuntimeError):
     """A task was still running when its endpoint was shut down."""
+
+
+class EndpointPythonWarning(UserWarning):
+    """A cloud endpoint runs another Python minor version than the submit side.
+
+    Functions serialized as Python bytecode (the SDK's default) may then fail to load on
+    the endpoint; the warning says which versions were found and what to change.
+    """

@@ -143,8 +143,13 @@ class GCSession:
             raise TypeError(f"options {sorted(local_kwargs)} apply to local endpoints only")
         from globus_compute_sdk import Executor
 
+        from bundle.endpoint_python import warn_on_python_mismatch
+
         log.debug("creating Globus Compute Executor for endpoint %s", endpoint)
-        return Executor(endpoint_id=endpoint, user_endpoint_config=config)
+        executor = Executor(endpoint_id=endpoint, user_endpoint_config=config)
+        # Before the first task leaves: a Python minor version that differs from the endpoint's is a warning.
+        warn_on_python_mismatch(executor, endpoint)
+        return executor
 
     @classmethod
     def _hook_process_exit(cls) -> None:

@@ -213,7 +213,10 @@ BASE_INTROS: dict[str, str] = {
         "`export SLURM_MEM_PER_CPU=...` to `worker_init` so concurrent `srun` steps do not wait for each other's "
         "memory.\n\n"
         "When the engine shuts down it cancels its jobs; the bundle's local endpoint also has its watcher run "
-        "`scancel` if the driver is killed."
+        "`scancel` if the driver is killed.\n\n"
+        "`allowed_serializers` hardens the workers: they deserialize submitted functions and arguments only "
+        "with the strategies listed (the bundle's own tasks need `globus_compute_sdk.serialize.DillCode` and "
+        "`globus_compute_sdk.serialize.DillDataBase64`; see the `local` template's README)."
     ),
     "pbs": (
         "Blocks of workers as PBS Pro batch jobs, for either engine. With `GlobusMPIEngine` (the default) one "
@@ -224,7 +227,10 @@ BASE_INTROS: dict[str, str] = {
         "`PBS_NODEFILE` lists a node once per MPI process requested in the select statement; in MPI mode the "
         "template writes a node file listing each node of the job `slots_per_node` times (once by default, so "
         "each task gets whole nodes; more lets that many one-node tasks share a node).\n\n"
-        "`queue` and `account` are passed to `qsub` and also written as `#PBS -q` / `#PBS -A` directives."
+        "`queue` and `account` are passed to `qsub` and also written as `#PBS -q` / `#PBS -A` directives.\n\n"
+        "`allowed_serializers` hardens the workers: they deserialize submitted functions and arguments only "
+        "with the strategies listed (the bundle's own tasks need `globus_compute_sdk.serialize.DillCode` and "
+        "`globus_compute_sdk.serialize.DillDataBase64`; see the `local` template's README)."
     ),
 }
 

@@ -317,6 +317,15 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
     # A pattern error would repeat the raw regular expression; "allowed" says it more plainly.
     if error.validator == "pattern":
         problem = f"{reprlib.repr(error.instance)} is not allowed"
+    elif error.validator == "contains" and isinstance(error.validator_value, dict) and "enum" in error.validator_value:
+        problem = f"{reprlib.repr(error.instance)} needs at least one of " + ", ".join(
+            repr(v) for v in error.validator_value["enum"]
+        )
+        return TemplateOptionError(
+            f"template {template.name!r}: option {option!r} is invalid: {problem}",
+            template=template.name,
+            option=option,
+        )
     elif error.validator == "maxLength":
         problem = f"{len(error.instance)} characters is longer than {error.validator_value}"
     else:
@@ -336,6 +345,9 @@ def describe_option(prop: t.Mapping[str, t.Any]) -> str:
     """Return a short human description of what a schema property allows."""
     if "enum" in prop:
         return "one of " + ", ".join(repr(v) for v in prop["enum"])
+    if prop.get("type") == "array" and isinstance(prop.get("items"), dict):
+        size = f"{prop.get('minItems', 0)} to {prop.get('maxItems', 'any number of')} items"
+        return f"a list of {size}, each {describe_option(prop['items'])}"
     parts = [str(prop.get("type", "value"))]
     if "minimum" in prop or "maximum" in prop:
         parts.append(f"from {prop.get('minimum', '-inf')} to {prop.get('maximum', 'inf')}")

@@ -66,12 +66,20 @@ def cmdlines(procs: t.Iterable[psutil.Process]) -> str:
     return "\n".join(out)
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not a zombie); a process that exits while being looked at is gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_until_gone(pids: t.Iterable[int], timeout: float) -> list[int]:
     """Wait for processes to exit; return the pids still alive after ``timeout``."""
     deadline = time.monotonic() + timeout
     alive = list(pids)
     while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in alive if _alive(p)]
         if alive:
             time.sleep(0.2)
     return alive

@@ -39,7 +39,7 @@ from libensemble.executors.executor import (
     ExecutorException,
 )
 
-from bundle.errors import BundleError, ResourceSpecificationError
+from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
 from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
@@ -67,6 +67,34 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+
+
+def _unserializable(
+    app: Application, args: tuple[t.Any, ...], kwargs: dict[str, t.Any], err: Exception
+) -> TaskSerializationError:
+    """Name the function or argument of a Python task that the endpoint's serializer cannot send."""
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+    serializer = ComputeSerializer()
+    items: list[tuple[str, t.Any]] = [("the function", app.pyobj)]
+    items += [(f"args[{i}]", a) for i, a in enumerate(args)] + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+    what, detail = "the task", f"{type(err).__name__}: {err}"
+    for name, value in items:
+        try:
+            serializer.serialize(value)
+        except Exception as item_err:
+            cause = item_err.__cause__ or item_err.__context__
+            what = name
+            detail = f"{type(item_err).__name__}: {item_err}" + (
+                f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+            )
+            break
+    return TaskSerializationError(
+        f"cannot send {what} of Python app {app.name!r} to the endpoint: {detail}. Pass values the endpoint's "
+        "serializer can pickle (plain data, numpy arrays, module-level functions), not open files, locks, "
+        "connections or objects that refuse pickling.",
+        what=what,
+    )
 
 
 class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is untyped
@@ -432,6 +460,11 @@ mpi_runner_type
         except (
             Exception
         ) as err:  # the endpoint is gone or refused the task: as MPIExecutor, a task that failed to start
+            from globus_compute_sdk.errors import SerializationError
+
+            if kind == "python" and isinstance(err, SerializationError):
+                # A programming error, not a failure of the endpoint: say which value and what to change.
+                raise _unserializable(app, tuple(args), dict(kwargs or {}), err) from err
             log.warning("Task %s failed to start: %s", task.name, err)
             task.error = err
             task.state = "FAILED_TO_START"

@@ -29,7 +29,7 @@ from libensemble.message_numbers import (
 )
 
 from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
-from bundle.gconly.normalize import failed_output, normalize_sim_output
+from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
@@ -321,6 +321,7 @@ class SimDispatcher:
     def _succeed(self, order: SimOrder, out: object, start: float, end: float) -> None:
         try:
             calc_out, persis_info, calc_status = normalize_sim_output(out, order.work["persis_info"])
+            check_calc_out(calc_out, len(order.work["libE_info"].get("H_rows", [])))
         except SimOutputError as err:
             self._fail(order, str(err), start, end)
             return

@@ -82,6 +82,35 @@ def normalize_sim_output(out: object, persis_info: dict[str, t.Any]) -> SimResul
     return result
 
 
+def check_calc_out(calc_out: object, nrows: int) -> None:
+    """Refuse a ``calc_out`` that libEnsemble's manager would crash on (it aborts the whole run).
+
+    Parameters
+    ----------
+    calc_out : object
+        The normalized ``H_o``.
+    nrows : int
+        Rows in the work order.
+
+    Raises
+    ------
+    SimOutputError
+        When ``calc_out`` is not a NumPy structured array with one row per work-order row.
+    """
+    if calc_out is None:
+        return
+    if not isinstance(calc_out, np.ndarray) or calc_out.dtype.names is None:
+        raise SimOutputError(
+            f"sim_f returned a {type(calc_out).__name__} where H_o belongs; return a NumPy structured array "
+            "with the dtype of sim_specs['out'] (e.g. np.zeros(len(H), dtype=sim_specs['out']))"
+        )
+    if calc_out.ndim != 1 or len(calc_out) != nrows:
+        raise SimOutputError(
+            f"sim_f returned H_o with {len(calc_out) if calc_out.ndim else 0} rows for a work order of {nrows} "
+            f"row(s); return one row per row of H (np.zeros(len(H), dtype=sim_specs['out']))"
+        )
+
+
 def failed_output(out_dtype: npt.DTypeLike | None, nrows: int) -> npt.NDArray[t.Any] | None:
     """Return the ``H_o`` recorded for a failed or killed simulation.
 

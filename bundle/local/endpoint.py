@@ -327,11 +327,12 @@ class LocalEndpoint:
             buffer = self._functions.get(function_id)
         if buffer is None:
             raise ValueError(f"unknown function id {function_id!r}: register the function with this endpoint first")
-        host = self._host()
-        spec = self._task_spec(host)
+        # Arguments that cannot be serialized fail here, before an engine is started for them.
         payload = self.serializer.pack_buffers(
             [buffer, self.serializer.serialize(tuple(args or ())), self.serializer.serialize(dict(kwargs or {}))]
         )
+        host = self._host()
+        spec = self._task_spec(host)
         task_id = uuid.uuid4()
         packed = messagepack.pack(Task(task_id=task_id, task_buffer=payload))
         fut = ComputeFuture(task_id=str(task_id))

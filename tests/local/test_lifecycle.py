@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import psutil
 import pytest
 from globus_compute_sdk import MPIFunction
 from globus_compute_sdk.errors import TaskExecutionFailed
@@ -71,12 +72,19 @@ def test_missing_mpi_launcher_is_named(tmp_path):
         ep.shutdown(wait=False, cancel_futures=True)
 
 
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.NoSuchProcess:  # exited while being looked at (an MPI launcher's short-lived helpers)
+        return ""
+
+
 def _wait_for_ranks(root: int, token: str, count: int, before: set[int] = frozenset(), timeout: float = 60) -> list:
     deadline = time.monotonic() + timeout
     procs: list = []
     while time.monotonic() < deadline:
         procs = [p for p in engine_tree(root, token) if p.pid not in before]
-        if sum(1 for p in procs if p.name() == "sleep") >= count:
+        if sum(1 for p in procs if _name(p) == "sleep") >= count:
             break
         time.sleep(0.2)
     return procs

@@ -74,6 +74,8 @@ def test_schema_is_strict(name):
                 assert prop["pattern"].startswith("^") and prop["pattern"].endswith("$(?!\\n)"), option
         elif prop.get("type") == "integer":
             assert "minimum" in prop and "maximum" in prop, f"{name}.{option}: integers need bounds"
+        elif prop.get("type") == "array":
+            assert "enum" in prop["items"] and "maxItems" in prop, f"{name}.{option}: lists need enum items and a bound"
         else:
             assert "enum" in prop or prop.get("type") == "boolean", f"{name}.{option}: {prop}"
         values = [prop["default"]] if "default" in prop else []
