@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import time
 import typing as t
 
@@ -80,6 +81,7 @@ class BlockWatch:
         self.provider = provider
         self.lost: list[LostBlock] = []
         self._trees: dict[str, dict[int, int | None]] = {}
+        self._groups: dict[str, int] = {}
 
     def _jobs(self) -> dict[str, int]:
         jobs = {}
@@ -101,11 +103,18 @@ class BlockWatch:
         for job_id, pid in self._jobs().items():
             if reaper._alive(pid):
                 self._trees[job_id] = {p: reaper._start_time(p) for p in reaper.descendants([pid])}
+                group = _process_group(pid)
+                if group is not None and group != os.getpgid(0):
+                    self._groups[job_id] = group
                 continue
             tree = self._trees.pop(job_id, None)
+            group = self._groups.pop(job_id, None)
             if tree is None:
                 continue
-            left = [p for p, start in tree.items() if start is not None and reaper._start_time(p) == start]
+            left = {p for p, start in tree.items() if start is not None and reaper._start_time(p) == start}
+            # Processes started since the last look (a launcher, its ranks) are in the block's process group.
+            left.update(_group_members(group) if group is not None else [])
+            left.discard(os.getpid())
             lost = LostBlock(job_id, time.monotonic(), len(left))
             log.warning(
                 "worker pool of block job %s exited while the engine was running; stopping %d process(es) it left "
@@ -114,7 +123,24 @@ class BlockWatch:
                 len(left),
             )
             if left:
-                reaper.terminate(left, grace=2.0)
+                reaper.terminate(sorted(left), grace=2.0)
             self.lost.append(lost)
             found.append(lost)
         return found
+
+
+def _process_group(pid: int) -> int | None:
+    """Process group of ``pid`` (Parsl's LocalProvider starts each block in a group of its own)."""
+    fields = reaper._stat(pid)
+    return int(fields[2]) if fields else None
+
+
+def _group_members(group: int) -> list[int]:
+    """Live processes of process group ``group``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = reaper._stat(int(entry))
+            if fields and fields[0] != "Z" and int(fields[2]) == group:
+                members.append(int(entry))
+    return members
