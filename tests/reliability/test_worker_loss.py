@@ -9,6 +9,7 @@ after ``heartbeat_threshold`` seconds, or are retried on the new block when
 from __future__ import annotations
 
 import collections
+import os
 import re
 import time
 import typing as t
@@ -200,7 +201,9 @@ def test_executor_pool_killed_mid_task(
     ranks = [v for v in killer.victims if v[1].endswith(" mpi_probe")]
     assert ranks, "the kill should have hit running MPI ranks"
     left = wait_for(lambda: not killer.survivors(), 10)
-    assert left, f"processes of the killed pool left running: {killer.survivors()}"
+    assert left, (
+        f"left running: {killer.survivors()}; lost blocks {host.lost_blocks}; {_tree_of(killer)}; {_jobs(host)}"
+    )
     hit = {env.get(MARKER_ENV) for _, _, env in killer.victims if env.get(MARKER_ENV)}
     assert hit, "the killed ranks should carry their task's marker"
     by_marker = {str(row["marker"]): row for row in done}
@@ -237,3 +240,25 @@ def _probes(host: t.Any) -> list[t.Any]:
         except psutil.Error:
             continue
     return ranks
+
+
+def _tree_of(killer: PoolKiller) -> str:
+    out = []
+    for pid, _, _ in killer.victims:
+        try:
+            proc = psutil.Process(pid)
+            out.append(f"{pid} ppid={proc.ppid()} pgid={os.getpgid(pid)} status={proc.status()}")
+        except (psutil.Error, OSError):
+            continue
+    return "; ".join(out)
+
+
+def _jobs(host: t.Any) -> str:
+    from bundle.local import reaper
+
+    out = []
+    for job_id, job in host.engine.executor.provider.resources.items():
+        pid = job.get("remote_pid")
+        out.append(f"job {job_id} pid {pid} alive={reaper._alive(pid)} stat={reaper._stat(pid)} {job}")
+    watch = host._block_watch
+    return "; ".join(out) + f" trees={watch._trees if watch else None} thread={host._watchdog.is_alive()}"
