@@ -53,3 +53,11 @@ class EndpointStartError(BundleError, RuntimeError):
 
 class EndpointShutdownError(BundleError, RuntimeError):
     """A task was still running when its endpoint was shut down."""
+
+
+class TaskPendingTimeoutError(BundleError, TimeoutError):
+    """A task the endpoint did not start within the executor's ``pending_timeout``.
+
+    Set as the error of a :class:`~bundle.executor.GlobusComputeTask` (state ``FAILED``) when an
+    endpoint is offline, unreachable, or its batch job is still queued after that many seconds.
+    """
