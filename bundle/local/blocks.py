@@ -82,17 +82,19 @@ class BlockWatch:
         self.lost: list[LostBlock] = []
         self._trees: dict[str, dict[int, int | None]] = {}
         self._groups: dict[str, int] = {}
+        self._pools: dict[str, dict[int, int | None]] = {}
+        self._done: set[str] = set()
 
     def _jobs(self) -> dict[str, int]:
         jobs = {}
         for job_id, job in list(getattr(self.provider, "resources", {}).items()):
             pid = job.get("remote_pid")
-            if pid and not job.get("cancelled"):
+            if pid and not job.get("cancelled") and str(job_id) not in self._done:
                 jobs[str(job_id)] = int(pid)
         return jobs
 
     def check(self) -> list[LostBlock]:
-        """Record each live block's process tree; stop what is left of a block whose shell is gone.
+        """Record each live block's process tree; stop what is left of a block whose pool or shell is gone.
 
         Returns
         -------
@@ -101,17 +103,26 @@ class BlockWatch:
         """
         found = []
         for job_id, pid in self._jobs().items():
-            if reaper._alive(pid):
-                self._trees[job_id] = {p: reaper._start_time(p) for p in reaper.descendants([pid])}
+            pools = self._pools.get(job_id, {})
+            pool_gone = bool(pools) and not any(_same(p, start) for p, start in pools.items())
+            if reaper._alive(pid) and not pool_gone:
+                # Keep what was seen before (still alive): a worker orphaned a moment ago is no
+                # longer the block's descendant, but is still the block's.
+                tree = {p: start for p, start in self._trees.get(job_id, {}).items() if _same(p, start)}
+                tree.update({p: reaper._start_time(p) for p in reaper.descendants([pid])})
+                self._trees[job_id] = tree
+                self._pools[job_id] = pools or {p: start for p, start in tree.items() if _is_pool(p)}
                 group = _process_group(pid)
                 if group is not None and group != os.getpgid(0):
                     self._groups[job_id] = group
                 continue
-            tree = self._trees.pop(job_id, None)
+            seen = self._trees.pop(job_id, None)
             group = self._groups.pop(job_id, None)
-            if tree is None:
+            self._pools.pop(job_id, {})
+            if seen is None:
                 continue
-            left = {p for p, start in tree.items() if start is not None and reaper._start_time(p) == start}
+            self._done.add(job_id)
+            left = {p for p, start in seen.items() if _same(p, start)}
             # Processes started since the last look (a launcher, its ranks) are in the block's process group.
             left.update(_group_members(group) if group is not None else [])
             left.discard(os.getpid())
@@ -127,6 +138,23 @@ class BlockWatch:
             self.lost.append(lost)
             found.append(lost)
         return found
+
+
+def _same(pid: int, start: int | None) -> bool:
+    """Whether ``pid`` is still the process that had kernel start time ``start`` (and not a zombie)."""
+    return start is not None and reaper._alive(pid) and reaper._start_time(pid) == start
+
+
+def _is_pool(pid: int) -> bool:
+    """Whether ``pid`` runs Parsl's worker pool (its command line, or the title it sets)."""
+    for name in ("cmdline", "comm"):
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as fh:
+                if b"worker_pool" in fh.read():
+                    return True
+        except OSError:
+            return False
+    return False
 
 
 def _process_group(pid: int) -> int | None:
