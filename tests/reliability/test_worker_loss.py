@@ -200,6 +200,7 @@ def test_executor_pool_killed_mid_task(
     # the ranks (and mpiexec) of the killed tasks were stopped, not left running
     ranks = [v for v in killer.victims if v[1].endswith(" mpi_probe")]
     assert ranks, "the kill should have hit running MPI ranks"
+    assert host.lost_blocks, "the lost block should have been noticed"
     left = wait_for(lambda: not killer.survivors(), 10)
     assert left, (
         f"left running: {killer.survivors()}; lost blocks {host.lost_blocks}; {_tree_of(killer)}; {_jobs(host)}"
