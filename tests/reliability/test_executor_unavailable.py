@@ -30,7 +30,7 @@ from bundle.errors import TaskPendingTimeoutError
 from bundle.local import reaper
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
 from tests.reliability import fault_sims
-from tests.reliability.fault_helpers import engine_processes, record
+from tests.reliability.fault_helpers import record
 
 EP = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
 SIM_MAX = 4
@@ -96,9 +96,10 @@ def test_local_workers_never_start(mpi_probe: t.Any, tmp_path: t.Any, monkeypatc
     from bundle.session import GCSession
 
     GCSession.clear()
-    left = [p for p in engine_processes() if p.is_running()]
-    sleepers = reaper.find_with_env(reaper.TOKEN_ENV, reaper.current_token() or "-")
-    assert not [p for p in left if "sleep" in " ".join(p.cmdline())] and not sleepers
+    # the block's never-ending worker_init was stopped with the engine
+    marked = reaper.find_with_env(reaper.TOKEN_ENV, reaper.current_token() or "-")
+    sleepers = [pid for pid in marked if _cmdline(pid) == "sleep 100000"]
+    assert not sleepers, f"worker_init left running: {sleepers}"
     record("unavailable_local_workers_never_start", start_timeout_s=start_timeout, run_s=round(elapsed, 1))
 
 
@@ -200,3 +201,11 @@ def test_unreachable_service_fails_to_start(tmp_path: t.Any, monkeypatch: pytest
     from bundle.session import GCSession
 
     GCSession.clear()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""

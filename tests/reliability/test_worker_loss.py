@@ -11,7 +11,9 @@ from __future__ import annotations
 import collections
 import os
 import re
+import sys
 import time
+import traceback
 import typing as t
 
 import numpy as np
@@ -83,7 +85,7 @@ def test_gconly_pool_killed_mid_run(tmp_path: t.Any, monkeypatch: pytest.MonkeyP
         specs["exit_criteria"],
         specs["persis_info"],
         specs["alloc_specs"],
-        {"nworkers": nworkers},
+        {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
         gc_specs={"user_endpoint_config": config},
     )
     elapsed = time.monotonic() - t0
@@ -200,7 +202,7 @@ def test_executor_pool_killed_mid_task(
     # the ranks (and mpiexec) of the killed tasks were stopped, not left running
     ranks = [v for v in killer.victims if v[1].endswith(" mpi_probe")]
     assert ranks, "the kill should have hit running MPI ranks"
-    assert host.lost_blocks, "the lost block should have been noticed"
+    assert host.lost_blocks, f"the lost block should have been noticed: {_jobs(host)}"
     left = wait_for(lambda: not killer.survivors(), 10)
     assert left, (
         f"left running: {killer.survivors()}; lost blocks {host.lost_blocks}; {_tree_of(killer)}; {_jobs(host)}"
@@ -262,4 +264,7 @@ def _jobs(host: t.Any) -> str:
         pid = job.get("remote_pid")
         out.append(f"job {job_id} pid {pid} alive={reaper._alive(pid)} stat={reaper._stat(pid)} {job}")
     watch = host._block_watch
-    return "; ".join(out) + f" trees={watch._trees if watch else None} thread={host._watchdog.is_alive()}"
+    frames = sys._current_frames()
+    stack = "".join(traceback.format_stack(frames[host._watchdog.ident])) if host._watchdog.ident in frames else "-"
+    state = f"trees={watch._trees} pools={watch._pools} done={watch._done}" if watch else "no watch"
+    return "; ".join(out) + f" {state} thread={host._watchdog.is_alive()} stack={stack}"
