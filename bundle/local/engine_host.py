@@ -228,6 +228,12 @@ class EngineHost:
             try:
                 if executor.connected_blocks():
                     tolerate_lost_blocks(executor)
+                    # First look at the blocks' processes before any task can run on them.
+                    self._block_watch = BlockWatch(executor.provider)
+                    try:
+                        self._block_watch.check()
+                    except Exception:  # a /proc race: the watch loop looks again
+                        log.debug("block watch failed", exc_info=True)
                     self.ready.set()
                     log.info("local endpoint workers connected after %.1f s", time.monotonic() - self.started_at)
                     break
@@ -249,7 +255,8 @@ class EngineHost:
         """Stop what a lost local block leaves running; register later batch jobs with the watcher."""
         executor = self.engine.executor
         batch = type(executor.provider).__name__ in _CANCEL_COMMANDS
-        self._block_watch = BlockWatch(executor.provider)
+        if self._block_watch is None:
+            self._block_watch = BlockWatch(executor.provider)
         last_registered = time.monotonic()
         while not self._stop.wait(period):
             try:
