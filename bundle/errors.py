@@ -75,3 +75,11 @@ class EndpointPythonWarning(UserWarning):
     Functions serialized as Python bytecode (the SDK's default) may then fail to load on
     the endpoint; the warning says which versions were found and what to change.
     """
+
+
+class TaskPendingTimeoutError(BundleError, TimeoutError):
+    """A task the endpoint did not start within the executor's ``pending_timeout``.
+
+    Set as the error of a :class:`~bundle.executor.GlobusComputeTask` (state ``FAILED``) when an
+    endpoint is offline, unreachable, or its batch job is still queued after that many seconds.
+    """

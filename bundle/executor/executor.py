@@ -121,6 +121,13 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         Lines of stdout / stderr returned with each app's result (read when the files are not visible).
     local_options : dict, optional
         ``run_dir`` and ``start_timeout`` for a local endpoint.
+    pending_timeout : float, optional
+        Seconds a task may wait for the endpoint to start it; after that the task is ``FAILED`` with a
+        :class:`~bundle.errors.TaskPendingTimeoutError` (its future is cancelled), so a sim waiting on an
+        offline or unreachable endpoint returns instead of hanging.  A task counts as started when its
+        app is seen running (its stdout file appears; shared filesystems only); for Python functions,
+        and apps on an endpoint without a shared filesystem, the bound applies to the result.  Leave it
+        unset (no bound, as the Globus Compute SDK) when an endpoint's batch job may queue for long.
 
     Examples
     --------
@@ -140,6 +147,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         remote_workdir: str | None = None,
         snippet_lines: int = 1000,
         local_options: dict[str, t.Any] | None = None,
+        pending_timeout: float | None = None,
     ) -> None:
         self._tls = threading.local()
         Executor.__init__(self)
@@ -155,6 +163,9 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         self.local_options = dict(local_options or {})
         if self.local_options and not self.is_local:
             raise ValueError(f"local_options {sorted(self.local_options)} apply to local endpoints only")
+        if pending_timeout is not None and (isinstance(pending_timeout, bool) or not pending_timeout > 0):
+            raise ValueError(f"pending_timeout must be a positive number of seconds, got {pending_timeout!r}")
+        self.pending_timeout = None if pending_timeout is None else float(pending_timeout)
         self._app_kinds: dict[str, str] = {}
 
     # --- per-thread worker identity (libEnsemble's threads comms share one executor) ------
@@ -419,6 +430,8 @@ mpi_runner_type
             local=self.is_local,
             shared_fs=self.shared_fs,
         )
+        task.pending_timeout = self.pending_timeout
+        task.endpoint_label = str(self.endpoint)
         task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
         cmd = ""
         if kind != "python":

@@ -15,6 +15,7 @@ import typing as t
 
 from libensemble.executors.executor import Application, Task, TimeoutExpired, jassert
 
+from bundle.errors import TaskPendingTimeoutError
 from bundle.executor.remote import KILL_FILE
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         For apps: the endpoint's result (command, output snippets, return code).
     error : BaseException or None
         Why the task failed, when it did not get as far as a return code.
+    pending_timeout : float or None
+        Seconds the endpoint has to start the task (see ``GlobusComputeExecutor(pending_timeout=...)``).
     """
 
     state: str
@@ -88,6 +91,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.resource_specification: dict[str, t.Any] | None = None
         self.shell_result: t.Any = None
         self.error: BaseException | None = None
+        self.pending_timeout: float | None = None
+        self.endpoint_label = ""
         self._value: t.Any = None
 
     # --- submission -----------------------------------------------------------------
@@ -108,8 +113,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     # --- status ---------------------------------------------------------------------
 
     def _check_poll(self) -> bool:
+        if self.finished:  # also a task that failed to start: it has no future, and nothing to wait for
+            return False
         jassert(self.future is not None, f"task {self.name} has not been submitted")
-        return not self.finished
+        return True
 
     def _started(self) -> bool:
         """Whether the app has started: its stdout file exists (shared filesystems only)."""
@@ -165,6 +172,30 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         if self.state == "WAITING" and self._started():
             self.state = "RUNNING"
         self.runtime = self.timer.elapsed
+        if self.state == "WAITING" and self._pending_left() == 0.0:
+            self._give_up_pending()
+
+    def _pending_left(self) -> float | None:
+        """Seconds left before an unstarted task counts as failed (None: no bound)."""
+        if self.pending_timeout is None:
+            return None
+        return max(0.0, self.pending_timeout - float(self.timer.elapsed))
+
+    def _give_up_pending(self) -> None:
+        """Fail a task the endpoint has not started within ``pending_timeout``, and cancel its future."""
+        assert self.future is not None
+        self.future.cancel()
+        self.error = TaskPendingTimeoutError(
+            f"task {self.name} was not started by endpoint {self.endpoint_label or '?'} within "
+            f"pending_timeout={self.pending_timeout:g} s: the endpoint may be offline or unreachable, or its "
+            "batch job still queued (check it with 'globus-compute-endpoint list' where it runs, or raise "
+            "pending_timeout)"
+        )
+        self.finished = True
+        self.success = False
+        self.state = "FAILED"
+        self.calc_task_timing()
+        log.warning("%s", self.error)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the task to end.
@@ -185,12 +216,21 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         if not self._check_poll():
             return
         assert self.future is not None
-        try:
-            concurrent.futures.wait([self.future], timeout=timeout)
-        finally:
-            self.poll()
-        if not self.future.done():
-            raise TimeoutExpired(self.name, timeout if timeout is not None else 0.0)
+        asked = timeout
+        while True:
+            pending = self._pending_left() if self.state == "WAITING" else None
+            step = timeout if pending is None else (pending if timeout is None else min(timeout, pending))
+            start = float(self.timer.elapsed)
+            try:
+                concurrent.futures.wait([self.future], timeout=step)
+            finally:
+                self.poll()
+            if self.finished or self.future.done():
+                break
+            if timeout is not None:
+                timeout = max(0.0, timeout - (float(self.timer.elapsed) - start))
+                if timeout == 0.0:
+                    raise TimeoutExpired(self.name, asked)
         self._set_complete()
 
     def result(self, timeout: float | None = None) -> t.Any:

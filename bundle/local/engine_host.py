@@ -3,7 +3,8 @@
 An :class:`EngineHost` is what a user endpoint process is to a
 template-capable endpoint: one engine, built from one rendered template, fed
 packed tasks and answering with packed results.  It adds what a driver needs
-and the engine lacks: a bounded wait for the workers to start, and a shutdown
+and the engine lacks: a bounded wait for the workers to start, a worker pool
+replaced (and its orphaned processes stopped) when it is lost, and a shutdown
 that leaves no process behind.
 """
 
@@ -21,6 +22,7 @@ import uuid
 
 from bundle.errors import EndpointShutdownError, EndpointStartError
 from bundle.local import reaper
+from bundle.local.blocks import BlockWatch, LostBlock, tolerate_lost_blocks
 from bundle.templates import EndpointTemplate
 
 if t.TYPE_CHECKING:
@@ -118,6 +120,7 @@ class EngineHost:
         self._pending: dict[uuid.UUID, GCFuture] = {}
         self._watchdog: threading.Thread | None = None
         self._registered_jobs: set[str] = set()
+        self._block_watch: BlockWatch | None = None
         config = template.load(options)
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
@@ -224,6 +227,13 @@ class EngineHost:
             self._register_batch_jobs()
             try:
                 if executor.connected_blocks():
+                    tolerate_lost_blocks(executor)
+                    # First look at the blocks' processes before any task can run on them.
+                    self._block_watch = BlockWatch(executor.provider)
+                    try:
+                        self._block_watch.check()
+                    except Exception:  # a /proc race: the watch loop looks again
+                        log.debug("block watch failed", exc_info=True)
                     self.ready.set()
                     log.info("local endpoint workers connected after %.1f s", time.monotonic() - self.started_at)
                     break
@@ -239,10 +249,29 @@ class EngineHost:
                     )
                 )
                 return
-        # Blocks submitted later (scaling out, replacing an idle-cancelled job) are batch jobs too.
-        if type(executor.provider).__name__ in _CANCEL_COMMANDS:
-            while not self._stop.wait(5.0):
+        self._watch_running()
+
+    def _watch_running(self, period: float = 0.5) -> None:
+        """Stop what a lost local block leaves running; register later batch jobs with the watcher."""
+        executor = self.engine.executor
+        batch = type(executor.provider).__name__ in _CANCEL_COMMANDS
+        if self._block_watch is None:
+            self._block_watch = BlockWatch(executor.provider)
+        last_registered = time.monotonic()
+        while not self._stop.wait(period):
+            try:
+                self._block_watch.check()  # a block stopped by shutdown is marked cancelled and skipped
+            except Exception:  # never let the watch thread die on a /proc race
+                log.debug("block watch failed", exc_info=True)
+            # Blocks submitted later (scaling out, replacing a lost or idle-cancelled job) are batch jobs too.
+            if batch and time.monotonic() - last_registered >= 5.0:
+                last_registered = time.monotonic()
                 self._register_batch_jobs()
+
+    @property
+    def lost_blocks(self) -> list[LostBlock]:
+        """Blocks whose worker pool exited while the engine was running (see :mod:`bundle.local.blocks`)."""
+        return list(self._block_watch.lost) if self._block_watch is not None else []
 
     def _batch_jobs(self, active_only: bool = True) -> list[str]:
         """Ids of the jobs a batch-scheduler provider holds (none for a LocalProvider)."""
