@@ -15,7 +15,7 @@ import pathlib
 import sys
 import typing as t
 
-from bundle.gconly.errors import GCOnlyConfigError
+from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError
 from bundle.gconly.specs import GCOnlySpecs
 
 if t.TYPE_CHECKING:
@@ -97,8 +97,11 @@ def run_gconly(
     from libensemble.tools.alloc_support import AllocSupport
     from libensemble.utils.misc import specs_dump
 
+    from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
+    from bundle.gconly.journal import JOURNAL_FILE, Journal, JournalState, load_journal
+    from bundle.gconly.resume import Reattach, find_saved_history, plan_resume, remaining_exit_criteria, resume_dir
     from bundle.session import LOCAL, GCSession, parse_endpoint
 
     gc = GCOnlySpecs.coerce(gc_specs)
@@ -163,20 +166,46 @@ def run_gconly(
 
     if gc.endpoint_options and ep_name != LOCAL:
         raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
+    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
+    H0_run = ensemble.H0
+    plan = None
+    journal_state = JournalState()
+    if gc.resume:
+        rdir = resume_dir(gc.resume, workflow_dir)
+        journal_state = load_journal(rdir / JOURNAL_FILE)
+        plan = plan_resume(
+            rdir, libE_d.get("H_file_prefix") or "libE_history", journal_state, H0_given=bool(len(H0_run))
+        )
+        H0_run = plan.H0
+        exit_d = remaining_exit_criteria(exit_d, plan)
     executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
+    if ep_name != LOCAL and gc.require_online:
+        check_endpoint_online(executor, endpoint)
 
-    error_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".") / ERROR_DIR
+    error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
     dispatcher.check_inputs(persis_info)
+    dispatcher.endpoint = endpoint
+    dispatcher.watch = ResultWatch(gc.result_timeout)
+    if plan is not None and ep_name != LOCAL:
+        dispatcher.reattach = Reattach(executor, plan, endpoint)
+    journal = None
+    if libE_d.get("save_every_k_sims") or plan is not None:
+        journal = Journal(
+            workflow_dir / JOURNAL_FILE, executor, endpoint, journal_state.next_seq, resume=plan is not None
+        )
+        dispatcher.journal = journal
 
     Resources.resources = None  # no resource sets: sims run on the endpoint
     AllocSupport.gen_counter = 0
-    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, ensemble.H0)
+    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, H0_run)
     wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
     exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
 
     def cleanup() -> None:
         dispatcher.close()
+        if journal is not None:
+            journal.close()
         if exit_logger is not None:
             exit_logger()
 
@@ -186,11 +215,22 @@ def run_gconly(
             wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
         )
     except Exception:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
-        if dispatcher.fatal is not None:
-            raise dispatcher.fatal from None
+        fatal = dispatcher.fatal
+        if isinstance(fatal, EndpointUnavailableError):
+            saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
+            if saved is not None:
+                fatal = EndpointUnavailableError(
+                    f"{fatal}\nHistory saved in {saved}; fix the cause and rerun with gc_specs.resume=True "
+                    "to continue.",
+                    endpoint=fatal.endpoint,
+                )
+        if fatal is not None:
+            raise fatal from None
         raise
     finally:
         dispatcher.close()
+        if journal is not None:
+            journal.close()
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 
