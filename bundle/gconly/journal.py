@@ -121,7 +121,14 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.executor = executor
+        torn = False
+        if resume and path.exists() and path.stat().st_size > 0:
+            with path.open("rb") as fh:
+                fh.seek(-1, 2)
+                torn = fh.read(1) != b"\n"
         self._fh = path.open("a" if resume else "w", encoding="utf-8")
+        if torn:  # the last writer was killed mid-line: end that line so the next record stands alone
+            self._fh.write("\n")
         self._seq = first_seq
         self._seq_of: dict[int, int] = {}
         self._unresolved: collections.deque[tuple[int, t.Any]] = collections.deque()

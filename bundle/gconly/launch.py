@@ -171,6 +171,11 @@ def run_gconly(
     plan = None
     journal_state = JournalState()
     if gc.resume:
+        if gen_d.get("persis_in") and not gen_d.get("in"):
+            raise GCOnlyConfigError(
+                "gc_specs.resume: set gen_specs.inputs (gen_specs['in']), e.g. ['sim_id']: libEnsemble hands the "
+                "saved rows (H0) to a persistent generator when it starts, and refuses rows with no fields"
+            )
         rdir = resume_dir(gc.resume, workflow_dir)
         journal_state = load_journal(rdir / JOURNAL_FILE)
         plan = plan_resume(
