@@ -58,6 +58,9 @@ def driver_specs(workdir: pathlib.Path, sim_max: int) -> dict[str, t.Any]:
     specs = uniform_specs(logged_sleep, NWORKERS, sim_max)
     specs["sim_specs"]["in"] = ["x", "sim_id"]
     specs["gen_specs"]["in"] = ["sim_id"]  # libEnsemble sends H0 to the persistent gen at its start
+    # Each result goes back to the generator at once, which sends a new point: sims are always in
+    # flight, so every saved history holds some started-but-unfinished rows.
+    specs["alloc_specs"]["user"] = {"async_return": True}
     specs["sim_specs"]["user"] = {"sleep": SLEEP, "log": str(workdir / EXECUTIONS)}
     specs["libE_specs"] = {
         "nworkers": NWORKERS,
