@@ -87,6 +87,10 @@ def run_gconly(
         When ``sim_f`` or a sim input cannot be serialized (before anything is submitted).
     bundle.errors.TemplateOptionError
         When ``user_endpoint_config`` fails the template's schema.
+    EndpointUnavailableError
+        When the endpoint cannot run sims: unknown or offline at start, workers that never start,
+        the service refusing tasks, or no result for ``gc_specs.result_timeout`` seconds (the
+        history is saved first; the message names the file).
     """
     import numpy as np
     from libensemble import specs as lspecs
@@ -258,7 +262,8 @@ def libE(
         As for ``libensemble.libE.libE``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
-        ``endpoint_options``, ``poll_interval``.  Refused when GC-only mode is off.
+        ``endpoint_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``.
+        Refused when GC-only mode is off.
 
     Returns
     -------
