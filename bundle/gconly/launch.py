@@ -223,13 +223,14 @@ def run_gconly(
         H, persis_out, flag = manager(
             wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
         )
-    except Exception:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
+    except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
+        _stop_generator_thread(exc)
         fatal = dispatcher.fatal
         if isinstance(fatal, EndpointUnavailableError):
             saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
             if saved is not None:
                 fatal = EndpointUnavailableError(
-                    f"{fatal}\nHistory saved in {saved}; fix the cause and rerun with gc_specs.resume=True "
+                    f"{fatal}\nHistory saved in {saved.resolve()}; fix the cause and rerun with gc_specs.resume=True "
                     "to continue.",
                     endpoint=fatal.endpoint,
                 )
@@ -241,6 +242,45 @@ def run_gconly(
         if journal is not None:
             journal.close()
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+
+
+def _stop_generator_thread(exc: BaseException, timeout: float = 10.0) -> None:
+    """Stop the generator's thread of a manager that raised, so the calling script can exit.
+
+    On an exception libEnsemble's manager still runs its final receive, which stops the
+    generator; but when the endpoint is gone that receive raises too (the sims in flight never
+    return), and the generator (worker 0, a non-daemon thread waiting for its next message)
+    would keep the interpreter from exiting.  Answering the sims in flight instead would mark
+    them ended in the saved history, so a resume would not rerun them.  The manager is
+    found in the frames of the exception chain (``manager_main``'s ``mgr``); the generator is
+    sent what a normal ending sends: ``PERSIS_STOP`` then ``STOP_TAG``.
+    """
+    import traceback
+
+    from libensemble.manager import Manager
+    from libensemble.message_numbers import MAN_SIGNAL_FINISH, MAN_SIGNAL_KILL, PERSIS_STOP, STOP_TAG
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        for frame, _ in traceback.walk_tb(cur.__traceback__):
+            mgr = frame.f_locals.get("mgr", frame.f_locals.get("self"))
+            if not isinstance(mgr, Manager) or not mgr.libE_specs.get("gen_on_manager"):
+                continue
+            if mgr.wcomms is None:  # the manager's final receive completed: the generator was stopped
+                return
+            comm = mgr.wcomms[0]
+            handle = getattr(comm, "handle", None)
+            if handle is None or not handle.is_alive():
+                return
+            comm.send(PERSIS_STOP, MAN_SIGNAL_KILL)
+            comm.send(STOP_TAG, MAN_SIGNAL_FINISH)
+            handle.join(timeout)
+            if handle.is_alive():
+                log.warning("the generator did not stop within %g s of the abort; the script may not exit", timeout)
+            return
+        cur = cur.__context__ or cur.__cause__
 
 
 def libE(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import typing as t
 from unittest import mock
@@ -39,7 +40,7 @@ def _run(tmp_path, endpoint: str, sim_max: int = 12, **gc: t.Any) -> t.Any:
     specs = uniform_specs(sims.six_hump, 2, sim_max, endpoint=endpoint)
     return run_gconly(
         *(specs[k] for k in ("sim_specs", "gen_specs", "exit_criteria", "persis_info", "alloc_specs")),
-        {"nworkers": 2, "workflow_dir_path": str(tmp_path)},
+        {"nworkers": 2},  # workflow_dir_path "." (the test's cwd): setting it changes libEnsemble's log paths for good
         gc_specs=GCOnlySpecs(**gc),
     )
 
@@ -48,7 +49,13 @@ def _abort_files(tmp_path) -> list[str]:
     return sorted(p.name for p in tmp_path.glob("libE_history_at_abort_*.npy"))
 
 
+def _generator_threads() -> list[str]:
+    """libEnsemble's generator-on-manager threads still alive (they would keep the script from exiting)."""
+    return [th.name for th in threading.enumerate() if "_qcomm_main" in th.name and th.is_alive()]
+
+
 def _figure(case: str, seconds: float, **more: t.Any) -> None:
+    assert _generator_threads() == [], "an aborted run must stop its generator thread"
     print("UNAVAILABLE_FIGURES", json.dumps({"case": case, "seconds_to_error": round(seconds, 2), **more}))
 
 
@@ -171,7 +178,7 @@ def test_results_slower_than_result_timeout_but_steady_do_not_end_the_run(cloud,
     specs["sim_specs"]["user"] = {"sleep": 0.3}
     H, _, flag, errors, _ = run_gconly(
         *(specs[k] for k in ("sim_specs", "gen_specs", "exit_criteria", "persis_info", "alloc_specs")),
-        {"nworkers": 2, "workflow_dir_path": str(tmp_path)},
+        {"nworkers": 2},  # workflow_dir_path "." (the test's cwd): setting it changes libEnsemble's log paths for good
         gc_specs=GCOnlySpecs(result_timeout=1.0),
     )
     assert flag == 0 and errors == {} and int(H["sim_ended"].sum()) == 8  # 8 x 0.3 s > 1 s in all

@@ -228,7 +228,7 @@ def test_resume_on_cloud_endpoint_reattaches_in_flight_tasks_with_reload_tasks(t
     monkeypatch.setattr(globus_compute_sdk, "Executor", cls)
     sim_max, nworkers = 60, 4
     specs = uniform_specs(sims.six_hump, nworkers, sim_max, endpoint=EP)
-    libE_specs = {"nworkers": nworkers, "save_every_k_sims": 2, "workflow_dir_path": str(tmp_path)}
+    libE_specs = {"nworkers": nworkers, "save_every_k_sims": 2}  # workflow_dir_path "." (cwd: tmp_path)
     try:
         with pytest.raises(EndpointUnavailableError, match="no result from endpoint"):
             run_gconly(
@@ -236,7 +236,7 @@ def test_resume_on_cloud_endpoint_reattaches_in_flight_tasks_with_reload_tasks(t
                 libE_specs,
                 gc_specs=GCOnlySpecs(batch_size=batch_size, result_timeout=1.5),
             )
-        H_saved = np.load(find_saved_history(tmp_path))
+        H_saved = np.load(find_saved_history(tmp_path))  # the cwd
         held = sorted(int(i) for i in H_saved["sim_id"][H_saved["sim_started"] & ~H_saved["sim_ended"]])
         assert held, "some sims must be in flight when the first run ends"
         submitted_first = len(fake.submitted)
