@@ -8,12 +8,13 @@ submits ``sim_f`` (registered once per endpoint) and answers the manager as a wo
 from __future__ import annotations
 
 from bundle.gconly.ensemble import Ensemble
-from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
 from bundle.gconly.launch import ERROR_DIR, libE, run_gconly
 from bundle.gconly.specs import GCOnlySpecs
 
 __all__ = [
     "ERROR_DIR",
+    "EndpointUnavailableError",
     "Ensemble",
     "GCOnlyConfigError",
     "GCOnlySpecs",

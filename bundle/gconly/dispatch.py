@@ -28,7 +28,8 @@ from libensemble.message_numbers import (
     TASK_FAILED,
 )
 
-from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.availability import ResultWatch, endpoint_failure
+from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
@@ -39,6 +40,9 @@ if t.TYPE_CHECKING:
     from concurrent.futures import Future
 
     import numpy.typing as npt
+
+    from bundle.gconly.journal import Journal
+    from bundle.gconly.resume import Reattach
 
 ARG_NAMES = ("H rows (calc_in)", "persis_info", "sim_specs", "libE_info")
 
@@ -120,6 +124,11 @@ class SimDispatcher:
         self._first_checked = False
         self._closed = False
         self._log = ensemble_logger()
+        # Set by run_gconly: the task journal, tasks to reattach (resumed run), the result watch.
+        self.endpoint = ""
+        self.journal: Journal | None = None
+        self.reattach: Reattach | None = None
+        self.watch = ResultWatch(None)
         self._check_function()
         self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1)
         self.function_id = self.wire.function_id
@@ -211,10 +220,27 @@ class SimDispatcher:
                 self._check_first(order)
             except SimSerializationError as err:
                 self._raise_fatal(err)
+        if len(self._orders) == 1:
+            self.watch.progress()  # the first sim in flight after a quiet spell: the clock starts now
+        if self.reattach is not None and self._adopt(order):
+            return
         if self.batch_size > 1:
             self._pending.append(order)
         else:
             self._submit([order], batched=False, args=self.wire.request(order.args))
+
+    def _adopt(self, order: SimOrder) -> bool:
+        """Attach ``order`` to its task from before a crash (resumed run); False to submit it anew."""
+        assert self.reattach is not None
+        found = self.reattach.take(order.work["libE_info"].get("H_rows", []))
+        if found is None:
+            return False
+        future, batched = found
+        # A resumed run registers the same runner, so the task answers in this run's wire form.
+        task = _Task([order], batched, time.time(), packed=self.wire.packed, future=future)
+        order.task = task
+        future.add_done_callback(lambda _f: self._on_done(task))
+        return True
 
     def _submit(self, orders: list[SimOrder], *, batched: bool, args: tuple[t.Any, ...]) -> None:
         task = _Task(orders, batched, time.time(), packed=bool(args) and isinstance(args[0], bytes))
@@ -223,12 +249,17 @@ class SimDispatcher:
         try:
             future = self.executor.submit_to_registered_function(self.function_id, args=args)
         except Exception as err:
+            fatal = endpoint_failure(err, self.endpoint)
+            if fatal is not None:
+                self._raise_fatal(fatal)
             task.finished = time.time()
             for order in orders:
                 self._fail(order, f"submission failed: {type(err).__name__}: {err}", task.submitted, task.finished)
             return
         self.submitted += 1
         task.future = future
+        if self.journal is not None:
+            self.journal.submitted([[int(i) for i in o.work["libE_info"]["H_rows"]] for o in orders], batched, future)
         future.add_done_callback(lambda _f, task=task: self._on_done(task))
 
     def _on_done(self, task: _Task) -> None:
@@ -281,11 +312,17 @@ class SimDispatcher:
 
     def _complete(self, task: _Task) -> None:
         future = task.future
+        self.watch.progress()
+        if self.journal is not None and future is not None:
+            self.journal.done(future)
         live = [o for o in task.orders if not o.done]
         if future is None or not live or future.cancelled():
             return
         err = future.exception()
         if err is not None:
+            fatal = endpoint_failure(err, self.endpoint)
+            if fatal is not None:
+                self._raise_fatal(fatal)
             text = f"{type(err).__name__}: {err}"
             for order in live:
                 self._fail(order, text, task.submitted, task.finished)
@@ -368,6 +405,8 @@ class SimDispatcher:
         self._drain()
         if w in self._answers:
             return True
+        if w == 1 and self._orders:
+            self._check_watch()
         if w == 1 and not self._answers and len(self._orders) >= self.nworkers:
             self._wakeup.clear()
             if self._done.empty():
@@ -398,7 +437,25 @@ class SimDispatcher:
             if self._done.empty():
                 self._wakeup.wait(self.poll_interval)
             self._drain()
+            if w not in self._answers:
+                self._check_watch()
         return 0, self._answers.pop(w)
+
+    def _check_watch(self) -> None:
+        """End the run when no result has arrived for ``result_timeout`` seconds while sims are in flight."""
+        quiet = self.watch.expired()
+        if not quiet:
+            return
+        sim_ids = sorted(int(i) for o in self._orders.values() for i in o.work["libE_info"].get("H_rows", []))
+        self._raise_fatal(
+            EndpointUnavailableError(
+                f"no result from endpoint {self.endpoint!r} for {quiet:.0f} s (gc_specs.result_timeout="
+                f"{self.watch.timeout:g}) while {len(sim_ids)} sims were in flight (sim_ids {sim_ids[:20]}"
+                f"{' ...' if len(sim_ids) > 20 else ''}). Check that the endpoint is running and its workers can "
+                "start (endpoint log, batch queue); raise gc_specs.result_timeout if one sim can take longer.",
+                endpoint=self.endpoint,
+            )
+        )
 
     def in_flight(self) -> int:
         """Return the number of work orders not yet answered."""

@@ -25,3 +25,20 @@ class SimSerializationError(BundleError, TypeError):
 
 class SimOutputError(BundleError, ValueError):
     """A simulation returned something libEnsemble cannot put in the history."""
+
+
+class EndpointUnavailableError(BundleError, RuntimeError):
+    """The endpoint cannot run the ensemble's sims: unreachable, offline, or silent for too long.
+
+    The run ends with this error (libEnsemble saves the history first); the message names the
+    endpoint and what to check.
+
+    Attributes
+    ----------
+    endpoint : str
+        The endpoint, as given in ``sim_specs.globus_compute_endpoint``.
+    """
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint

@@ -15,7 +15,7 @@ import pathlib
 import sys
 import typing as t
 
-from bundle.gconly.errors import GCOnlyConfigError
+from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError
 from bundle.gconly.specs import GCOnlySpecs
 
 if t.TYPE_CHECKING:
@@ -87,6 +87,10 @@ def run_gconly(
         When ``sim_f`` or a sim input cannot be serialized (before anything is submitted).
     bundle.errors.TemplateOptionError
         When ``user_endpoint_config`` fails the template's schema.
+    EndpointUnavailableError
+        When the endpoint cannot run sims: unknown or offline at start, workers that never start,
+        the service refusing tasks, or no result for ``gc_specs.result_timeout`` seconds (the
+        history is saved first; the message names the file).
     """
     import numpy as np
     from libensemble import specs as lspecs
@@ -97,8 +101,11 @@ def run_gconly(
     from libensemble.tools.alloc_support import AllocSupport
     from libensemble.utils.misc import specs_dump
 
+    from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
+    from bundle.gconly.journal import JOURNAL_FILE, Journal, JournalState, load_journal
+    from bundle.gconly.resume import Reattach, find_saved_history, plan_resume, remaining_exit_criteria, resume_dir
     from bundle.session import LOCAL, GCSession, parse_endpoint
 
     gc = GCOnlySpecs.coerce(gc_specs)
@@ -163,20 +170,51 @@ def run_gconly(
 
     if gc.endpoint_options and ep_name != LOCAL:
         raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
+    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
+    H0_run = ensemble.H0
+    plan = None
+    journal_state = JournalState()
+    if gc.resume:
+        if gen_d.get("persis_in") and not gen_d.get("in"):
+            raise GCOnlyConfigError(
+                "gc_specs.resume: set gen_specs.inputs (gen_specs['in']), e.g. ['sim_id']: libEnsemble hands the "
+                "saved rows (H0) to a persistent generator when it starts, and refuses rows with no fields"
+            )
+        rdir = resume_dir(gc.resume, workflow_dir)
+        journal_state = load_journal(rdir / JOURNAL_FILE)
+        plan = plan_resume(
+            rdir, libE_d.get("H_file_prefix") or "libE_history", journal_state, H0_given=bool(len(H0_run))
+        )
+        H0_run = plan.H0
+        exit_d = remaining_exit_criteria(exit_d, plan)
     executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
+    if ep_name != LOCAL and gc.require_online:
+        check_endpoint_online(executor, endpoint)
 
-    error_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".") / ERROR_DIR
+    error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
     dispatcher.check_inputs(persis_info)
+    dispatcher.endpoint = endpoint
+    dispatcher.watch = ResultWatch(gc.result_timeout)
+    if plan is not None and ep_name != LOCAL:
+        dispatcher.reattach = Reattach(executor, plan, endpoint)
+    journal = None
+    if libE_d.get("save_every_k_sims") or plan is not None:
+        journal = Journal(
+            workflow_dir / JOURNAL_FILE, executor, endpoint, journal_state.next_seq, resume=plan is not None
+        )
+        dispatcher.journal = journal
 
     Resources.resources = None  # no resource sets: sims run on the endpoint
     AllocSupport.gen_counter = 0
-    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, ensemble.H0)
+    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, H0_run)
     wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
     exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
 
     def cleanup() -> None:
         dispatcher.close()
+        if journal is not None:
+            journal.close()
         if exit_logger is not None:
             exit_logger()
 
@@ -185,13 +223,64 @@ def run_gconly(
         H, persis_out, flag = manager(
             wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
         )
-    except Exception:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
-        if dispatcher.fatal is not None:
-            raise dispatcher.fatal from None
+    except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
+        _stop_generator_thread(exc)
+        fatal = dispatcher.fatal
+        if isinstance(fatal, EndpointUnavailableError):
+            saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
+            if saved is not None:
+                fatal = EndpointUnavailableError(
+                    f"{fatal}\nHistory saved in {saved.resolve()}; fix the cause and rerun with gc_specs.resume=True "
+                    "to continue.",
+                    endpoint=fatal.endpoint,
+                )
+        if fatal is not None:
+            raise fatal from None
         raise
     finally:
         dispatcher.close()
+        if journal is not None:
+            journal.close()
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+
+
+def _stop_generator_thread(exc: BaseException, timeout: float = 10.0) -> None:
+    """Stop the generator's thread of a manager that raised, so the calling script can exit.
+
+    On an exception libEnsemble's manager still runs its final receive, which stops the
+    generator; but when the endpoint is gone that receive raises too (the sims in flight never
+    return), and the generator (worker 0, a non-daemon thread waiting for its next message)
+    would keep the interpreter from exiting.  Answering the sims in flight instead would mark
+    them ended in the saved history, so a resume would not rerun them.  The manager is
+    found in the frames of the exception chain (``manager_main``'s ``mgr``); the generator is
+    sent what a normal ending sends: ``PERSIS_STOP`` then ``STOP_TAG``.
+    """
+    import traceback
+
+    from libensemble.manager import Manager
+    from libensemble.message_numbers import MAN_SIGNAL_FINISH, MAN_SIGNAL_KILL, PERSIS_STOP, STOP_TAG
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        for frame, _ in traceback.walk_tb(cur.__traceback__):
+            mgr = frame.f_locals.get("mgr", frame.f_locals.get("self"))
+            if not isinstance(mgr, Manager) or not mgr.libE_specs.get("gen_on_manager"):
+                continue
+            if mgr.wcomms is None:  # the manager's final receive completed: the generator was stopped
+                return
+            comm = mgr.wcomms[0]
+            handle = getattr(comm, "handle", None)
+            if handle is None or not handle.is_alive():
+                return
+            comm.send(PERSIS_STOP, MAN_SIGNAL_KILL)
+            comm.send(STOP_TAG, MAN_SIGNAL_FINISH)
+            handle.join(timeout)
+            if handle.is_alive():
+                log.warning("the generator did not stop within %g s of the abort; the script may not exit", timeout)
+            return
+        cur = cur.__context__ or cur.__cause__
 
 
 def libE(
@@ -213,7 +302,8 @@ def libE(
         As for ``libensemble.libE.libE``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
-        ``endpoint_options``, ``poll_interval``.  Refused when GC-only mode is off.
+        ``endpoint_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``.
+        Refused when GC-only mode is off.
 
     Returns
     -------

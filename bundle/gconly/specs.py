@@ -9,6 +9,7 @@ The endpoint itself stays where libEnsemble users put it: ``sim_specs.globus_com
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing as t
 
 from bundle.gconly.errors import GCOnlyConfigError
@@ -38,6 +39,20 @@ class GCOnlySpecs:
         Longest time, in seconds, the manager sleeps when every virtual worker is busy
         (it wakes at once when a result arrives).  Bounds how late exit criteria such as
         ``wallclock_max`` are noticed.  Default 0.05.
+    resume : bool or path
+        Continue a run whose calling script died: load the history libEnsemble last saved
+        (``libE_specs.save_every_k_sims``, or the abort dump) from the workflow directory (or from
+        the directory given) as ``H0``, give its unfinished sims out again (on a cloud endpoint:
+        reattach their tasks with ``reload_tasks``), and count ``sim_max`` over the whole run.
+        Default False.  See "Resuming after a crash" in the docs.
+    result_timeout : float or None
+        End the run with :class:`~bundle.gconly.errors.EndpointUnavailableError` when no result
+        at all arrives for this many seconds while sims are in flight (the history is saved first).
+        Set it to a few times your longest sim.  None waits forever.  Default 86400 (one day).
+    require_online : bool
+        For an endpoint UUID: ask the Globus Compute service for the endpoint's status before
+        submitting, and end the run at once when it is unknown or not online.  False queues the
+        sims for an offline endpoint (they run when it comes back).  Default True.
 
     Examples
     --------
@@ -50,6 +65,9 @@ class GCOnlySpecs:
     batch_size: int = 1
     endpoint_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     poll_interval: float = 0.05
+    resume: bool | str | os.PathLike[str] = False
+    result_timeout: float | None = 86400.0
+    require_online: bool = True
 
     def __post_init__(self) -> None:
         if self.user_endpoint_config is not None and not isinstance(self.user_endpoint_config, dict):
@@ -64,6 +82,13 @@ class GCOnlySpecs:
             raise GCOnlyConfigError("gc_specs.endpoint_options must be a dict")
         if not isinstance(self.poll_interval, (int, float)) or not 0 < self.poll_interval <= 5:
             raise GCOnlyConfigError(f"gc_specs.poll_interval must be in (0, 5] seconds, got {self.poll_interval!r}")
+        if not isinstance(self.resume, (bool, str, os.PathLike)) or self.resume == "":
+            raise GCOnlyConfigError(f"gc_specs.resume must be True/False or a directory, got {self.resume!r}")
+        timeout = self.result_timeout
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise GCOnlyConfigError(f"gc_specs.result_timeout must be seconds > 0 or None, got {timeout!r}")
+        if not isinstance(self.require_online, bool):
+            raise GCOnlyConfigError(f"gc_specs.require_online must be True or False, got {self.require_online!r}")
 
     @classmethod
     def coerce(cls, value: GCOnlySpecs | t.Mapping[str, t.Any] | None) -> GCOnlySpecs:

@@ -1,0 +1,1 @@
+"""Reliability tests: real engine, real processes, killed drivers and unreachable endpoints."""
