@@ -113,3 +113,20 @@ def py_endpoint(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[LocalEnd
 def _clear_session() -> t.Iterator[None]:
     yield
     GCSession.clear()
+
+
+@pytest.fixture(autouse=True)
+def _libensemble_log_paths() -> t.Iterator[None]:
+    """Give each test libEnsemble's default, relative log paths.
+
+    ``libE_specs.workflow_dir_path`` moves libEnsemble's process-wide log configuration
+    (``ensemble.log``, ``libE_stats.txt``) into that folder for good; without this reset a
+    later test in the same process would look for its stats file in the wrong place.
+    """
+    from libensemble.comms.logs import LogConfig
+
+    yield
+    config = LogConfig.config
+    if config is not None:
+        config.filename = "ensemble.log"
+        config.stat_filename = "libE_stats.txt"

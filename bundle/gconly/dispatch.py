@@ -236,8 +236,9 @@ class SimDispatcher:
         if found is None:
             return False
         future, batched = found
-        # A resumed run registers the same runner, so the task answers in this run's wire form.
-        task = _Task([order], batched, time.time(), packed=self.wire.packed, future=future)
+        # A single sim's task answers in the wire form it was sent in (a resumed run uses the same);
+        # a batch's share arrives already unpacked (bundle.gconly.resume).
+        task = _Task([order], batched, time.time(), packed=self.wire.packed and not batched, future=future)
         order.task = task
         future.add_done_callback(lambda _f: self._on_done(task))
         return True

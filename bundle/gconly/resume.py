@@ -33,6 +33,7 @@ import numpy as np
 
 from bundle.gconly.errors import GCOnlyConfigError
 from bundle.gconly.journal import JournalState, JournalTask
+from bundle.gconly.wire import SimWire
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -132,7 +133,10 @@ def remaining_exit_criteria(exit_criteria: dict[str, t.Any], plan: ResumePlan) -
 
 
 def _one_of_batch(batch: Future[t.Any], index: int) -> Future[t.Any]:
-    """Return a future for order ``index`` of a batched task: a one-item list, as a one-order batch returns."""
+    """Return a future for order ``index`` of a batched task: a one-item list, as a one-order batch returns.
+
+    The list is plain (not packed), whatever form the batch was sent in.
+    """
     single: Future[t.Any] = Future()
 
     def copy(done: Future[t.Any]) -> None:
@@ -143,7 +147,12 @@ def _one_of_batch(batch: Future[t.Any], index: int) -> Future[t.Any]:
         if err is not None:
             single.set_exception(err)
             return
-        result = done.result()
+        try:
+            # A packed batch answers with its list pickled (bundle.gconly.wire); a plain one with the list.
+            result = SimWire.answer(done.result())
+        except Exception as exc:
+            single.set_exception(exc)
+            return
         if isinstance(result, list) and index < len(result):
             single.set_result([result[index]])
         else:

@@ -12,6 +12,7 @@ import concurrent.futures
 import importlib
 import os
 import pathlib
+import pickle
 import sys
 import threading
 import time
@@ -136,14 +137,14 @@ class FakeService:
         fut = ComputeFuture()
         task_id = str(uuid.uuid4())
         with self.lock:
-            self.submitted.append(call_args)
+            self.submitted.append(_plain(call_args))
             self.args_of[task_id] = call_args
             self.watchers[task_id] = [fut]
 
         def run() -> None:
             time.sleep(0.005)
             fut.task_id = task_id  # the SDK sets ids in its submitter thread, after submit() returned
-            if self.hold(call_args):
+            if self.hold(_plain(call_args)):
                 self.released.wait()
             try:
                 res: tuple[bool, t.Any] = (True, self.functions[function_id](*call_args, **(kwargs or {})))
@@ -181,6 +182,14 @@ class FakeService:
     def close(self) -> None:
         self.release()
         self.pool.shutdown(wait=True)
+
+
+def _plain(call_args: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
+    """Return a task's arguments as a plain call: GC-only mode's packed form is one pickled ``bytes``."""
+    if len(call_args) == 1 and isinstance(call_args[0], bytes):
+        call = pickle.loads(call_args[0])
+        return (call,) if isinstance(call, list) else tuple(call)
+    return call_args
 
 
 def _settle(fut: t.Any, res: tuple[bool, t.Any]) -> None:

@@ -304,6 +304,7 @@ def _cloud(python: str | None, hang: float = 0.0) -> tuple[mock.Mock, mock.Mock]
         return {"python_version": python, "endpoint_version": "4.19.0"}
 
     client.get_endpoint_metadata.side_effect = metadata
+    client.get_endpoint_status.return_value = {"status": "online"}  # GC-only mode asks before it starts
     instance = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
     instance.client = client
     instance.resource_specification = None
