@@ -55,7 +55,7 @@ def trivial_sim(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.
     return np.ones(len(H), dtype=sim_specs["out"]), persis_info
 
 
-def _importable(name: str) -> t.Any:
+def importable(name: str) -> t.Any:
     """Return a function of this module by its importable name (not ``__main__``'s copy).
 
     Functions of ``__main__`` are serialized by value without their globals; the engine's
@@ -66,12 +66,23 @@ def _importable(name: str) -> t.Any:
     return getattr(importlib.import_module("benchmarks.bench_gconly"), name)
 
 
-def _specs(nworkers: int, sims: int, endpoint: str) -> dict[str, t.Any]:
+def endpoint_config(engine_workers: int) -> dict[str, t.Any]:
+    """Return the local endpoint's options: a GlobusComputeEngine whose workers can import ``benchmarks``."""
+    return {
+        "engine_type": "GlobusComputeEngine",
+        "max_workers_per_node": engine_workers,
+        # the engine's workers import the benchmark modules (trivial_sim, noop)
+        "worker_init": f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}",
+    }
+
+
+def ensemble_specs(nworkers: int, sims: int, endpoint: str = "local") -> dict[str, t.Any]:
+    """Trivial sim, persistent uniform sampler on the manager, ``sims`` sims (``endpoint=""``: stock libEnsemble)."""
     from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
     from libensemble.gen_funcs.persistent_sampling import persistent_uniform
     from libensemble.tools import add_unique_random_streams
 
-    sim_specs: dict[str, t.Any] = {"sim_f": _importable("trivial_sim"), "in": ["x"], "out": [("f", float)]}
+    sim_specs: dict[str, t.Any] = {"sim_f": importable("trivial_sim"), "in": ["x"], "out": [("f", float)]}
     if endpoint:
         sim_specs["globus_compute_endpoint"] = endpoint
     return {
@@ -90,7 +101,7 @@ def _specs(nworkers: int, sims: int, endpoint: str) -> dict[str, t.Any]:
 
 def measure_raw(endpoint: t.Any, tasks: int) -> float:
     """Submit ``tasks`` trivial tasks at once; return tasks/s."""
-    fid = getattr(measure_raw, "fid", None) or endpoint.register_function(_importable("noop"))
+    fid = getattr(measure_raw, "fid", None) or endpoint.register_function(importable("noop"))
     measure_raw.fid = fid  # type: ignore[attr-defined]
     start = time.perf_counter()
     futures = [endpoint.submit_to_registered_function(fid) for _ in range(tasks)]
@@ -103,9 +114,9 @@ def measure_raw_sim(endpoint: t.Any, tasks: int) -> float:
     """Submit ``tasks`` calls of the trivial sim, with the arguments GC-only mode sends, at once; return tasks/s."""
     from libensemble.tools import add_unique_random_streams
 
-    fid = getattr(measure_raw_sim, "fid", None) or endpoint.register_function(_importable("trivial_sim"))
+    fid = getattr(measure_raw_sim, "fid", None) or endpoint.register_function(importable("trivial_sim"))
     measure_raw_sim.fid = fid  # type: ignore[attr-defined]
-    specs = _specs(1, tasks, "local")["sim_specs"]
+    specs = ensemble_specs(1, tasks)["sim_specs"]
     persis_info = add_unique_random_streams({}, 2, seed=11)[1]
     rows = np.zeros(tasks, dtype=[("x", float, (2,))])
     start = time.perf_counter()
@@ -117,18 +128,22 @@ def measure_raw_sim(endpoint: t.Any, tasks: int) -> float:
     return tasks / (time.perf_counter() - start)
 
 
-def measure_gconly(
-    sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any], *, packed: bool = True
-) -> float:
-    """Run a GC-only ensemble of trivial sims; return sims/s (``packed=False``: plain calls)."""
-    from bundle.gconly import GCOnlySpecs, wire
+def run_ensemble(
+    specs: dict[str, t.Any], nworkers: int, gc_specs: t.Any, prefix: str = "bench-gconly-"
+) -> tuple[t.Any, float]:
+    """Run one GC-only ensemble in a temporary folder; return its result and seconds.
+
+    Raises
+    ------
+    RuntimeError
+        When the run did not end every sim successfully.
+    """
     from bundle.gconly.launch import run_gconly
 
-    specs = _specs(nworkers, sims, "local")
-    with tempfile.TemporaryDirectory(prefix="bench-gconly-") as tmp:
+    sims = specs["exit_criteria"]["sim_max"]
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)
-        wire.PACK_CALLS = packed
         try:
             start = time.perf_counter()
             res = run_gconly(
@@ -138,16 +153,31 @@ def measure_gconly(
                 specs["persis_info"],
                 specs["alloc_specs"],
                 {"nworkers": nworkers},
-                gc_specs=GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size),
+                gc_specs=gc_specs,
             )
             elapsed = time.perf_counter() - start
         finally:
-            wire.PACK_CALLS = True
             os.chdir(cwd)
     done = int(res.H["sim_ended"].sum())
     if res.exit_flag != 0 or res.sim_errors or done < sims:
         first = next(iter(res.sim_errors.values()), "")
         raise RuntimeError(f"GC-only run failed: flag {res.exit_flag}, {done} sims; first error:\n{first}")
+    return res, elapsed
+
+
+def measure_gconly(
+    sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any], *, packed: bool = True
+) -> float:
+    """Run a GC-only ensemble of trivial sims; return sims/s (``packed=False``: plain calls)."""
+    from bundle.gconly import GCOnlySpecs, wire
+
+    specs = ensemble_specs(nworkers, sims)
+    wire.PACK_CALLS = packed
+    try:
+        res, elapsed = run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size))
+    finally:
+        wire.PACK_CALLS = True
+    done = int(res.H["sim_ended"].sum())
     return done / elapsed
 
 
@@ -155,7 +185,7 @@ def measure_stock(sims: int, nworkers: int) -> float:
     """Run stock libEnsemble (local comms, generator on the manager); return sims/s."""
     from libensemble.libE import libE
 
-    specs = _specs(nworkers, sims, "")
+    specs = ensemble_specs(nworkers, sims, "")
     with tempfile.TemporaryDirectory(prefix="bench-stock-") as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)
@@ -248,12 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bundle.session import GCSession
 
-    config = {
-        "engine_type": "GlobusComputeEngine",
-        "max_workers_per_node": args.engine_workers,
-        # the engine's workers import this file's module (trivial_sim, noop)
-        "worker_init": f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}",
-    }
+    config = endpoint_config(args.engine_workers)
     endpoint = GCSession.get_executor("local", config)
     t0 = time.perf_counter()
     endpoint.start()

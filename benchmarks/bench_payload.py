@@ -39,12 +39,12 @@ import pathlib
 import platform
 import statistics
 import sys
-import tempfile
 import types
 import typing as t
 import uuid
 
-from benchmarks.bench_scaling import endpoint_config, ensemble_specs
+from benchmarks import bench_gconly
+from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, trivial_sim
 
 VARIANTS = ("module", "main")
 
@@ -95,29 +95,10 @@ class Recorder:
 def run_ensemble(sims: int, nworkers: int, sim_f: t.Callable[..., t.Any], config: dict[str, t.Any]) -> None:
     """Run one GC-only ensemble of ``sims`` trivial sims with ``sim_f``."""
     from bundle.gconly import GCOnlySpecs
-    from bundle.gconly.launch import run_gconly
 
     specs = ensemble_specs(nworkers, sims)
     specs["sim_specs"]["sim_f"] = sim_f
-    with tempfile.TemporaryDirectory(prefix="bench-payload-") as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            res = run_gconly(
-                specs["sim_specs"],
-                specs["gen_specs"],
-                specs["exit_criteria"],
-                specs["persis_info"],
-                specs["alloc_specs"],
-                {"nworkers": nworkers},
-                gc_specs=GCOnlySpecs(user_endpoint_config=config),
-            )
-        finally:
-            os.chdir(cwd)
-    done = int(res.H["sim_ended"].sum())
-    if res.exit_flag != 0 or res.sim_errors or done < sims:
-        first = next(iter(res.sim_errors.values()), "")
-        raise RuntimeError(f"GC-only run failed: flag {res.exit_flag}, {done} sims; first error:\n{first}")
+    bench_gconly.run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config), "bench-payload-")
 
 
 def _json_len(data: object) -> int:
@@ -207,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sims = args.sims or (20 if args.quick else 200)
 
-    from benchmarks import bench_scaling
     from bundle.session import GCSession
 
     config = endpoint_config(2)
@@ -216,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if not endpoint.wait_ready(120):
         raise RuntimeError("local endpoint did not become ready")
     recorder = Recorder(endpoint)
-    sim_fs = {"module": bench_scaling._importable("trivial_sim"), "main": _by_value(bench_scaling.trivial_sim)}
+    sim_fs = {"module": importable("trivial_sim"), "main": _by_value(trivial_sim)}
     variants: dict[str, dict[str, t.Any]] = {}
     try:
         for name in VARIANTS:

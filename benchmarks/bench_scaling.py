@@ -42,60 +42,10 @@ import threading
 import time
 import typing as t
 
-import numpy as np
+from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, run_ensemble
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MIB = 1024.0 * 1024.0
-
-
-def trivial_sim(H: t.Any, persis_info: dict[str, t.Any], sim_specs: dict[str, t.Any]) -> t.Any:
-    """Return f = 1: the trivial sim."""
-    return np.ones(len(H), dtype=sim_specs["out"]), persis_info
-
-
-def noop() -> None:
-    """Do nothing: warms the engine's workers."""
-
-
-def _importable(name: str) -> t.Any:
-    """Return this module's function by its importable name (the workers import it, not ``__main__``)."""
-    import importlib
-
-    return getattr(importlib.import_module("benchmarks.bench_scaling"), name)
-
-
-def endpoint_config(engine_workers: int) -> dict[str, t.Any]:
-    """Return the local endpoint's options: a GlobusComputeEngine whose workers can import ``benchmarks``."""
-    return {
-        "engine_type": "GlobusComputeEngine",
-        "max_workers_per_node": engine_workers,
-        "worker_init": f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}",
-    }
-
-
-def ensemble_specs(nworkers: int, sims: int) -> dict[str, t.Any]:
-    """Trivial sim, persistent uniform sampler on the manager, ``sims`` sims."""
-    from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
-    from libensemble.gen_funcs.persistent_sampling import persistent_uniform
-    from libensemble.tools import add_unique_random_streams
-
-    return {
-        "sim_specs": {
-            "sim_f": _importable("trivial_sim"),
-            "in": ["x"],
-            "out": [("f", float)],
-            "globus_compute_endpoint": "local",
-        },
-        "gen_specs": {
-            "gen_f": persistent_uniform,
-            "persis_in": ["f", "x", "sim_id"],
-            "out": [("x", float, (2,))],
-            "user": {"initial_batch_size": nworkers, "lb": np.array([-3.0, -2.0]), "ub": np.array([3.0, 2.0])},
-        },
-        "exit_criteria": {"sim_max": sims},
-        "persis_info": add_unique_random_streams({}, nworkers + 1, seed=11),
-        "alloc_specs": {"alloc_f": only_persistent_gens, "user": {"async_return": True}},
-    }
 
 
 class RssSampler(threading.Thread):
@@ -154,7 +104,6 @@ def _watch_dispatcher(record: dict[str, t.Any]) -> None:
 def child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[str, t.Any]:
     """One GC-only run in this (fresh) process; return its measurements."""
     from bundle.gconly import GCOnlySpecs
-    from bundle.gconly.launch import run_gconly
     from bundle.session import GCSession
 
     config = endpoint_config(engine_workers)
@@ -162,7 +111,7 @@ def child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[
     endpoint.start()
     if not endpoint.wait_ready(120):
         raise RuntimeError("local endpoint did not become ready")
-    fid = endpoint.register_function(_importable("noop"))
+    fid = endpoint.register_function(importable("noop"))
     for fut in [endpoint.submit_to_registered_function(fid) for _ in range(50)]:
         fut.result(timeout=120)
 
@@ -180,29 +129,10 @@ def child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[
     specs = ensemble_specs(nworkers, sims)
     gc.collect()
     sampler = RssSampler(lambda: finished[0])
-    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            sampler.start()
-            start = time.perf_counter()
-            res = run_gconly(
-                specs["sim_specs"],
-                specs["gen_specs"],
-                specs["exit_criteria"],
-                specs["persis_info"],
-                specs["alloc_specs"],
-                {"nworkers": nworkers},
-                gc_specs=GCOnlySpecs(user_endpoint_config=config),
-            )
-            elapsed = time.perf_counter() - start
-            sampler.stop()
-        finally:
-            os.chdir(cwd)
+    sampler.start()
+    res, elapsed = run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config), "bench-scaling-")
+    sampler.stop()
     done = int(res.H["sim_ended"].sum())
-    if res.exit_flag != 0 or res.sim_errors or done < sims:
-        first = next(iter(res.sim_errors.values()), "")
-        raise RuntimeError(f"GC-only run failed: flag {res.exit_flag}, {done} sims; first error:\n{first}")
 
     deadline = time.monotonic() + 5  # done-callbacks run on the engine's threads
     while endpoint._futures and time.monotonic() < deadline:
