@@ -116,28 +116,9 @@ def table(figures: t.Sequence[Figure]) -> str:
 
 def gconly_specs(sim_f: t.Any, nworkers: int, sim_max: int, endpoint: str = "local") -> dict[str, t.Any]:
     """Specs of a small GC-only run: a persistent uniform sampler on the manager feeding ``sim_f``."""
-    from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
-    from libensemble.gen_funcs.persistent_sampling import persistent_uniform
-    from libensemble.tools import add_unique_random_streams
+    from tests.gconly.helpers import uniform_specs
 
-    return {
-        "sim_specs": {
-            "sim_f": sim_f,
-            "in": ["x"],
-            "out": [("f", float)],
-            "user": {},
-            "globus_compute_endpoint": endpoint,
-        },
-        "gen_specs": {
-            "gen_f": persistent_uniform,
-            "persis_in": ["f", "x", "sim_id"],
-            "out": [("x", float, (2,))],
-            "user": {"initial_batch_size": nworkers, "lb": np.array([-3.0, -2.0]), "ub": np.array([3.0, 2.0])},
-        },
-        "exit_criteria": {"sim_max": sim_max},
-        "persis_info": add_unique_random_streams({}, nworkers + 1, seed=11),
-        "alloc_specs": {"alloc_f": only_persistent_gens},
-    }
+    return uniform_specs(sim_f, nworkers, sim_max, endpoint=endpoint, seed=11)
 
 
 def run_gconly(
