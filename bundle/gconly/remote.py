@@ -36,29 +36,41 @@ MAIN_MARKER = b"__main__"
 """In a pickle, a reference to a ``__main__`` global: such a pickle cannot load in another process."""
 
 
-def _sim_one(call: t.Any) -> t.Any:  # pragma: no cover - runs remotely
-    """Call ``sim_f`` once; answer in the form the call came in."""
+def _call_sim(args: t.Any, packed: bool) -> t.Any:  # pragma: no cover - runs remotely
+    """Call ``sim_f`` on one argument tuple; for a packed call, an unchanged ``persis_info`` comes back as None."""
     import pickle
 
-    packed = isinstance(call, bytes)
-    args = pickle.loads(call) if packed else call
     if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821 - bound at creation
         args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
     sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
     out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
-    if not packed:
-        return out
     if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
         try:
             if pickle.dumps(out[1], protocol=5) == sent:
                 out = (out[0], None, *out[2:])  # persis_info unchanged: the driver keeps its own
         except Exception:
             pass
+    return out
+
+
+def _answer(value: t.Any) -> t.Any:  # pragma: no cover - runs remotely
+    """Return ``value`` pickled, or itself when it does not pickle cleanly (the endpoint's serializer sends it)."""
+    import pickle
+
     try:
-        data = pickle.dumps(out, protocol=5)
+        data = pickle.dumps(value, protocol=5)
     except Exception:
-        return out
-    return out if b"__main__" in data else data
+        return value
+    return value if b"__main__" in data else data
+
+
+def _sim_one(call: t.Any) -> t.Any:  # pragma: no cover - runs remotely
+    """Call ``sim_f`` once; answer in the form the call came in."""
+    import pickle
+
+    packed = isinstance(call, bytes)
+    out = _call_sim(pickle.loads(call) if packed else call, packed)
+    return _answer(out) if packed else out
 
 
 def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
@@ -70,37 +82,27 @@ def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
     packed = isinstance(calls, bytes)
     results = []
     for args in pickle.loads(calls) if packed else calls:
-        if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821
-            args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
-        sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
         start = time.time()
         try:
-            out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
+            out = _call_sim(args, packed)
         except Exception as err:
             text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
             results.append((False, text, start, time.time()))
             continue
-        end = time.time()
-        if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
-            try:
-                if pickle.dumps(out[1], protocol=5) == sent:
-                    out = (out[0], None, *out[2:])  # persis_info unchanged: the driver keeps its own
-            except Exception:
-                pass
-        results.append((True, out, start, end))
-    if not packed:
-        return results
-    try:
-        data = pickle.dumps(results, protocol=5)
-    except Exception:
-        return results
-    return results if b"__main__" in data else data
+        results.append((True, out, start, time.time()))
+    return _answer(results) if packed else results
 
 
 def _by_value(
     code_of: t.Callable[..., t.Any], name: str, sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None
 ) -> types.FunctionType:
     glb: dict[str, t.Any] = {"__builtins__": builtins, "sim_f": sim_f, "sim_specs": sim_specs}
+    for helper in (_call_sim, _answer):  # by value too, sharing the runner's globals
+        glb[helper.__name__] = _main_copy(helper, glb, helper.__name__)
+    return _main_copy(code_of, glb, name)
+
+
+def _main_copy(code_of: t.Callable[..., t.Any], glb: dict[str, t.Any], name: str) -> types.FunctionType:
     fn = types.FunctionType(code_of.__code__, glb, name)
     fn.__module__ = "__main__"
     fn.__qualname__ = name
