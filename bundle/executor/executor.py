@@ -439,7 +439,8 @@ mpi_runner_type
             tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
             tokens = self._set_sim_dir_env(task, tokens)
             cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
-            task.runline = self._runline(kind, " ".join(tokens), task.resource_specification)
+            task.app_line = " ".join(tokens)
+            task.runline = self._runline(kind, task.app_line, task.resource_specification)
             if not dry_run and self.is_local:
                 self._check_app_exists(app)
         if dry_run:

@@ -59,7 +59,8 @@ def run_app(
     Returns
     -------
     ShellResult
-        The command line run, output snippets and return code (143 when the task was killed).
+        The command line run, output snippets and return code (143 when the task was killed); for an MPI
+        app also ``launch_prefix``, the ``$PARSL_MPI_PREFIX`` the ranks were launched with.
     """
     import os
     import signal
@@ -134,6 +135,9 @@ def run_app(
         cls = MPIFunction if mpi else ShellFunction
         fn = cls(cmd, stdout=stdout, stderr=stderr, walltime=walltime, snippet_lines=snippet_lines)
         result = fn()
+        if mpi and isinstance(result, ShellResult):
+            # The launch line the ranks were started with (the worker composed it for the nodes it gave the task).
+            result.launch_prefix = " ".join(os.environ.get("PARSL_MPI_PREFIX", "").split())
         if killed.is_set() and isinstance(result, ShellResult):
             result.returncode = 143
             result.exception_name = "Killed"

@@ -56,6 +56,12 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         The normalized specification the task was submitted with.
     shell_result : ShellResult or None
         For apps: the endpoint's result (command, output snippets, return code).
+    runline : str
+        The launch line: composed at submit (node names are placeholders until the endpoint picks the
+        nodes, unless the driver runs in the allocation), then, once an MPI app has run, the launcher
+        line the endpoint actually used for the nodes it gave the task.
+    app_line : str or None
+        The app and its arguments as run after the launcher (None for Python tasks).
     error : BaseException or None
         Why the task failed, when it did not get as far as a return code.
     pending_timeout : float or None
@@ -93,6 +99,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.error: BaseException | None = None
         self.pending_timeout: float | None = None
         self.endpoint_label = ""
+        self.app_line: str | None = None
         self._value: t.Any = None
 
     # --- submission -----------------------------------------------------------------
@@ -150,6 +157,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.errcode = 0
         else:
             self.shell_result = value
+            prefix = getattr(value, "launch_prefix", None)
+            if self.kind == "mpi" and prefix and self.app_line is not None:
+                # What ran: the launcher line the endpoint composed for the nodes it gave this task.
+                self.runline = f"{prefix} {self.app_line}"
             code = getattr(value, "returncode", None)
             self.errcode = code if isinstance(code, int) else None
             if self.shared_fs and self.stdout_exists() and hasattr(value, "stdout"):
