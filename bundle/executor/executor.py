@@ -40,7 +40,8 @@ from libensemble.executors.executor import (
 )
 
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
-from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
+from bundle.executor.launch import allocation_hosts, launch_prefix, mpi_spec, template_option
+from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
 from bundle.resource_spec import normalize_mpi_spec
@@ -564,18 +565,7 @@ mpi_runner_type
                 "use engine_type 'GlobusMPIEngine' or register the app with mpi=False"
             )
         spec = mpi_spec(num_procs, num_nodes, procs_per_node, extra_args, default=self.resource_specification)
-        limit = max_nodes(self.template, self.user_endpoint_config)
-        if limit is not None and spec["num_nodes"] > limit:
-            assert self.template is not None
-            how = (
-                "raise the template's nodes_per_block"
-                if "nodes_per_block" in self.template.schema.get("properties", {})
-                else "run the driver inside a batch allocation of that many nodes"
-            )
-            raise ResourceSpecificationError(
-                f"a task asks for num_nodes={spec['num_nodes']} but the endpoint ({self.template_name!r} template) "
-                f"gives a task at most {limit} node(s); ask for fewer nodes or {how}"
-            )
+        check_fits(block_shape(self.template, self.user_endpoint_config), spec["num_nodes"], self.template_name)
         return spec
 
     def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
