@@ -6,7 +6,8 @@
 #   .ci/slurm.sh down           stop the daemons this script started
 #   .ci/slurm.sh status         exit 0 if every node is idle, mixed or allocated
 #   .ci/slurm.sh nodes          print the node names, one per line
-#   .ci/slurm.sh stop-node N    take node N away: mark it down in slurmctld and stop its slurmd
+#   .ci/slurm.sh stop-node N    take node N away as a node failure would: mark it down in slurmctld, stop its
+#                               slurmd, kill the job steps running on it (their slurmstepd and processes)
 #   .ci/slurm.sh start-node N   bring node N back: start its slurmd and resume it; wait until it is usable
 #
 # Every node is this machine (NodeAddr 127.0.0.1, its own slurmd port); node names resolve to 127.0.0.1
@@ -161,6 +162,25 @@ stop_pidfile() {  # stop the daemon whose pid file is $1
   rm -f "$pidfile"
 }
 
+node_step_daemons() {  # pids of the slurmstepd processes serving node $1 (by their sockets in its spool dir)
+  local dir="$STATE/slurmd-$1/" inodes link fd
+  inodes="$(awk -v d="$dir" 'index($8, d) == 1 {print "socket:[" $7 "]"}' /proc/net/unix 2>/dev/null | sort -u)"
+  [[ -n "$inodes" ]] || return 0
+  for fd in /proc/[0-9]*/fd/*; do
+    link="$(readlink "$fd" 2>/dev/null)" || continue
+    if [[ "$link" == socket:* ]] && grep -qxF "$link" <<<"$inodes"; then
+      fd="${fd#/proc/}"
+      echo "${fd%%/*}"
+    fi
+  done | sort -u
+}
+
+kill_tree() {  # SIGKILL process $1 and all its descendants
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
 start_node() {
   pid_alive "/run/slurmd-$1.pid" && return 0
   log "starting slurmd for node $1"
@@ -257,8 +277,14 @@ case "${1:-up}" in
   stop-node)
     need_root
     [[ -n "${2:-}" ]] || { log "usage: $0 stop-node NODE"; exit 2; }
+    # As a node failure: Slurm marks it down (and ends the jobs using it with NODE_FAIL), and its slurmd
+    # and every job step on it (slurmstepd and the step's processes) are gone.
     scontrol update NodeName="$2" State=DOWN Reason="taken away by slurm.sh stop-node" >/dev/null
     stop_pidfile "/run/slurmd-$2.pid"
+    for pid in $(node_step_daemons "$2"); do
+      log "killing job step daemon $pid of node $2 and its processes"
+      kill_tree "$pid"
+    done
     ;;
   start-node)
     need_root

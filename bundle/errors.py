@@ -83,3 +83,52 @@ class TaskPendingTimeoutError(BundleError, TimeoutError):
     Set as the error of a :class:`~bundle.executor.GlobusComputeTask` (state ``FAILED``) when an
     endpoint is offline, unreachable, or its batch job is still queued after that many seconds.
     """
+
+
+class BlockLostError(BundleError, RuntimeError):
+    """The worker pool (block) a task ran on was lost: a node of its batch job failed, or the job ended.
+
+    Set as the error of a :class:`~bundle.executor.GlobusComputeTask` (state ``FAILED``) in place of
+    Parsl's ``ManagerLost``, which arrives once the interchange has missed the pool's heartbeats for
+    ``heartbeat_threshold`` seconds; the original error is its ``__cause__``.  The endpoint reruns
+    such tasks when ``max_retries_on_system_failure`` allows.
+    """
+
+
+def lost_worker_pool(err: BaseException) -> bool:
+    """Whether ``err`` says the task's worker pool was lost (Parsl's ``ManagerLost``, also as remote text).
+
+    Parameters
+    ----------
+    err : BaseException
+        A task's error.
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(err, BlockLostError) or type(err).__name__ == "ManagerLost" or "ManagerLost" in str(err)
+
+
+def block_lost_message(what: str, err: BaseException, report: str = "") -> str:
+    """Compose the message of a :class:`BlockLostError`: what was lost, what Slurm said, what to do.
+
+    Parameters
+    ----------
+    what : str
+        What failed (``"task <name>"``, ``"the sim"``).
+    err : BaseException
+        The original error (``ManagerLost``).
+    report : str
+        What the endpoint knows of its blocks that ended abnormally (empty when unknown).
+
+    Returns
+    -------
+    str
+    """
+    first = (str(err).strip().splitlines() or [type(err).__name__])[-1][:300]
+    lost = report or "the endpoint stopped hearing from it (a node of its batch job failed, or the job ended)"
+    return (
+        f"{what} failed: the block (worker pool) it ran on was lost: {lost}. Set the endpoint's "
+        f"max_retries_on_system_failure to rerun such tasks on a new block. ({first})"
+    )

@@ -487,6 +487,7 @@ mpi_runner_type
             self.list_of_tasks.append(task)
             return task
         task._submitted(future)
+        task.block_report = getattr(gce, "lost_block_report", None)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         if wait_on_start:

@@ -137,7 +137,7 @@ def run_app(
         result = fn()
         if mpi and isinstance(result, ShellResult):
             # The launch line the ranks were started with (the worker composed it for the nodes it gave the task).
-            result.launch_prefix = " ".join(os.environ.get("PARSL_MPI_PREFIX", "").split())
+            result.launch_prefix = " ".join(os.environ.get("PARSL_MPI_PREFIX", "").split())  # type: ignore[attr-defined]
         if killed.is_set() and isinstance(result, ShellResult):
             result.returncode = 143
             result.exception_name = "Killed"

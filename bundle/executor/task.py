@@ -15,7 +15,7 @@ import typing as t
 
 from libensemble.executors.executor import Application, Task, TimeoutExpired, jassert
 
-from bundle.errors import TaskPendingTimeoutError
+from bundle.errors import BlockLostError, TaskPendingTimeoutError, block_lost_message, lost_worker_pool
 from bundle.executor.remote import KILL_FILE
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.pending_timeout: float | None = None
         self.endpoint_label = ""
         self.app_line: str | None = None
+        self.block_report: t.Callable[[], str] | None = None
         self._value: t.Any = None
 
     # --- submission -----------------------------------------------------------------
@@ -147,6 +148,11 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.state = "USER_KILLED"
             return
         except BaseException as err:  # the remote error, a lost task or a stopped endpoint
+            if lost_worker_pool(err) and not isinstance(err, BlockLostError):
+                report = self.block_report() if self.block_report is not None else ""
+                lost = BlockLostError(block_lost_message(f"task {self.name}", err, report))
+                lost.__cause__ = err
+                err = lost
             self.error = err
             self.state = "FAILED"
             self.success = False

@@ -28,6 +28,7 @@ from libensemble.message_numbers import (
     TASK_FAILED,
 )
 
+from bundle.errors import block_lost_message, lost_worker_pool
 from bundle.gconly.availability import ResultWatch, endpoint_failure
 from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
@@ -325,6 +326,9 @@ class SimDispatcher:
             if fatal is not None:
                 self._raise_fatal(fatal)
             text = f"{type(err).__name__}: {err}"
+            if lost_worker_pool(err):
+                report = getattr(self.executor, "lost_block_report", None)
+                text = f"BlockLostError: {block_lost_message('the sim', err, report() if report else '')}\n{text}"
             for order in live:
                 self._fail(order, text, task.submitted, task.finished)
             return

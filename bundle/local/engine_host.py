@@ -22,6 +22,7 @@ import uuid
 
 from bundle.errors import EndpointShutdownError, EndpointStartError
 from bundle.local import reaper
+from bundle.local.batch_jobs import EndedJob, SlurmJobWatch
 from bundle.local.blocks import BlockWatch, LostBlock, tolerate_lost_blocks
 from bundle.templates import EndpointTemplate
 
@@ -121,6 +122,7 @@ class EngineHost:
         self._watchdog: threading.Thread | None = None
         self._registered_jobs: set[str] = set()
         self._block_watch: BlockWatch | None = None
+        self._job_watch: SlurmJobWatch | None = None
         config = template.load(options)
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
@@ -257,12 +259,20 @@ class EngineHost:
         batch = type(executor.provider).__name__ in _CANCEL_COMMANDS
         if self._block_watch is None:
             self._block_watch = BlockWatch(executor.provider)
-        last_registered = time.monotonic()
+        if type(executor.provider).__name__ == "SlurmProvider":
+            self._job_watch = SlurmJobWatch()
+        last_registered = last_jobs = time.monotonic()
         while not self._stop.wait(period):
             try:
                 self._block_watch.check()  # a block stopped by shutdown is marked cancelled and skipped
             except Exception:  # never let the watch thread die on a /proc race
                 log.debug("block watch failed", exc_info=True)
+            if self._job_watch is not None and time.monotonic() - last_jobs >= 2.0:
+                last_jobs = time.monotonic()
+                try:
+                    self._job_watch.check(self._batch_jobs(active_only=False))
+                except Exception:
+                    log.debug("batch job watch failed", exc_info=True)
             # Blocks submitted later (scaling out, replacing a lost or idle-cancelled job) are batch jobs too.
             if batch and time.monotonic() - last_registered >= 5.0:
                 last_registered = time.monotonic()
@@ -272,6 +282,11 @@ class EngineHost:
     def lost_blocks(self) -> list[LostBlock]:
         """Blocks whose worker pool exited while the engine was running (see :mod:`bundle.local.blocks`)."""
         return list(self._block_watch.lost) if self._block_watch is not None else []
+
+    @property
+    def ended_jobs(self) -> list[EndedJob]:
+        """Block jobs that ended abnormally while the engine ran (Slurm only, see :mod:`bundle.local.batch_jobs`)."""
+        return list(self._job_watch.ended) if self._job_watch is not None else []
 
     def _batch_jobs(self, active_only: bool = True) -> list[str]:
         """Ids of the jobs a batch-scheduler provider holds (none for a LocalProvider)."""

@@ -14,6 +14,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 SLURM_SH = HERE.parents[1] / ".ci" / "slurm.sh"
 OPTIONS = {"partition": "debug", "walltime": "00:10:00", "network_interface": "lo"}
 """Template options of every multi-node test endpoint ("lo": every node of the test cluster is this machine)."""
+START_TIMEOUT = 300.0
+"""Seconds a block may take to start: on a cluster shared with other tests a multi-node job can queue."""
 
 
 def cluster_nodes() -> list[str]:
@@ -61,12 +63,12 @@ def node_state(node: str) -> str:
 
 def take_node_away(node: str) -> None:
     """Stop ``node``'s slurmd and mark the node down, as a node failure looks to Slurm."""
-    subprocess.run(["bash", str(SLURM_SH), "node-down", node], check=True, capture_output=True, timeout=60)
+    subprocess.run(["bash", str(SLURM_SH), "stop-node", node], check=True, capture_output=True, timeout=60)
 
 
 def bring_node_back(node: str, timeout: float = 90.0) -> None:
     """Start ``node``'s slurmd again and resume it; wait until Slurm shows it idle."""
-    subprocess.run(["bash", str(SLURM_SH), "node-up", node], check=True, capture_output=True, timeout=timeout + 30)
+    subprocess.run(["bash", str(SLURM_SH), "start-node", node], check=True, capture_output=True, timeout=timeout + 30)
     end = time.monotonic() + timeout
     while time.monotonic() < end and node_state(node) not in ("idle", "alloc", "mix"):
         time.sleep(1.0)

@@ -14,7 +14,8 @@ def where(H, persis_info, sim_specs):
     user = sim_specs["user"]
     if user.get("mark_dir"):
         sim_id = int(H["sim_id"][0])
-        with open(os.path.join(user["mark_dir"], f"start-{sim_id}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        node = os.environ.get("SLURMD_NODENAME", "-")
+        with open(os.path.join(user["mark_dir"], f"start-{sim_id}-{node}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
             pass
     time.sleep(user.get("sleep", 0.0))
     out = np.zeros(len(H), dtype=sim_specs["out"])
@@ -35,15 +36,29 @@ def sized_nodes(H, persis_info, gen_specs, libE_info):
 
 
 def span_task(H, persis_info, sim_specs, libE_info):
-    """Executor-mode sim: run the node probe on ``H["nodes"]`` nodes, two ranks each; record where it ran."""
+    """Executor-mode sim: run the node probe on ``H["nodes"]`` nodes, two ranks each; record where it ran.
+
+    ``H["sleep"]`` (when present) or ``user["sleep"]`` is how long the ranks stay; with ``user["mark_dir"]``
+    each run of the app leaves a line in ``<mark_dir>/sim<id>``, and with ``user["unless"]`` the ranks do
+    not sleep once that file exists.
+    """
     exctr = libE_info["executor"]
     user = sim_specs["user"]
+    sim_id = int(H["sim_id"][0])
     nodes = int(H["nodes"][0])
-    task = exctr.submit(app_name="probe", app_args=f"--sleep {user.get('sleep', 0)}", num_nodes=nodes, procs_per_node=2)
+    sleep = float(H["sleep"][0]) if "sleep" in H.dtype.names else float(user.get("sleep", 0))
+    args = f"--sleep {sleep}"
+    if user.get("unless"):
+        args += f" --unless {user['unless']}"
+    if user.get("mark_dir"):
+        args += f" --mark {os.path.join(user['mark_dir'], f'sim{sim_id}')}"
+    task = exctr.submit(app_name="probe", app_args=args, num_nodes=nodes, procs_per_node=2)
     task.wait(timeout=user.get("wait", 300))
     out = np.zeros(1, dtype=sim_specs["out"])
     out["state"] = task.state
     out["runline"] = task.runline
-    out["stdout"] = task.read_stdout() if task.state == "FINISHED" else str(task.error or "")[-400:]
-    out["error"] = str(task.error or "")[-400:]
+    out["stdout"] = task.read_stdout() if task.state == "FINISHED" else ""
+    out["error"] = str(task.error or "")[-600:]
+    if "ended" in out.dtype.names:
+        out["ended"] = time.time()
     return out, persis_info, WORKER_DONE if task.state == "FINISHED" else TASK_FAILED

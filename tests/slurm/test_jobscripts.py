@@ -25,10 +25,11 @@ def submit(slurm: None) -> t.Iterator[t.Callable[..., str]]:
     """``submit(script, *args, cwd=..., env=...)`` runs sbatch and returns the job id; jobs are cancelled after."""
     jobs: list[str] = []
 
-    def _submit(script: pathlib.Path, *args: str, cwd: pathlib.Path, env: dict[str, str]) -> str:
+    def _submit(script: pathlib.Path, *args: str, cwd: pathlib.Path, env: dict[str, str], nodes: int = 1) -> str:
         exports = ",".join(["ALL", *(f"{k}={v}" for k, v in env.items())])
+        flags = ["-N", str(nodes), *(["--exclusive"] if nodes > 1 else []), "-t", "00:10:00", f"--export={exports}"]
         out = subprocess.run(
-            ["sbatch", "--parsable", "-N", "1", "-t", "00:10:00", f"--export={exports}", str(script), *args],
+            ["sbatch", "--parsable", *flags, str(script), *args],
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -145,3 +146,77 @@ def test_endpoint_sbatch_dry_run_refuses_a_bad_option(submit, tmp_path):
     text = (tmp_path / f"libe-gc-endpoint-{job}.out").read_text()
     assert state == "FAILED", text
     assert "slots_per_node" in text
+
+
+@pytest.fixture(scope="module")
+def node_probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    from tests.executor.conftest import build
+
+    return build(HERE / "apps" / "node_probe.c", tmp_path_factory.mktemp("job-apps") / "node_probe")
+
+
+def _job_nodes(text: str, job: str) -> list[str]:
+    match = re.search(rf"job {job} on 2 node\(s\) (\S+)\n", text)
+    assert match, text[-3000:]
+    out = subprocess.run(["scontrol", "show", "hostnames", match.group(1)], capture_output=True, text=True, timeout=30)
+    nodes = out.stdout.split()
+    assert len(nodes) == 2, (match.group(1), nodes)
+    return nodes
+
+
+def test_two_node_job_runs_an_ensemble_of_two_node_mpi_sims(submit, node_probe, tmp_path):
+    from tests.slurm.multinode import check_placement
+
+    work = _job_dir(tmp_path)
+    script = jobscripts_dir() / "slurm" / "ensemble.sbatch"
+    job = submit(script, "ensemble_job.py", str(node_probe), "--nodes", "2", cwd=work, env=_env(), nodes=2)
+    state, code = _finish(job)
+    text = (work / f"libe-gc-ensemble-{job}.out").read_text()
+    assert (state, code) == ("COMPLETED", "0:0"), text[-3000:]
+    nodes = _job_nodes(text, job)
+    H = np.load(work / f"history_{job}.npy")
+    assert H["sim_ended"].all() and len(H) == 3
+    np.testing.assert_array_equal(H["ranks_seen"], [4, 4, 4])
+    for sim in range(3):
+        runline, stdout = (work / f"launch-{sim}.txt").read_text().split("\n", 1)
+        hosts = check_placement(stdout, runline, f"{node_probe} sim{sim}", 2, 2)
+        assert sorted(hosts) == nodes, (hosts, nodes)
+
+
+def test_two_node_job_packs_one_node_sims_two_per_node(submit, node_probe, tmp_path):
+    from tests.slurm.multinode import check_placement
+
+    work = _job_dir(tmp_path)
+    script = jobscripts_dir() / "slurm" / "ensemble.sbatch"
+    job = submit(script, "ensemble_job.py", str(node_probe), "--pack", cwd=work, env=_env(), nodes=2)
+    state, code = _finish(job)
+    text = (work / f"libe-gc-ensemble-{job}.out").read_text()
+    assert (state, code) == ("COMPLETED", "0:0"), text[-3000:]
+    nodes = _job_nodes(text, job)
+    H = np.load(work / f"history_{job}.npy")
+    assert H["sim_ended"].all() and len(H) == 4
+    placed, windows = [], []
+    for sim in range(4):
+        runline, stdout = (work / f"launch-{sim}.txt").read_text().split("\n", 1)
+        (host,) = check_placement(stdout, runline, f"{node_probe} --sleep 3 sim{sim}", 1, 1)
+        placed.append(host)
+        start, end = (float(v) for v in re.search(r"^window=(\S+) (\S+)$", stdout, re.MULTILINE).groups())
+        windows.append((start, end))
+    # Two slots per node: two sims on each node of the job, all four running at once.
+    assert sorted(placed) == sorted(nodes * 2), (placed, nodes)
+    assert max(s for s, _ in windows) < min(e for _, e in windows), f"the four sims did not overlap: {windows}"
+
+
+def test_endpoint_sbatch_dry_run_in_a_two_node_job_lists_both_nodes(submit, tmp_path):
+    job = submit(
+        jobscripts_dir() / "slurm" / "endpoint.sbatch",
+        "two-node-ep",
+        cwd=tmp_path,
+        env={**_env(), "LIBE_GC_DRY_RUN": "1"},
+        nodes=2,
+    )
+    state, code = _finish(job)
+    text = (tmp_path / f"libe-gc-endpoint-{job}.out").read_text()
+    assert (state, code) == ("COMPLETED", "0:0"), text[-3000:]
+    nodes = _job_nodes(text, job)
+    assert re.search(rf"^libe-gc: nodes: {' '.join(nodes)}$", text, re.MULTILINE), text[-3000:]

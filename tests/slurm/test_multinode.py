@@ -24,7 +24,7 @@ from bundle.session import GCSession
 from tests.gconly.helpers import REPO
 from tests.slurm import node_sims
 from tests.slurm.conftest import wait_no_jobs
-from tests.slurm.multinode import HERE, OPTIONS, check_placement, cluster_nodes, hosts_of, ranks_of
+from tests.slurm.multinode import HERE, OPTIONS, START_TIMEOUT, check_placement, cluster_nodes, hosts_of, ranks_of
 
 LAUNCHERS = ["mpiexec", "srun"]
 
@@ -50,7 +50,9 @@ def spanning(
     """An executor on a 3-node block (two tasks at once), one per launcher; its job is gone afterwards."""
     run_dir = tmp_path_factory.mktemp(f"span-{request.param}")
     options = {**OPTIONS, "mpi_launcher": request.param, "nodes_per_block": 3, "max_workers_per_block": 2}
-    exctr = GlobusComputeExecutor("local:slurm", user_endpoint_config=options, local_options={"run_dir": run_dir})
+    exctr = GlobusComputeExecutor(
+        "local:slurm", user_endpoint_config=options, local_options={"run_dir": run_dir, "start_timeout": START_TIMEOUT}
+    )
     exctr.register_app(str(node_probe), app_name="probe")
     try:
         yield exctr
@@ -139,7 +141,9 @@ def packed(
 ) -> t.Iterator[GlobusComputeExecutor]:
     run_dir = tmp_path_factory.mktemp(f"packed-{request.param}")
     options = {**OPTIONS, "mpi_launcher": request.param, "nodes_per_block": 2, "slots_per_node": 2}
-    exctr = GlobusComputeExecutor("local:slurm", user_endpoint_config=options, local_options={"run_dir": run_dir})
+    exctr = GlobusComputeExecutor(
+        "local:slurm", user_endpoint_config=options, local_options={"run_dir": run_dir, "start_timeout": START_TIMEOUT}
+    )
     exctr.register_app(str(node_probe), app_name="probe")
     try:
         yield exctr
@@ -196,7 +200,10 @@ def test_gconly_sims_run_on_every_node_of_a_three_node_block(three_nodes, tmp_pa
             specs["persis_info"],
             specs["alloc_specs"],
             {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
-            gc_specs={"user_endpoint_config": config, "endpoint_options": {"run_dir": tmp_path / "engine"}},
+            gc_specs={
+                "user_endpoint_config": config,
+                "endpoint_options": {"run_dir": tmp_path / "engine", "start_timeout": START_TIMEOUT},
+            },
         )
     finally:
         GCSession.clear()
