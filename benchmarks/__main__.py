@@ -2,9 +2,10 @@
 
 Runs, in order, ``executor`` (executor mode's overhead and packing), ``gconly`` (GC-only
 throughput), ``scaling`` (GC-only at 1k, 5k and 20k sims), ``payload`` (bytes per GC-only
-task) and ``slurm`` (the slurm template on a real Slurm; skipped without one).  Writes each
+task), ``slurm`` (the slurm template on a real Slurm; skipped without one) and ``multinode``
+(blocks of several Slurm nodes; skipped without a Slurm of 3 nodes).  Writes each
 benchmark's own JSON file (``executor.json``, ``gconly.json``, ``scaling.json``,
-``payload.json``, ``slurm.json``) and its table (``<name>.md``) into ``DIR`` (default
+``payload.json``, ``slurm.json``, ``multinode.json``) and its table (``<name>.md``) into ``DIR`` (default
 ``benchmark-results``), one combined ``results.json`` with every figure, and ``summary.md`` with
 a table per section for the docs' performance page.  ``--quick`` checks the benchmarks work in
 a minute or two; it says nothing about speed.
@@ -23,13 +24,14 @@ import traceback
 import typing as t
 from pathlib import Path
 
-STEPS = ("executor", "gconly", "scaling", "payload", "slurm")
+STEPS = ("executor", "gconly", "scaling", "payload", "slurm", "multinode")
 TITLES = {
     "executor": "Executor mode",
     "gconly": "GC-only mode",
     "scaling": "GC-only scaling",
     "payload": "GC-only payload",
     "slurm": "Slurm",
+    "multinode": "Slurm, several nodes per block",
 }
 HEADER = "| benchmark | ratio (median) | min to max | goal | met | raw numbers (median) |\n|---|---|---|---|---|---|\n"
 
@@ -124,6 +126,10 @@ def run_step(step: str, quick: bool, out: Path) -> int:
         from benchmarks import bench_slurm
 
         return bench_slurm.main([*q, "--output", str(out / "slurm.json")])
+    if step == "multinode":
+        from benchmarks import bench_multinode
+
+        return bench_multinode.main([*q, "--output", str(out / "multinode.json")])
     raise ValueError(f"unknown benchmark {step!r}; choose from {', '.join(STEPS)}")
 
 

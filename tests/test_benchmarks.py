@@ -12,7 +12,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SECTIONS = ("executor", "gconly", "scaling", "payload", "slurm")
+SECTIONS = ("executor", "gconly", "scaling", "payload", "slurm", "multinode")
 
 
 def _slurm_up() -> bool:
@@ -54,7 +54,7 @@ def test_every_section_is_in_results_json_with_sane_figures(quick_run):
         assert "error" not in entry, (step, entry["error"])
         assert (quick_run / entry["file"]).is_file()
         if "skipped" in entry:
-            assert step == "slurm" and not _slurm_up(), entry
+            assert step in ("slurm", "multinode") and not _slurm_up(), entry
             continue
         assert entry["figures"], step
         for figure in entry["figures"]:
@@ -73,7 +73,7 @@ def test_every_section_is_in_results_json_with_sane_figures(quick_run):
         "payload_registered_over_shipped_main",
     }
     if _slurm_up():
-        expected.add("slurm_packing")
+        expected |= {"slurm_packing", "multinode_throughput", "first_2node_result_s"}
     assert names == expected
 
 
@@ -127,9 +127,31 @@ def test_slurm_section_measures_or_says_why_not(quick_run):
 
 
 @pytest.mark.timeout(1600)
+def test_multinode_section_measures_or_says_why_not(quick_run):
+    multinode = json.loads((quick_run / "multinode.json").read_text())
+    if not _slurm_up():
+        assert multinode["skipped"].startswith("no Slurm")
+        return
+    (wide,) = multinode["three_nodes_slots2"]
+    (narrow,) = multinode["one_node_slots1"]
+    # The 3-node block spread the tasks over its nodes; the 1-node block ran them on its one node.
+    assert wide["nodes_used"] == 3 and narrow["nodes_used"] == 1
+    assert wide["tasks_per_s"] > 0 and narrow["tasks_per_s"] > 0
+    (first,) = multinode["first_2node"]
+    assert first["seconds"] > 0
+
+
+@pytest.mark.timeout(1600)
 def test_summary_has_a_table_per_section(quick_run):
     summary = (quick_run / "summary.md").read_text()
-    for title in ("Executor mode", "GC-only mode", "GC-only scaling", "GC-only payload", "Slurm"):
+    for title in (
+        "Executor mode",
+        "GC-only mode",
+        "GC-only scaling",
+        "GC-only payload",
+        "Slurm",
+        "Slurm, several nodes per block",
+    ):
         assert f"**{title}**" in summary
     assert "scaling_manager_rss" in summary and "payload_registered_over_shipped_module" in summary
     for step in SECTIONS[:4]:
