@@ -6,8 +6,8 @@
 #   .ci/slurm.sh down           stop the daemons this script started
 #   .ci/slurm.sh status         exit 0 if every node is idle, mixed or allocated
 #   .ci/slurm.sh nodes          print the node names, one per line
-#   .ci/slurm.sh stop-node N    take node N away as a node failure would: mark it down in slurmctld, stop its
-#                               slurmd, kill the job steps running on it (their slurmstepd and processes)
+#   .ci/slurm.sh stop-node N    take node N away as a node failure would: stop its slurmd, mark it down in
+#                               slurmctld, kill the job steps running on it (their slurmstepd and processes)
 #   .ci/slurm.sh start-node N   bring node N back: start its slurmd and resume it; wait until it is usable
 #
 # Every node is this machine (NodeAddr 127.0.0.1, its own slurmd port); node names resolve to 127.0.0.1
@@ -277,10 +277,11 @@ case "${1:-up}" in
   stop-node)
     need_root
     [[ -n "${2:-}" ]] || { log "usage: $0 stop-node NODE"; exit 2; }
-    # As a node failure: Slurm marks it down (and ends the jobs using it with NODE_FAIL), and its slurmd
-    # and every job step on it (slurmstepd and the step's processes) are gone.
-    scontrol update NodeName="$2" State=DOWN Reason="taken away by slurm.sh stop-node" >/dev/null
+    # As a node failure: its slurmd is gone, Slurm marks it down (and ends the jobs using it with NODE_FAIL,
+    # or requeues them), and every job step on it (slurmstepd and the step's processes) is gone.
+    # slurmd first: a down node whose slurmd still answers is returned to service (ReturnToService=2).
     stop_pidfile "/run/slurmd-$2.pid"
+    scontrol update NodeName="$2" State=DOWN Reason="taken away by slurm.sh stop-node" >/dev/null
     for pid in $(node_step_daemons "$2"); do
       log "killing job step daemon $pid of node $2 and its processes"
       kill_tree "$pid"

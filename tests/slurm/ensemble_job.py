@@ -55,8 +55,12 @@ if __name__ == "__main__":
     H0["sim_id"] = np.arange(n)
     ens = Ensemble(
         executor=exctr,
+        # One engine for every worker (threads) when the sims share the allocation's nodes.
         libE_specs=LibeSpecs(
-            comms="local", nworkers=4 if PACK else 2, gen_on_manager=True, disable_resource_manager=True
+            comms="threads" if PACK or NODES else "local",
+            nworkers=4 if PACK else 2,
+            gen_on_manager=True,
+            disable_resource_manager=True,
         ),
         sim_specs=SimSpecs(sim_f=sim_probe, inputs=["x", "sim_id"], outputs=[("ranks_seen", int)]),
         exit_criteria=ExitCriteria(sim_max=n),

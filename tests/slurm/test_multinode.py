@@ -96,7 +96,8 @@ def test_more_nodes_than_a_block_is_refused_at_submit(spanning):
         spanning.submit(app_name="probe", num_procs=8, extra_args="--nodes=4")
 
 
-def test_mixed_one_and_two_node_sims_in_one_ensemble(spanning, tmp_path):
+def test_mixed_one_and_two_node_sims_in_one_ensemble(spanning, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     sim_max = 6
     ens = Ensemble(
         executor=spanning,

@@ -109,7 +109,8 @@ def _leftovers(needle: str) -> list[str]:
 
 
 @pytest.mark.parametrize("retries", [0, 1])
-def test_executor_task_on_a_lost_node(node_probe, tmp_path, taker_cleanup, retries):
+def test_executor_task_on_a_lost_node(node_probe, tmp_path, monkeypatch, taker_cleanup, retries):
+    monkeypatch.chdir(tmp_path)
     config = {
         **OPTIONS,
         **HEARTBEAT,

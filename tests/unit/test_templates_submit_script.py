@@ -78,6 +78,7 @@ def test_slurm_script_carries_every_option(name, engine_type, tmp_path, fake_sch
     assert f"#SBATCH --nodes={nodes}\n" in script
     assert f"#SBATCH --time={hours * 60 + minutes}\n" in script
     assert "#SBATCH --exclusive\n" in script
+    assert "#SBATCH --no-requeue\n" in script
     assert f"\necho {init}\n" in script
     # the interface is resolved on the endpoint's host, not written to the script
     assert stood_in == [tok["ifname"]]
