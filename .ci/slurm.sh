@@ -184,7 +184,8 @@ kill_tree() {  # SIGKILL process $1 and all its descendants
 start_node() {
   pid_alive "/run/slurmd-$1.pid" && return 0
   log "starting slurmd for node $1"
-  slurmd -N "$1"
+  # Detached from this script's output: a caller reading it through a pipe must not take slurmd down with it.
+  slurmd -N "$1" </dev/null >/dev/null 2>&1
 }
 
 start_daemons() {

@@ -68,7 +68,16 @@ def take_node_away(node: str) -> None:
 
 def bring_node_back(node: str, timeout: float = 90.0) -> None:
     """Start ``node``'s slurmd again and resume it; wait until Slurm shows it idle."""
-    subprocess.run(["bash", str(SLURM_SH), "start-node", node], check=True, capture_output=True, timeout=timeout + 30)
+    # No pipes: the slurmd it starts outlives this process.
+    subprocess.run(
+        ["bash", str(SLURM_SH), "start-node", node],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=timeout + 30,
+        start_new_session=True,
+    )
     end = time.monotonic() + timeout
     while time.monotonic() < end and node_state(node) not in ("idle", "alloc", "mix"):
         time.sleep(1.0)
