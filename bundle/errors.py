@@ -126,7 +126,9 @@ def block_lost_message(what: str, err: BaseException, report: str = "") -> str:
     -------
     str
     """
-    first = (str(err).strip().splitlines() or [type(err).__name__])[-1][:300]
+    lines = [line.strip() for line in str(err).splitlines() if line.strip().strip("-+")]
+    said = [line for line in lines if "ManagerLost" in line] or lines[-1:] or [type(err).__name__]
+    first = said[-1][:300]
     lost = report or "the endpoint stopped hearing from it (a node of its batch job failed, or the job ended)"
     return (
         f"{what} failed: the block (worker pool) it ran on was lost: {lost}. Set the endpoint's "

@@ -21,6 +21,8 @@ def where(H, persis_info, sim_specs):
     out = np.zeros(len(H), dtype=sim_specs["out"])
     out["f"] = H["x"][:, 0]
     out["node"] = os.environ.get("SLURMD_NODENAME", "-")
+    if "job" in out.dtype.names:
+        out["job"] = os.environ.get("SLURM_JOB_ID", "-")
     return out, persis_info
 
 

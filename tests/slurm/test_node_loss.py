@@ -105,7 +105,8 @@ def taker_cleanup(slurm: None) -> t.Iterator[list[NodeTaker]]:
 
 
 def _leftovers(needle: str) -> list[str]:
-    return wait_until(lambda: not processes_with(needle), 30) or processes_with(needle)
+    """Processes whose command line holds ``needle``, once they had 30 s to end."""
+    return [] if wait_until(lambda: not processes_with(needle), 30) else processes_with(needle)
 
 
 @pytest.mark.parametrize("retries", [0, 1])
@@ -167,10 +168,13 @@ def test_executor_task_on_a_lost_node(node_probe, tmp_path, monkeypatch, taker_c
     victim = done[done["sim_id"] == 0][0]
     starts = (marks / "sim0").read_text().splitlines()
     later = done[done["sim_id"] > 0]
+    later_nodes = set()
     for row in later:
         assert row["state"] == "FINISHED", row["error"]
         placed = {node for _, node in ranks_of(str(row["stdout"]))}
-        assert len(placed) == 2 and lost not in placed, f"a later sim ran on {placed}, {lost} was taken away"
+        assert len(placed) == 2, placed
+        later_nodes |= placed
+        # On a new block (the shared cluster may have resumed the lost node meanwhile, so it can be in it).
         job = re.search(r"^job=(\S+)$", str(row["stdout"]), re.MULTILINE)
         assert job and job.group(1) != taker.job, "later sims run on a new block"
     if retries == 0:
@@ -185,8 +189,8 @@ def test_executor_task_on_a_lost_node(node_probe, tmp_path, monkeypatch, taker_c
     else:
         assert victim["state"] == "FINISHED", victim["error"]
         assert len(starts) == 2, f"the lost sim must run again once: {starts}"
-        rerun = {node for _, node in ranks_of(str(victim["stdout"]))}
-        assert lost not in rerun, rerun
+        rerun_job = re.search(r"^job=(\S+)$", str(victim["stdout"]), re.MULTILINE)
+        assert rerun_job and rerun_job.group(1) != taker.job, "the lost sim reruns on a new block"
         to_failed = None
         rerun_after = (marks / "sim0").stat().st_mtime - taker.taken_at
     # Nothing of the lost block is left: no rank, no launcher, no pool, no job.
@@ -199,6 +203,7 @@ def test_executor_task_on_a_lost_node(node_probe, tmp_path, monkeypatch, taker_c
         sims=sim_max,
         lost_node=lost,
         lost_job=taker.job,
+        later_sims_nodes=sorted(later_nodes),
         failed_sims=[int(i) for i in done["sim_id"][done["state"] != "FINISHED"]],
         repeated_sims=[0] if len(starts) > 1 else [],
         time_to_failed_s=None if to_failed is None else round(to_failed, 1),
@@ -208,7 +213,9 @@ def test_executor_task_on_a_lost_node(node_probe, tmp_path, monkeypatch, taker_c
     )
 
 
-@pytest.mark.parametrize("retries", [0, 1])
+# Two retries: a block's worker pools die together, and a task retried after the loss of one pool can be
+# sent to a sibling pool of the same block before the interchange has noticed that one is gone too.
+@pytest.mark.parametrize("retries", [0, 2])
 def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retries):
     monkeypatch.chdir(tmp_path)
     marks = tmp_path / "marks"
@@ -225,7 +232,7 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
     nworkers, sim_max = 2, 6
     specs = uniform_specs(node_sims.where, nworkers, sim_max, endpoint="local:slurm")
     specs["sim_specs"]["in"] = ["x", "sim_id"]
-    specs["sim_specs"]["out"] = [("f", float), ("node", "U16")]
+    specs["sim_specs"]["out"] = [("f", float), ("node", "U16"), ("job", "U16")]
     specs["sim_specs"]["user"] = {"sleep": 4.0, "mark_dir": str(marks)}
 
     def starts() -> list[tuple[int, str, float]]:
@@ -266,7 +273,10 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
     repeated = sorted(sim for sim, n in per_sim.items() if n > 1)
     after = [row for row in done if int(row["sim_id"]) not in failed and int(row["sim_id"]) not in on_lost_block]
     assert after, "sims must complete after the node loss"
-    assert all(str(row["node"]) != lost for row in after), [(int(r["sim_id"]), str(r["node"])) for r in after]
+    # ... on a new block (the shared cluster may have resumed the lost node meanwhile, so it can be in it).
+    assert all(str(row["job"]) not in ("-", taker.job) for row in after), [
+        (int(r["sim_id"]), str(r["job"])) for r in after
+    ]
     if retries == 0:
         assert failed and set(failed) <= set(on_lost_block), (failed, on_lost_block)
         assert not repeated
@@ -290,6 +300,7 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
         sims=sim_max,
         lost_node=lost,
         lost_job=taker.job,
+        later_sims_nodes=sorted({str(row["node"]) for row in after}),
         failed_sims=failed,
         repeated_sims=repeated,
         time_to_failed_s=None if to_failed is None else round(to_failed, 1),
