@@ -86,6 +86,27 @@ def _tail(path: pathlib.Path, lines: int = _ERR_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _mark_failed(provider: t.Any, ended: EndedJob) -> None:
+    """Record a block job that ended abnormally as failed in the provider, so Parsl replaces the block.
+
+    Parsl's ``SlurmProvider`` reads job states with ``squeue --job``; once Slurm has forgotten an
+    ended job (``MinJobAge``, 300 s by default, can be shorter than its 60 s status interval) that
+    command fails and Parsl keeps the block as running for good: no new block starts and the tasks
+    left wait forever.  The state seen by :class:`~bundle.local.batch_jobs.SlurmJobWatch` is Slurm's own.
+    """
+    from parsl.jobs.states import JobState, JobStatus
+
+    job = getattr(provider, "resources", {}).get(ended.job_id)
+    if job is None or job["status"].terminal:
+        return
+    job["status"] = JobStatus(
+        JobState.FAILED,
+        message=ended.describe(),
+        stdout_path=job.get("job_stdout_path"),
+        stderr_path=job.get("job_stderr_path"),
+    )
+
+
 class EngineHost:
     """One started engine, its start watchdog, and its clean shutdown.
 
@@ -270,7 +291,8 @@ class EngineHost:
             if self._job_watch is not None and time.monotonic() - last_jobs >= 2.0:
                 last_jobs = time.monotonic()
                 try:
-                    self._job_watch.check(self._batch_jobs(active_only=False))
+                    for ended in self._job_watch.check(self._batch_jobs(active_only=False)):
+                        _mark_failed(executor.provider, ended)
                 except Exception:
                     log.debug("batch job watch failed", exc_info=True)
             # Blocks submitted later (scaling out, replacing a lost or idle-cancelled job) are batch jobs too.
