@@ -14,8 +14,9 @@ def where(H, persis_info, sim_specs):
     user = sim_specs["user"]
     if user.get("mark_dir"):
         sim_id = int(H["sim_id"][0])
-        node = os.environ.get("SLURMD_NODENAME", "-")
-        with open(os.path.join(user["mark_dir"], f"start-{sim_id}-{node}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        node, job = os.environ.get("SLURMD_NODENAME", "-"), os.environ.get("SLURM_JOB_ID", "-")
+        name = f"start-{sim_id}-{node}-{job}-{os.getpid()}-{time.monotonic_ns()}"
+        with open(os.path.join(user["mark_dir"], name), "w"):
             pass
     time.sleep(user.get("sleep", 0.0))
     out = np.zeros(len(H), dtype=sim_specs["out"])

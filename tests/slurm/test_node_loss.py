@@ -235,11 +235,12 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
     specs["sim_specs"]["out"] = [("f", float), ("node", "U16"), ("job", "U16")]
     specs["sim_specs"]["user"] = {"sleep": 4.0, "mark_dir": str(marks)}
 
-    def starts() -> list[tuple[int, str, float]]:
+    def starts() -> list[tuple[int, str, str]]:
+        """(sim id, node, block job) of every start of a sim."""
         found = []
         for p in marks.glob("start-*"):
-            _, sim, node, *_ = p.name.split("-")
-            found.append((int(sim), node, p.stat().st_mtime))
+            _, sim, node, job, *_ = p.name.split("-")
+            found.append((int(sim), node, job))
         return found
 
     # Take a node away once a sim has started on each of the block's two nodes.
@@ -268,7 +269,9 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
     assert len(done) == sim_max and len(np.unique(done["sim_id"])) == sim_max
     seen = starts()
     per_sim = collections.Counter(sim for sim, _, _ in seen)
-    on_lost_block = sorted({sim for sim, node, when in seen if when <= taker.taken_at})
+    # The sims that ran on the lost block: running when the node went, or sent to its other pool before
+    # the interchange noticed that one gone too.
+    on_lost_block = sorted({sim for sim, _, job in seen if job == taker.job})
     failed = sorted(int(i) for i in done["sim_id"][np.isnan(done["f"])])
     repeated = sorted(sim for sim, n in per_sim.items() if n > 1)
     after = [row for row in done if int(row["sim_id"]) not in failed and int(row["sim_id"]) not in on_lost_block]
