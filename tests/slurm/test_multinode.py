@@ -28,6 +28,9 @@ from tests.slurm.multinode import HERE, OPTIONS, START_TIMEOUT, check_placement,
 
 LAUNCHERS = ["mpiexec", "srun"]
 
+# A block of 3 nodes may queue behind other jobs on a shared cluster.
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def node_probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
