@@ -45,6 +45,7 @@ from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
 from bundle.resource_spec import normalize_mpi_spec
 from bundle.session import LOCAL, GCSession, parse_endpoint
+from bundle.shipping import ship_task_function
 
 if t.TYPE_CHECKING:
     from bundle.templates import EndpointTemplate
@@ -453,7 +454,8 @@ mpi_runner_type
         try:
             gce = self.gc_executor()
             if kind == "python":
-                run_args: tuple[t.Any, ...] = (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
+                fn = ship_task_function(app.pyobj, app.name)  # with the globals it reads
+                run_args: tuple[t.Any, ...] = (fn, tuple(args), dict(kwargs or {}), task.workdir)
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
             else:
                 run_args = (

@@ -15,7 +15,7 @@ import pathlib
 import sys
 import typing as t
 
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError
+from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SystematicSimError
 from bundle.gconly.specs import GCOnlySpecs
 
 if t.TYPE_CHECKING:
@@ -104,8 +104,10 @@ def run_gconly(
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
+    from bundle.gconly.failfast import FailFast, report_failures
     from bundle.gconly.journal import JOURNAL_FILE, Journal, JournalState, load_journal
     from bundle.gconly.resume import Reattach, find_saved_history, plan_resume, remaining_exit_criteria, resume_dir
+    from bundle.gconly.serialization import serializer_of, ship_checked
     from bundle.session import LOCAL, GCSession, parse_endpoint
 
     gc = GCOnlySpecs.coerce(gc_specs)
@@ -191,11 +193,14 @@ def run_gconly(
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
 
+    if callable(sim_d.get("sim_f")):  # a sim_f of the calling script travels with the globals it reads
+        sim_d = dict(sim_d, sim_f=ship_checked(serializer_of(executor), "sim_f", sim_d["sim_f"]))
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)
+    dispatcher.failfast = FailFast(gc.fail_fast, error_dir)
     if plan is not None and ep_name != LOCAL:
         dispatcher.reattach = Reattach(executor, plan, endpoint)
     journal = None
@@ -226,14 +231,15 @@ def run_gconly(
     except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
         _stop_generator_thread(exc)
         fatal = dispatcher.fatal
-        if isinstance(fatal, EndpointUnavailableError):
-            saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
-            if saved is not None:
-                fatal = EndpointUnavailableError(
-                    f"{fatal}\nHistory saved in {saved.resolve()}; fix the cause and rerun with gc_specs.resume=True "
-                    "to continue.",
-                    endpoint=fatal.endpoint,
-                )
+        saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
+        if isinstance(fatal, EndpointUnavailableError) and saved is not None:
+            fatal = EndpointUnavailableError(
+                f"{fatal}\nHistory saved in {saved.resolve()}; fix the cause and rerun with gc_specs.resume=True "
+                "to continue.",
+                endpoint=fatal.endpoint,
+            )
+        elif isinstance(fatal, SystematicSimError) and saved is not None:
+            fatal = SystematicSimError(f"{fatal}\nHistory saved in {saved.resolve()}.", cause=fatal.cause)
         if fatal is not None:
             raise fatal from None
         raise
@@ -241,6 +247,9 @@ def run_gconly(
         dispatcher.close()
         if journal is not None:
             journal.close()
+    if dispatcher.errors:
+        ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
+        report_failures(dispatcher.errors, ended, error_dir)
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 

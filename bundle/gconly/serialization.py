@@ -61,3 +61,23 @@ def check_mapping(serializer: ComputeSerializer, what: str, mapping: t.Mapping[s
         for key, value in mapping.items():
             check_serializable(serializer, f"{what}[{key!r}]", value, hint)
         check_serializable(serializer, what, dict(mapping), hint)
+
+
+def ship_checked(serializer: ComputeSerializer, what: str, fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Return ``fn`` shipped with the globals it reads (:func:`bundle.shipping.ship`), or refuse it.
+
+    Raises
+    ------
+    SimSerializationError
+        Naming every global ``fn`` reads that would be undefined on the endpoint.
+    """
+    from bundle.shipping import remote_name_problems, ship
+
+    shipped = ship(fn)
+    problems = remote_name_problems(shipped, type(serializer.code_serializer).__name__)
+    if problems:
+        raise SimSerializationError(
+            f"{what} would fail on the endpoint (nothing was submitted): " + "; ".join(problems) + ".",
+            what=what,
+        )
+    return shipped

@@ -53,6 +53,12 @@ class GCOnlySpecs:
         For an endpoint UUID: ask the Globus Compute service for the endpoint's status before
         submitting, and end the run at once when it is unknown or not online.  False queues the
         sims for an offline endpoint (they run when it comes back).  Default True.
+    fail_fast : int
+        Stop the run with :class:`~bundle.gconly.errors.SystematicSimError` (history saved) when
+        the first ``fail_fast`` sims to end all failed with the same error (a systematic bug such
+        as a ``NameError``, a missing module or a malformed return); the message quotes the remote
+        cause and says what to change.  One sim that succeeds first disarms it.  0 never stops a run
+        for failing sims.  Default 5.
 
     Examples
     --------
@@ -68,6 +74,7 @@ class GCOnlySpecs:
     resume: bool | str | os.PathLike[str] = False
     result_timeout: float | None = 86400.0
     require_online: bool = True
+    fail_fast: int = 5
 
     def __post_init__(self) -> None:
         if self.user_endpoint_config is not None and not isinstance(self.user_endpoint_config, dict):
@@ -89,6 +96,10 @@ class GCOnlySpecs:
             raise GCOnlyConfigError(f"gc_specs.result_timeout must be seconds > 0 or None, got {timeout!r}")
         if not isinstance(self.require_online, bool):
             raise GCOnlyConfigError(f"gc_specs.require_online must be True or False, got {self.require_online!r}")
+        if isinstance(self.fail_fast, bool) or not isinstance(self.fail_fast, int) or self.fail_fast < 0:
+            raise GCOnlyConfigError(
+                f"gc_specs.fail_fast must be an integer >= 0 (0 turns it off), got {self.fail_fast!r}"
+            )
 
     @classmethod
     def coerce(cls, value: GCOnlySpecs | t.Mapping[str, t.Any] | None) -> GCOnlySpecs:
