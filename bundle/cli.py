@@ -8,10 +8,11 @@ import typing as t
 import click
 
 from bundle import __version__
+from bundle.cli_errors import CleanErrorsGroup, preflight
 from bundle.endpoint_cli import endpoint, parse_options, templates_show
 
 
-@click.group()
+@click.group(cls=CleanErrorsGroup)
 @click.version_option(__version__, prog_name="libe-gc")
 def main() -> None:
     """Run libEnsemble ensembles on Globus Compute endpoints, with MPI first-class."""
@@ -56,6 +57,7 @@ def demo(
     from bundle.errors import BundleError
 
     cfg = DemoConfig(endpoint, template, parse_options(options), sims, workers, mpi_ranks, Path(out_dir))
+    preflight(endpoint)
     try:
         results = run_demo(cfg)
     except (BundleError, ValueError, TypeError) as err:
@@ -80,6 +82,7 @@ def smoke(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ran
     from bundle.smoke import main_smoke
 
     opts = parse_options(options)
+    preflight(endpoint)
     if endpoint.startswith("local"):
         opts.setdefault("max_workers_per_block", 2)
     try:
@@ -121,7 +124,8 @@ def doctor(endpoint: str | None, template: str | None, options: tuple[str, ...])
     from bundle import doctor as checks
 
     opts = parse_options(options)
-    results = checks.run_checks(template, opts)
+    # Options are checked against --template, else against the endpoint's published schema.
+    results = checks.run_checks(template, opts if template or not endpoint else {})
     if endpoint:
         results += checks.check_endpoint(endpoint, opts)
     table = Table(title="libe-gc doctor")
