@@ -148,7 +148,7 @@ def check_scheduler(environ: t.Mapping[str, str] | None = None) -> Check:
 
 
 def check_credentials(environ: t.Mapping[str, str] | None = None, home: str | None = None) -> Check:
-    """What the Globus Compute SDK would authenticate with, checked offline (whether, never what).
+    """Report what the Globus Compute SDK would authenticate with, checked offline (whether, never what).
 
     See :func:`bundle.credentials.credential_state`: a client identity, or a stored login with a
     refresh token or an unexpired access token for the Globus Compute service.
