@@ -79,13 +79,11 @@ def demo(
 def smoke(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ranks: int) -> None:
     """Run a Python function, a ShellFunction and an MPIFunction on an endpoint and print the results."""
     from bundle.errors import BundleError
-    from bundle.smoke import main_smoke
+    from bundle.smoke import main_smoke, smoke_options
 
-    opts = parse_options(options)
     preflight(endpoint)
-    if endpoint.startswith("local"):
-        opts.setdefault("max_workers_per_block", 2)
     try:
+        opts = smoke_options(endpoint, template, parse_options(options))
         code = main_smoke(endpoint, template, opts, mpi_ranks)
     except (BundleError, ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from err
