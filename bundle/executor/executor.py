@@ -121,7 +121,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     snippet_lines : int
         Lines of stdout / stderr returned with each app's result (read when the files are not visible).
     local_options : dict, optional
-        ``run_dir`` and ``start_timeout`` for a local endpoint.
+        Options of a local endpoint: ``run_dir`` and ``start_timeout`` (the same name in
+        :class:`~bundle.gconly.GCOnlySpecs` and :meth:`~bundle.session.GCSession.get_executor`).
     pending_timeout : float, optional
         Seconds a task may wait for the endpoint to start it; after that the task is ``FAILED`` with a
         :class:`~bundle.errors.TaskPendingTimeoutError` (its future is cancelled), so a sim waiting on an
@@ -257,7 +258,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         if cached is not None and cached[0] == os.getpid() and GCSession.holds(cached[1]):
             return cached[1]
         gce = GCSession.get_executor(
-            self.endpoint, self.user_endpoint_config, template=self.template_name, **self.local_options
+            self.endpoint, self.user_endpoint_config, template=self.template_name, local_options=self.local_options
         )
         self.__dict__["_gce"] = (os.getpid(), gce)
         return gce

@@ -170,8 +170,8 @@ def run_gconly(
     # legacy Globus Compute runner from a set globus_compute_endpoint.
     mgr_sim_d = dict(sim_d, globus_compute_endpoint="")
 
-    if gc.endpoint_options and ep_name != LOCAL:
-        raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
+    if gc.local_options and ep_name != LOCAL:
+        raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
     workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
     H0_run = ensemble.H0
     plan = None
@@ -189,7 +189,9 @@ def run_gconly(
         )
         H0_run = plan.H0
         exit_d = remaining_exit_criteria(exit_d, plan)
-    executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
+    executor = GCSession.get_executor(
+        endpoint, gc.user_endpoint_config, template=gc.template, local_options=gc.local_options
+    )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
 
@@ -311,7 +313,7 @@ def libE(
         As for ``libensemble.libE.libE``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
-        ``endpoint_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``.
+        ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``, ``fail_fast``.
         Refused when GC-only mode is off.
 
     Returns
