@@ -1,4 +1,4 @@
-"""A new user's first GC-only script, run as a real script on the local endpoint: it works, or fails fast and says why."""
+"""A first GC-only script, run as a real script on the local endpoint: it works, or fails fast and says why."""
 
 from __future__ import annotations
 

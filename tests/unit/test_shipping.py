@@ -1,4 +1,4 @@
-"""Functions of the calling script travel with the globals they read; what would be undefined remotely is named first."""
+"""Script functions travel with the globals they read; what would be undefined remotely is named first."""
 
 from __future__ import annotations
 
