@@ -337,7 +337,7 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
         problem = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return TemplateOptionError(
         f"template {template.name!r}: option {option!r} is invalid: {problem}"
-        + (f"; allowed: {allowed}" if allowed and error.validator != "type" else ""),
+        + (f"; allowed: {allowed}" if allowed and error.validator_value != "boolean" else ""),
         template=template.name,
         option=option,
     )
