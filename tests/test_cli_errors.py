@@ -1,4 +1,4 @@
-"""``libe-gc`` ends with one clear line, never a traceback or a prompt nobody can answer; messages point the right way."""
+"""``libe-gc`` ends with one clear line, never a traceback or an unanswerable prompt; messages point the right way."""
 
 from __future__ import annotations
 

@@ -40,6 +40,7 @@ from libensemble.executors.executor import (
 )
 
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
+from bundle.executor.failfast import systematic_failure
 from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
@@ -138,6 +139,10 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     >>> exctr.submit(app_name="hostname", dry_run=True).runline
     '/usr/bin/hostname'
     """
+
+    fail_fast: int = 5
+    """When the first this-many Python tasks to end all failed with the same error, the next Python
+    ``submit`` raises :class:`~bundle.executor.failfast.SystematicTaskError` quoting it; 0 never does."""
 
     def __init__(
         self,
@@ -450,6 +455,10 @@ mpi_runner_type
             self.list_of_tasks.append(task)
             return task
 
+        if kind == "python":
+            stop = systematic_failure(self.list_of_tasks, self.fail_fast)
+            if stop is not None:
+                raise stop
         if task.shared_fs and kind != "python":
             self._remove_stale_output(task)
         try:
