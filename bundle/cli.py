@@ -125,7 +125,12 @@ def doctor(endpoint: str | None, template: str | None, options: tuple[str, ...])
     # Options are checked against --template, else against the endpoint's published schema.
     results = checks.run_checks(template, opts if template or not endpoint else {})
     if endpoint:
-        results += checks.check_endpoint(endpoint, opts)
+        try:
+            preflight(endpoint)  # unreachable service or no way to log in: say so at once, no prompt
+        except click.ClickException as err:
+            results.append(checks.Check("endpoint metadata", checks.FAIL, err.message, "see the message"))
+        else:
+            results += checks.check_endpoint(endpoint, opts)
     table = Table(title="libe-gc doctor")
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")
