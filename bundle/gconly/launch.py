@@ -195,8 +195,9 @@ def run_gconly(
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
 
-    if callable(sim_d.get("sim_f")):  # a sim_f of the calling script travels with the globals it reads
-        sim_d = dict(sim_d, sim_f=ship_checked(serializer_of(executor), "sim_f", sim_d["sim_f"]))
+    for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
+        if callable(sim_d.get(key)):
+            sim_d = dict(sim_d, **{key: ship_checked(serializer_of(executor), key, sim_d[key])})
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
     dispatcher.check_inputs(persis_info)
