@@ -126,8 +126,8 @@ def credential_state(environ: t.Mapping[str, str] | None = None, now: float | No
         return CredentialState(
             "client",
             True,
-            "client identity: GLOBUS_COMPUTE_CLIENT_ID (a UUID) and GLOBUS_COMPUTE_CLIENT_SECRET set; the secret "
-            "is checked by Globus Auth on first use (values not shown)",
+            "client identity set (values not shown): GLOBUS_COMPUTE_CLIENT_ID is a UUID and "
+            "GLOBUS_COMPUTE_CLIENT_SECRET is set; Globus Auth checks the secret on first use",
         )
     if secret:
         return CredentialState(
