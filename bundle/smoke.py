@@ -130,17 +130,40 @@ def smoke_options(endpoint: str, template: str | None, options: dict[str, t.Any]
     ``engine_type=GlobusComputeEngine``) is left out, so an error never names an option the user
     did not give.  Cloud endpoints get the user's options only.
     """
-    from bundle.errors import TemplateOptionError
     from bundle.session import LOCAL, parse_endpoint
 
     name, local_template = parse_endpoint(endpoint, template)
     if name != LOCAL:
         return dict(options)
+    return with_accepted_defaults(local_template or "local", options, SMOKE_DEFAULTS)
+
+
+def with_accepted_defaults(
+    template: str, options: t.Mapping[str, t.Any], defaults: t.Mapping[str, t.Any]
+) -> dict[str, t.Any]:
+    """Return ``options`` plus each of a command's ``defaults`` that ``template`` accepts next to them.
+
+    Parameters
+    ----------
+    template : str
+        Bundled template name.
+    options : mapping
+        The user's options (they always win, and are kept as given).
+    defaults : mapping
+        Options the command would like to add.
+
+    Returns
+    -------
+    dict
+        A default the schema refuses because of the user's options is left out, so a later
+        error only ever names options the user gave.
+    """
+    from bundle.errors import TemplateOptionError
     from bundle.templates import get_template
 
-    tmpl = get_template(local_template or "local")
+    tmpl = get_template(template)
     merged = dict(options)
-    for key, value in SMOKE_DEFAULTS.items():
+    for key, value in defaults.items():
         if key in options:
             continue
         try:
