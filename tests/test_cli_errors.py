@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from bundle.cli import main
 from bundle.cli_errors import CleanErrorsGroup, describe, preflight
-from bundle.smoke import smoke_options
+from bundle.smoke import smoke_options, with_accepted_defaults
 from bundle.templates import get_template
 
 UUID0 = "00000000-0000-0000-0000-000000000000"
@@ -134,6 +134,14 @@ def test_smoke_adds_only_defaults_the_template_accepts_with_the_users_options():
         "engine_type": "GlobusComputeEngine"
     }
     assert smoke_options(UUID0, None, {"account": "a"}) == {"account": "a"}
+    demo_defaults = {"slots_per_node": 2, "max_workers_per_block": 2}
+    assert with_accepted_defaults("local", {"engine_type": "GlobusComputeEngine"}, demo_defaults) == {
+        "engine_type": "GlobusComputeEngine"
+    }
+    assert with_accepted_defaults("local", {"slots_per_node": 3}, demo_defaults) == {
+        "slots_per_node": 3,
+        "max_workers_per_block": 2,
+    }
 
 
 def test_option_messages_suggest_the_option_and_the_boolean_spelling():
