@@ -29,6 +29,7 @@ from libensemble.message_numbers import (
 )
 
 from bundle.gconly.availability import ResultWatch, endpoint_failure
+from bundle.gconly.engine_choice import mpi_spec_refusal
 from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.remote import make_batch_function
@@ -321,7 +322,7 @@ class SimDispatcher:
             return
         err = future.exception()
         if err is not None:
-            fatal = endpoint_failure(err, self.endpoint)
+            fatal = endpoint_failure(err, self.endpoint) or mpi_spec_refusal(err, self.endpoint)
             if fatal is not None:
                 self._raise_fatal(fatal)
             text = f"{type(err).__name__}: {err}"
