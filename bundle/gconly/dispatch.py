@@ -36,6 +36,7 @@ from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
 from bundle.gconly.wire import SimWire
+from bundle.unsent import withdraw
 
 if t.TYPE_CHECKING:
     from concurrent.futures import Future
@@ -300,7 +301,7 @@ class SimDispatcher:
             self._pending.remove(order)
         task = order.task
         if task is not None and task.future is not None and all(o.done for o in task.orders):
-            task.future.cancel()
+            withdraw(self.executor, task.future)  # cancelled; never sent if the SDK still holds it
 
     # --- answers to the manager ------------------------------------------------------------
 

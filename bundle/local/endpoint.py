@@ -141,6 +141,7 @@ class LocalEndpoint:
         self._stopped = False
         self._task_group_id = uuid.UUID(str(task_group_id)) if task_group_id else uuid.uuid4()
         self._announcer = TaskIdAnnouncer()
+        self._pool_nodes: dict[int, int | None] = {}
         self._resource_specification: dict[str, t.Any] | None = None
         self._user_endpoint_config: dict[str, t.Any] | None = None
         self.user_endpoint_config = user_endpoint_config
@@ -301,10 +302,13 @@ class LocalEndpoint:
 
     def _engine_spec(self, host: EngineHost) -> dict[str, t.Any]:
         """Return the spec the engine gets, as a real endpoint's interchange passes it; refuse only hangs."""
-        from bundle.executor.launch import allocation_hosts
-
         spec = as_sent(self._resource_specification)
-        nodes = engine_nodes(self.template, self._user_endpoint_config, allocation_hosts()) if host.is_mpi else None
+        nodes = None
+        if host.is_mpi and spec:
+            key = id(host)
+            if key not in self._pool_nodes:  # once per engine: inside Slurm it asks scontrol
+                self._pool_nodes[key] = engine_nodes(self.template, host.options)
+            nodes = self._pool_nodes[key]
         refuse_hanging_spec(spec, is_mpi=host.is_mpi, nodes=nodes, template=self.template.name)
         return spec
 

@@ -25,6 +25,9 @@ submitting side's job (:func:`bundle.resource_spec.normalize_mpi_spec`).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import typing as t
 
 from bundle.errors import ResourceSpecificationError
@@ -55,12 +58,35 @@ def as_sent(spec: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
     return decoded
 
 
-def engine_nodes(template: t.Any, options: t.Mapping[str, t.Any] | None, allocation: list[str]) -> int | None:
+def _allocation_nodes() -> int | None:
+    """Nodes Parsl's MPI mode finds in the batch allocation this process runs in, counted as Parsl counts them.
+
+    Parsl reads ``SLURM_NODELIST`` first (``scontrol show hostname``), else one node per line of
+    ``PBS_NODEFILE`` (a host listed twice is two nodes).  None outside an allocation.
+    """
+    if os.environ.get("SLURM_NODELIST"):
+        if shutil.which("scontrol") is None:
+            return None
+        out = subprocess.run(
+            ["scontrol", "show", "hostname", os.environ["SLURM_NODELIST"]], capture_output=True, text=True
+        )
+        return len(out.stdout.split()) if out.returncode == 0 else None
+    nodefile = os.environ.get("PBS_NODEFILE")
+    if nodefile:
+        try:
+            with open(nodefile) as fh:
+                return len(fh.readlines())
+        except OSError:
+            return None
+    return None
+
+
+def engine_nodes(template: t.Any, options: t.Mapping[str, t.Any] | None) -> int | None:
     """Return how many nodes a ``GlobusMPIEngine`` rendered from ``template`` hands out, or None if unknown.
 
     Parsl counts one node per line of the node file: the bundled templates list each
-    node ``slots_per_node`` times (the ``local`` template lists this host when it runs
-    outside a batch allocation, and uses the allocation's own list inside one).
+    node ``slots_per_node`` times.  The ``local`` template lists this host when it runs
+    outside a batch allocation, and leaves the allocation's own list alone inside one.
 
     Parameters
     ----------
@@ -68,8 +94,6 @@ def engine_nodes(template: t.Any, options: t.Mapping[str, t.Any] | None, allocat
         The rendered template.
     options : Mapping or None
         Its ``user_endpoint_config``.
-    allocation : list of str
-        Hosts of the batch allocation this process runs in (empty outside one).
 
     Returns
     -------
@@ -77,9 +101,10 @@ def engine_nodes(template: t.Any, options: t.Mapping[str, t.Any] | None, allocat
     """
     opts = dict(options or {})
     props = template.schema.get("properties", {})
-    if "nodes_per_block" not in props:  # the local template
-        if allocation:
-            return len(allocation)
+    if "nodes_per_block" not in props:  # the local template: the pool runs here, with this environment
+        inside = _allocation_nodes()
+        if inside is not None or os.environ.get("SLURM_NODELIST") or os.environ.get("PBS_NODEFILE"):
+            return inside
         return int(opts.get("slots_per_node") or opts.get("max_workers_per_block") or 1)
     nodes = int(opts.get("nodes_per_block") or props["nodes_per_block"].get("default") or 1)
     slots = int(opts.get("slots_per_node") or 1)
