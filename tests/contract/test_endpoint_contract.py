@@ -97,8 +97,10 @@ def test_local_and_interchange_agree(sides, engine, spec, fn, args, expected):
 
 def test_task_id_arrives_after_submit_and_before_the_result(sides):
     local, _ = sides["py"]
-    futs = [local.submit(mpi_env) for _ in range(50)]
-    early = [f.task_id for f in futs]
+    futs, early = [], []
+    for _ in range(50):
+        futs.append(local.submit(mpi_env))
+        early.append(futs[-1].task_id)  # read at once, as code right after submit would
     results = [f.result(timeout=60) for f in futs]
     assert results == [(None, None)] * 50
     assert all(f.task_id for f in futs), "every id is known once the result is"
