@@ -26,7 +26,7 @@ from bundle.session import GCSession
 from tests.executor.seed_flow import my_remote_func
 
 SEED_USER_FLOW = textwrap.dedent(
-    '''
+    """
     from libensemble.executors.globus_compute_executor import GlobusComputeExecutor
     exctr = GlobusComputeExecutor(endpoint_id="...")
     Executor.executor = exctr
@@ -40,7 +40,7 @@ SEED_USER_FLOW = textwrap.dedent(
                 break
             time.sleep(0.1)
         return H_o, UNSET_TAG
-    '''
+    """
 )
 SIMS = 4
 

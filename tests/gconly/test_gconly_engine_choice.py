@@ -66,8 +66,8 @@ def cloud(site: InterchangeEndpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: 
             return site.submit_to_registered_function(function_id, args=args, kwargs=kwargs)
 
         make_kwargs = kwargs
-        inst.register_function.side_effect = lambda fn, **_: site._function_registry.get(fn) or site.register_function(
-            fn
+        inst.register_function.side_effect = lambda fn, **_: (
+            site._function_registry.get(fn) or site.register_function(fn)
         )
         inst.submit_to_registered_function.side_effect = submit
         return inst
