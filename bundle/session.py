@@ -72,7 +72,7 @@ class GCSession:
 
     _lock = threading.Lock()
     _executors: t.ClassVar[dict[tuple[str, str | None, str, str], ExecutorLike]] = {}
-    _seed_fids: t.ClassVar[dict[tuple[int, t.Any], str]] = {}
+    _function_ids: t.ClassVar[dict[tuple[int, t.Any], str]] = {}
     _exit_hooked: t.ClassVar[int | None] = None
 
     @staticmethod
@@ -212,11 +212,11 @@ class GCSession:
         """
         executor = cls.get_executor(endpoint_id, **kwargs)
         with cls._lock:
-            fid = cls._seed_fids.get((id(executor), func))
+            fid = cls._function_ids.get((id(executor), func))
         if fid is None:
             _, fid = cls.register_function(endpoint_id, func, **kwargs)
             with cls._lock:
-                cls._seed_fids[(id(executor), func)] = fid
+                cls._function_ids[(id(executor), func)] = fid
         return executor, fid
 
     @classmethod
@@ -284,7 +284,7 @@ class GCSession:
         with cls._lock:
             executors = list(cls._executors.values())
             cls._executors.clear()
-            cls._seed_fids.clear()
+            cls._function_ids.clear()
         for executor in executors:
             try:
                 executor.shutdown(wait=wait, cancel_futures=not wait)
@@ -303,7 +303,7 @@ def _forget_parent_executors() -> None:
     """
     GCSession._lock = threading.Lock()
     GCSession._executors = {}
-    GCSession._seed_fids = {}
+    GCSession._function_ids = {}
     GCSession._exit_hooked = None
 
 

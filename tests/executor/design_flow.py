@@ -1,4 +1,4 @@
-"""Helpers of the seed design's user-flow test, in a module the endpoint's workers can import."""
+"""Functions of the libEnsemble design's user-flow test, in a module the endpoint's workers can import."""
 
 from __future__ import annotations
 

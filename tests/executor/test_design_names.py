@@ -1,6 +1,6 @@
 """The names of libEnsemble's Globus Compute design, with the same meaning here.
 
-``SEED_USER_FLOW`` is the "User flow" block of that design as written there (its line breaks and
+``DESIGN_USER_FLOW`` is the "User flow" block of that design as written there (its line breaks and
 indentation restored; the design's text lost them).  It runs verbatim except for its import line,
 with its two ``"..."`` placeholders filled in: the endpoint (``"local"``) and the ``app_args`` string.
 """
@@ -23,9 +23,9 @@ from libensemble.tools import add_unique_random_streams
 
 import bundle
 from bundle.session import GCSession
-from tests.executor.seed_flow import my_remote_func
+from tests.executor.design_flow import my_remote_func
 
-SEED_USER_FLOW = textwrap.dedent(
+DESIGN_USER_FLOW = textwrap.dedent(
     """
     from libensemble.executors.globus_compute_executor import GlobusComputeExecutor
     exctr = GlobusComputeExecutor(endpoint_id="...")
@@ -45,11 +45,11 @@ SEED_USER_FLOW = textwrap.dedent(
 SIMS = 4
 
 
-def test_seed_user_flow_runs_verbatim_on_the_local_endpoint(tmp_path, monkeypatch):
+def test_design_user_flow_runs_verbatim_on_the_local_endpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     markers = tmp_path / "markers"
     markers.mkdir()
-    lines = SEED_USER_FLOW.strip().splitlines()
+    lines = DESIGN_USER_FLOW.strip().splitlines()
     assert lines[0] == "from libensemble.executors.globus_compute_executor import GlobusComputeExecutor"
     code = "from bundle import GlobusComputeExecutor\n" + "\n".join(lines[1:])
     code = code.replace('endpoint_id="..."', 'endpoint_id="local"', 1)
@@ -62,7 +62,7 @@ def test_seed_user_flow_runs_verbatim_on_the_local_endpoint(tmp_path, monkeypatc
         "H_o": H_o,
         "UNSET_TAG": UNSET_TAG,
     }
-    exec(compile(code, "seed_user_flow", "exec"), namespace)
+    exec(compile(code, "design_user_flow", "exec"), namespace)
     exctr = namespace["exctr"]
     assert isinstance(exctr, bundle.GlobusComputeExecutor) and exctr.endpoint == "local"
     assert Executor.executor is exctr
@@ -96,7 +96,7 @@ def test_app_args_and_args_together_are_refused():
         bundle.GlobusComputeExecutor("local", endpoint_id="0b7d3c57-3f0e-4a53-9d1c-6a1f8c2e4b90")
 
 
-def test_session_names_of_the_design(tmp_path):
+def test_gcsession_names_of_the_design(tmp_path):
     ex = GCSession.get_or_create_executor("local", user_endpoint_config={"engine_type": "GlobusComputeEngine"})
     assert ex is GCSession.get_executor("local", {"engine_type": "GlobusComputeEngine"})
     opts = {"user_endpoint_config": {"engine_type": "GlobusComputeEngine"}}
