@@ -28,7 +28,8 @@ def known_sdk_options() -> tuple[str, ...]:
     tuple of str
         Sorted names (the SDK's named parameters, without those the bundle sets).
     """
-    from globus_compute_sdk import Executor
+    # From its defining module: the class itself, even where ``globus_compute_sdk.Executor`` is replaced.
+    from globus_compute_sdk.sdk.executor import Executor
 
     params = inspect.signature(Executor.__init__).parameters.values()
     named = (p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
