@@ -66,7 +66,7 @@ DRIVER = textwrap.dedent(
     done, errors = run(sim, 12, "good")
     ok = np.allclose(done["f"], SCALE * np.sum(done["x"] ** 2, axis=1))
     print("GOOD", len(done), ok, len(errors), flush=True)
-    done, errors = run(lambda H, p, s, i: sometimes(H, p, s, i), 24, "partial")  # a lambda calling a helper
+    done, errors = run(lambda H, p, s, i: sometimes(H, p, s, i), 24, "partial")  # a lambda calling another function
     print("PARTIAL", len(done), len(errors), sorted(errors) == sorted(done["sim_id"][done["x"][:, 0] > LIMIT]),
           flush=True)
     try:

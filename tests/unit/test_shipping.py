@@ -9,7 +9,7 @@ import types
 
 from bundle.shipping import global_names, remote_name_problems, ship
 
-# A calling script: module-level import, constant, helper, decorator; it writes the SDK serializer's
+# A calling script: module-level import, constant, another function, decorator; it writes the SDK serializer's
 # payloads of sim (as is) and of ship(sim) to the files named on its command line.
 SCRIPT = textwrap.dedent(
     """
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
 
     SCALE = 2.0
 
-    def helper(x):
+    def norm2(x):
         return SCALE * np.sum(x ** 2)
 
     def logged(fn):
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
 
     @logged
     def sim(x):
-        return helper(np.asarray(x)) + len([v for v in x if v > OFFSET])
+        return norm2(np.asarray(x)) + len([v for v in x if v > OFFSET])
 
     OFFSET = 0.5
     ser = ComputeSerializer()
@@ -78,7 +78,7 @@ def test_a_script_function_runs_in_a_fresh_interpreter_only_when_shipped(tmp_pat
 
     # dill's default: code by value, globals by reference to the endpoint's __main__
     assert remote(plain).startswith("NameError"), remote(plain)
-    # shipped: np by reference (imported there), SCALE/OFFSET/helper/the decorated function by value
+    # shipped: np by reference (imported there), SCALE, OFFSET, norm2 and the decorated function by value
     assert remote(shipped).strip() == f"result {2.0 * (1 + 4) + 2}"
 
 
@@ -126,18 +126,18 @@ def test_source_only_code_strategies_need_imports_inside_the_function():
     assert remote_name_problems(ship(fn), "DillCode") == []
 
 
-def test_helpers_classes_and_unimportable_modules_are_checked():
+def test_called_functions_classes_and_unimportable_modules_are_checked():
     loose = types.ModuleType("loose_module_nowhere")  # built at run time: no spec, not importable by name
-    helper = _main_function("def helper(x):\n    return x + MISSING\n", "helper")
+    norm2 = _main_function("def norm2(x):\n    return x + MISSING\n", "norm2")
     cls = _main_function(
         "def make():\n    class Model:\n        def run(self):\n            return np.ones(1)\n    return Model\n",
         "make",
     )()
     fn = _main_function(
-        "def sim(x):\n    return helper(x), Model().run(), loose.f(x)\n", "sim", helper=helper, Model=cls, loose=loose
+        "def sim(x):\n    return norm2(x), Model().run(), loose.f(x)\n", "sim", norm2=norm2, Model=cls, loose=loose
     )
     cls.__module__ = "__main__"
     problems = remote_name_problems(ship(fn))
-    assert any("'MISSING'" in p and "helper (called by sim)" in p for p in problems), problems
+    assert any("'MISSING'" in p and "norm2 (called by sim)" in p for p in problems), problems
     assert any("class" in p and "['np']" in p and "move the class to a module" in p for p in problems), problems
     assert any("loose_module_nowhere" in p and "cannot import" in p for p in problems), problems
