@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import typing as t
+import weakref
 
 from bundle.gconly.errors import SimSerializationError
 
 if t.TYPE_CHECKING:
     from globus_compute_sdk.serialize import ComputeSerializer
+
+
+_SHIPPED: weakref.WeakKeyDictionary[t.Callable[..., t.Any], tuple[t.Callable[..., t.Any], str]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHIPPED_LOCK = threading.Lock()
 
 
 def serializer_of(executor: t.Any) -> ComputeSerializer:
@@ -80,4 +88,17 @@ def ship_checked(serializer: ComputeSerializer, what: str, fn: t.Callable[..., t
             f"{what} would fail on the endpoint (nothing was submitted): " + "; ".join(problems) + ".",
             what=what,
         )
+    if shipped is fn:
+        return fn
+    # The same function with the same globals as in an earlier run: reuse that copy, so the endpoint's
+    # registration of it is reused too (one registration per endpoint, not per run).
+    try:
+        payload = serializer.serialize(shipped)
+    except Exception:
+        return shipped  # check_serializable names the problem later
+    with _SHIPPED_LOCK:
+        earlier = _SHIPPED.get(fn)
+        if earlier is not None and earlier[1] == payload:
+            return earlier[0]
+        _SHIPPED[fn] = (shipped, payload)
     return shipped

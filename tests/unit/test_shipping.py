@@ -141,3 +141,19 @@ def test_called_functions_classes_and_unimportable_modules_are_checked():
     assert any("'MISSING'" in p and "norm2 (called by sim)" in p for p in problems), problems
     assert any("class" in p and "['np']" in p and "move the class to a module" in p for p in problems), problems
     assert any("loose_module_nowhere" in p and "cannot import" in p for p in problems), problems
+
+
+def test_a_run_reuses_the_earlier_copy_while_the_globals_are_the_same():
+    """So an endpoint registers a script's sim_f once, not once per run; a changed constant is a new copy."""
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+    from bundle.gconly.serialization import ship_checked
+
+    ser = ComputeSerializer()
+    fn = _main_function("def sim(x):\n    return x * SCALE\n", "sim", SCALE=2.0)
+    first = ship_checked(ser, "sim_f", fn)
+    assert first is not fn and ship_checked(ser, "sim_f", fn) is first
+    fn.__globals__["SCALE"] = 3.0
+    changed = ship_checked(ser, "sim_f", fn)
+    assert changed is not first and changed(1) == 3.0 and first(1) == 2.0
+    assert ship_checked(ser, "sim_f", len) is len
