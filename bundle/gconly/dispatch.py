@@ -30,18 +30,27 @@ from libensemble.message_numbers import (
 
 from bundle.errors import block_lost_message, lost_worker_pool
 from bundle.gconly.availability import ResultWatch, endpoint_failure
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.engine_choice import mpi_spec_refusal
+from bundle.gconly.errors import (
+    EndpointUnavailableError,
+    GCOnlyConfigError,
+    SimOutputError,
+    SimSerializationError,
+    SystematicSimError,
+)
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
 from bundle.gconly.wire import SimWire
+from bundle.unsent import withdraw
 
 if t.TYPE_CHECKING:
     from concurrent.futures import Future
 
     import numpy.typing as npt
 
+    from bundle.gconly.failfast import FailFast
     from bundle.gconly.journal import Journal
     from bundle.gconly.resume import Reattach
 
@@ -130,6 +139,7 @@ class SimDispatcher:
         self.journal: Journal | None = None
         self.reattach: Reattach | None = None
         self.watch = ResultWatch(None)
+        self.failfast: FailFast | None = None
         self._check_function()
         self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1)
         self.function_id = self.wire.function_id
@@ -300,7 +310,7 @@ class SimDispatcher:
             self._pending.remove(order)
         task = order.task
         if task is not None and task.future is not None and all(o.done for o in task.orders):
-            task.future.cancel()
+            withdraw(self.executor, task.future)  # cancelled; never sent if the SDK still holds it
 
     # --- answers to the manager ------------------------------------------------------------
 
@@ -322,7 +332,7 @@ class SimDispatcher:
             return
         err = future.exception()
         if err is not None:
-            fatal = endpoint_failure(err, self.endpoint)
+            fatal = endpoint_failure(err, self.endpoint) or mpi_spec_refusal(err, self.endpoint)
             if fatal is not None:
                 self._raise_fatal(fatal)
             text = f"{type(err).__name__}: {err}"
@@ -369,6 +379,8 @@ class SimDispatcher:
             return
         self._answer(order, calc_out, persis_info, calc_status)
         log_stats(order.w, stats_line(order.work, start, end, calc_status))
+        if self.failfast is not None:
+            self.failfast.succeeded()
 
     def _fail(self, order: SimOrder, text: str, start: float, end: float) -> None:
         sim_ids = [int(i) for i in order.work["libE_info"].get("H_rows", [])]
@@ -384,6 +396,11 @@ class SimDispatcher:
                 self._log.warning("could not write the error of sim_id %d: %s", sim_id, err)
         self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], TASK_FAILED)
         log_stats(order.w, stats_line(order.work, start, end, TASK_FAILED))
+        if self.failfast is not None:
+            try:
+                self.failfast.failed(sim_ids[0] if sim_ids else -1, text)
+            except SystematicSimError as err:
+                self._raise_fatal(err)
 
     def _answer(self, order: SimOrder, calc_out: object, persis_info: object, calc_status: object) -> None:
         order.done = True

@@ -309,7 +309,11 @@ def test_local_endpoint_sockets_are_on_loopback_only_per_the_os(
     tmp_path: pathlib.Path, request: pytest.FixtureRequest
 ) -> None:
     eps = [
-        LocalEndpoint(user_endpoint_config=gh.MPI_OPTS, run_dir=tmp_path / "mpi"),
+        LocalEndpoint(
+            user_endpoint_config=gh.MPI_OPTS,
+            resource_specification={"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
+            run_dir=tmp_path / "mpi",
+        ),
         LocalEndpoint(user_endpoint_config=gh.PY_OPTS, run_dir=tmp_path / "py"),
     ]
     try:
@@ -466,7 +470,7 @@ def test_allowed_serializers_refuses_other_strategies_on_the_real_engine(tmp_pat
     monkeypatch.chdir(tmp_path)
     hardened = {**gh.PY_OPTS, "allowed_serializers": BUNDLE_SERIALIZERS}
     try:
-        ep = GCSession.get_executor("local", hardened, run_dir=tmp_path / "engine")
+        ep = GCSession.get_executor("local", hardened, local_options={"run_dir": tmp_path / "engine"})
         assert ep.submit(gh.add_one, 1.0).result(timeout=120) == 2.0
         # the same endpoint refuses a function serialized as source text, and arguments as JSON
         for fn, strategies, refused in (
@@ -527,7 +531,7 @@ def test_during_an_mpi_task_only_the_mpi_library_listens_beyond_loopback(
     """
     from globus_compute_sdk import MPIFunction
 
-    mpi_endpoint.resource_specification = {"num_ranks": 2}
+    mpi_endpoint.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     try:
         program = "from mpi4py import MPI; import time; MPI.COMM_WORLD.Barrier(); time.sleep(4)"
         fut = mpi_endpoint.submit(MPIFunction(f'python -c "{program}"'))
