@@ -175,6 +175,12 @@ node_step_daemons() {  # pids of the slurmstepd processes serving node $1 (by th
   done | sort -u
 }
 
+serialize() {  # one changing command at a time: concurrent test sessions share this cluster
+  command -v flock >/dev/null 2>&1 || return 0
+  exec 9>/run/libe-gc-slurm.lock
+  flock -w 300 9 || { log "another .ci/slurm.sh is still changing the cluster after 300 s"; exit 1; }
+}
+
 kill_tree() {  # SIGKILL process $1 and all its descendants
   local child
   for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
@@ -256,6 +262,7 @@ case "${1:-up}" in
       log "already up"
       exit 0
     fi
+    serialize
     install_packages
     write_hosts
     make_gpus
@@ -277,6 +284,7 @@ case "${1:-up}" in
     ;;
   stop-node)
     need_root
+    serialize
     [[ -n "${2:-}" ]] || { log "usage: $0 stop-node NODE"; exit 2; }
     # As a node failure: its slurmd is gone, Slurm marks it down (and ends the jobs using it with NODE_FAIL,
     # or requeues them), and every job step on it (slurmstepd and the step's processes) is gone.
@@ -290,6 +298,7 @@ case "${1:-up}" in
     ;;
   start-node)
     need_root
+    serialize
     [[ -n "${2:-}" ]] || { log "usage: $0 start-node NODE"; exit 2; }
     start_node "$2"
     scontrol update NodeName="$2" State=RESUME >/dev/null 2>&1 || true
