@@ -8,8 +8,10 @@ the GPUs of a task travel beside it:
   ``gpu_env``, ``gpu_bind``) from the ``user_endpoint_config`` and the template's defaults.
 * :func:`plan` checks a request against that layout on the submitting side (impossible
   requests fail there, with what to change) and returns a :class:`GpuPlan`.
-* With ``launcher`` binding (``srun``) the plan adds ``--gpus-per-task`` to the task's
-  ``launcher_options``: Slurm picks free devices for each job step and binds each rank.
+* With ``launcher`` binding (``srun``) the plan adds ``--gpus-per-node`` and ``--gpus-per-task``
+  to the task's ``launcher_options``: Slurm picks free devices for each job step and binds each
+  rank (concurrent steps need ``SLURM_EXACT``, which the ``slurm`` template sets with
+  ``slots_per_node`` > 1).
 * With ``wrapper`` binding (``mpiexec``, as on Polaris and Aurora) the endpoint-side runner
   claims free devices of the task's node(s) with lock files (:func:`claim_devices`, held for
   the task's duration, so a running task's devices are never given to another) and every
@@ -269,7 +271,8 @@ def plan(
         )
     gp = GpuPlan(gpus, per_node, per_rank, ranks_per_device, layout)
     if layout.bind == "launcher":
-        flag = f"--gpus-per-task={per_rank}" if ranks_per_device == 1 else f"--gpus-per-node={per_node}"
+        # --gpus-per-node too: a step otherwise inherits the job's SLURM_GPUS_PER_NODE (all GPUs of the node).
+        flag = f"--gpus-per-node={per_node}" + (f" --gpus-per-task={per_rank}" if ranks_per_device == 1 else "")
         out["launcher_options"] = " ".join(filter(None, [out.get("launcher_options"), flag]))
     return gp, out
 
