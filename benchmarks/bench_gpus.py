@@ -53,6 +53,7 @@ def gpu_packing(reps: int, tasks: int, seconds: float, lock_dir: str) -> dict[st
                 "slots_per_node": slots,
                 "worker_init": f"export {LOCK_DIR_ENV}={lock_dir}/slots{slots}",
             },
+            local_options={"start_timeout": 300},  # start-up is not timed; a loaded machine may be slow
         )
         ex.register_app(sleep, app_name="sleep")
         execs[slots] = ex

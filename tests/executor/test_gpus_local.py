@@ -39,6 +39,7 @@ def exctr(gpu_probe, tmp_path_factory):
             "max_workers_per_block": SLOTS,
             "worker_init": f"export {LOCK_DIR_ENV}={locks}",
         },
+        local_options={"start_timeout": 300},
     )
     ex.register_app(str(gpu_probe), app_name="gpu_probe")
     ex.register_app("/usr/bin/env", app_name="env", mpi=False)
