@@ -491,8 +491,10 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
                     task.marker,
                     self.snippet_lines,
                     dict(task.env),
-                    self._gpu_runner_args(kind, gpu_plan),
                 )
+                gpu_args = self._gpu_runner_args(kind, gpu_plan)
+                if gpu_args is not None:  # only GPU tasks carry the claim function
+                    run_args += (gpu_args,)
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
         except (ExecutorException, BundleError, TypeError) as err:
             raise err

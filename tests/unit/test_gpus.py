@@ -242,3 +242,35 @@ def test_doctor_reports_the_gpu_layout():
     assert "4 task(s) per node at once, 1 GPU(s) each" in found.found
     assert "no GPUs declared" in check_gpus("local", {}).found
     assert check_gpus("local", {"gpus_per_node": 2, "gpu_ids": ["0", "1", "2"]}).status == "fail"
+
+
+def test_a_polaris_gpu_task_reaches_the_real_sdk_with_its_claim_and_an_integer_spec(tmp_path, monkeypatch):
+    from unittest import mock
+
+    import globus_compute_sdk
+
+    from bundle.session import GCSession
+
+    real = globus_compute_sdk.Executor
+    inst = mock.create_autospec(real, instance=True)
+    inst.register_function.return_value = "fn-run-app"
+    inst.resource_specification = None
+    seen: list[dict] = []
+    inst.submit_to_registered_function.side_effect = lambda *a, **k: seen.append(dict(inst.resource_specification))
+    fake = mock.create_autospec(real, return_value=inst)
+    monkeypatch.chdir(tmp_path)
+    try:
+        with mock.patch("globus_compute_sdk.Executor", fake):
+            ex = GlobusComputeExecutor(uuid.uuid4(), template="polaris", user_endpoint_config={"account": "P"})
+            ex.register_app("/apps/forces_gpu.x", app_name="forces")
+            task = ex.submit(app_name="forces", num_gpus=4, match_procs_to_gpus=True)
+        assert seen == [{"num_nodes": 1, "ranks_per_node": 4, "num_ranks": 4}], "no GPU key reaches Parsl"
+        args = inst.submit_to_registered_function.call_args.kwargs["args"]
+        gpu = args[-1]
+        assert gpu["devices"] == ["0", "1", "2", "3"] and gpu["per_node"] == 4
+        assert gpu["env"] == "CUDA_VISIBLE_DEVICES" and callable(gpu["claim"])
+        assert gpu["claim"].__globals__.keys() <= {"__builtins__", "__name__"}, "sent by value"
+        assert args[0].startswith("sh -c ") and gpus.WRAPPER_NAME in args[0]
+        assert task.runline.startswith("mpiexec -n 4 -ppn 4 ")
+    finally:
+        GCSession.clear()
