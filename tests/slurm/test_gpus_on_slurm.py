@@ -71,3 +71,37 @@ def test_srun_binds_each_rank_and_concurrent_tasks_get_disjoint_devices(gpu_prob
         assert together >= 1, f"one-GPU tasks on a 4-GPU node should overlap: {runs}"
     finally:
         GCSession.clear()
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_a_two_node_task_binds_one_gpu_per_rank_on_each_node(gpu_probe, tmp_path, monkeypatch, launcher):
+    """srun binds through Slurm; mpiexec through the device claims and the per-rank wrapper's node map."""
+    monkeypatch.chdir(tmp_path)
+    options = {
+        "partition": "debug",
+        "walltime": "00:10:00",
+        "network_interface": "lo",
+        "mpi_launcher": launcher,
+        "gpus_per_node": 4,
+        "nodes_per_block": 2,
+        "worker_init": f"export LIBE_GC_GPU_LOCK_DIR={tmp_path / 'locks'}",
+    }
+    exctr = GlobusComputeExecutor(
+        "local:slurm", user_endpoint_config=options, local_options={"run_dir": tmp_path, "start_timeout": 600}
+    )
+    exctr.register_app(str(gpu_probe), app_name="gpu_probe")
+    try:
+        task = exctr.submit(app_name="gpu_probe", num_nodes=2, num_procs=4, num_gpus=4)
+        assert ("--gpus-per-task=1" in task.runline) == (launcher == "srun")
+        assert ("libe-gc-gpu-bind" in task.runline) == (launcher == "mpiexec")
+        task.wait(timeout=900)
+        ranks = _ranks(task)
+        by_node: dict[str, list[str]] = {}
+        for r in ranks:
+            by_node.setdefault(r["node"], []).append(r["cuda"])
+        assert len(by_node) == 2, f"two nodes: {ranks}"
+        for node, devices in by_node.items():
+            assert len(devices) == 2 and len(set(devices)) == 2, f"one device per rank on {node}: {devices}"
+            assert all("," not in d for d in devices)
+    finally:
+        GCSession.clear()
