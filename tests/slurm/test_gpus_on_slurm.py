@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import pathlib
 
+import numpy as np
 import pytest
 
 from bundle import GlobusComputeExecutor
@@ -20,6 +21,33 @@ def gpu_probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     from tests.executor.conftest import build
 
     return build(HERE.parent / "executor" / "apps" / "gpu_probe.c", tmp_path_factory.mktemp("apps") / "gpu_probe")
+
+
+def _gpu_ensemble(exctr: GlobusComputeExecutor, ranks: int, sims: int) -> np.ndarray:
+    from libensemble import Ensemble
+    from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
+
+    from tests.executor.sims import run_gpu_probe
+
+    H0 = np.zeros(sims, dtype=[("x", float, (1,)), ("sim_id", int), ("sim_started", bool)])
+    H0["sim_id"] = np.arange(sims)
+    ens = Ensemble(
+        executor=exctr,
+        libE_specs=LibeSpecs(comms="threads", nworkers=2, gen_on_manager=True, disable_resource_manager=True),
+        sim_specs=SimSpecs(
+            sim_f=run_gpu_probe,
+            inputs=["x"],
+            outputs=[("devices", "U32"), ("start", float), ("end", float)],
+            user={"ranks": ranks},
+        ),
+        exit_criteria=ExitCriteria(sim_max=sims),
+        H0=H0,
+    )
+    H, _, flag = ens.run()
+    assert flag == 0
+    done = H[H["sim_ended"]]
+    assert len(done) == sims
+    return done
 
 
 def _ranks(task) -> list[dict[str, str]]:
@@ -69,6 +97,11 @@ def test_srun_binds_each_rank_and_concurrent_tasks_get_disjoint_devices(gpu_prob
                 assert d1 != d2, f"two running tasks got device {d1} on {n1}"
         # The stand-in nodes have 2 CPUs, so at most two one-rank steps run at once on a node.
         assert together >= 1, f"one-GPU tasks on a 4-GPU node should overlap: {runs}"
+
+        # A forces-style sim asking for one GPU per rank, through libEnsemble's workers.
+        done = _gpu_ensemble(exctr, ranks=2, sims=4)
+        for devices in done["devices"]:
+            assert len(set(devices.split(";"))) == 2 and "," not in devices, f"one device per rank: {devices}"
     finally:
         GCSession.clear()
 
