@@ -344,7 +344,8 @@ def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
     nodes = [n for n in os.environ.get("PARSL_MPI_NODELIST", "").split(",") if n]
     if not nodes:
         nodes = [os.environ.get("SLURMD_NODENAME") or host]
-    nodes = [host if n in ("localhost", "127.0.0.1") else n for n in dict.fromkeys(nodes)]
+    # One global order (sorted) for claiming on several nodes, so two multi-node tasks never wait on each other.
+    nodes = sorted(dict.fromkeys(host if n in ("localhost", "127.0.0.1") else n for n in nodes))
     root = os.environ.get(gpus["lock_dir_env"]) or os.path.join(tempfile.gettempdir(), f"libe-gc-gpus-{os.getuid()}")
     held: list[t.Any] = []
     chosen: dict[str, list[str]] = {}
@@ -379,7 +380,10 @@ def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
         for fh in held:
             fh.close()
         raise
-    first = ",".join(chosen[nodes[0]])
+    # LIBE_GC_GPUS: the devices of the task's first node (a serial app's, or the wrapper's fallback).
+    listed = [n for n in os.environ.get("PARSL_MPI_NODELIST", "").split(",") if n][:1]
+    head = (host if listed[0] in ("localhost", "127.0.0.1") else listed[0]) if listed else nodes[0]
+    first = ",".join(chosen.get(head, chosen[nodes[0]]))
     env = {
         "LIBE_GC_GPUS": first,
         "LIBE_GC_GPU_MAP": " ".join(f"{n}={','.join(d)}" for n, d in chosen.items()),

@@ -123,6 +123,11 @@ def run_app(
     held: list[t.Any] = []
     if gpus:
         gpu_env, held = gpus["claim"](gpus)  # waits until enough devices are free
+        if os.path.exists(kill_file):  # killed while it waited for devices
+            for handle in held:
+                handle.close()
+            os.remove(kill_file)
+            return ShellResult(cmd, "", "killed before it started\n", 143, "KilledBeforeStart")
         env = {**(env or {}), **gpu_env}
     saved_cwd = os.getcwd()
     saved_env = {k: os.environ.get(k) for k in (marker_env, "GC_TASK_SANDBOX_DIR", *(env or {}))}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -127,3 +128,26 @@ def test_forces_style_sims_through_the_ensemble_each_rank_on_its_own_gpu(exctr, 
         (a, b) for a, b in itertools.combinations(done, 2) if a["start"] < b["end"] and b["start"] < a["end"]
     ]
     assert overlapping, "four workers with one-GPU sims should run sims side by side"
+
+
+def test_a_task_killed_while_waiting_for_devices_never_starts(exctr, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    holder = exctr.submit(app_name="gpu_probe", num_procs=4, num_gpus=4, app_args="--sleep 3", stdout="holder.out")
+    deadline = time.monotonic() + 120
+    while holder.state == "WAITING" and time.monotonic() < deadline:  # RUNNING once its stdout file appears
+        time.sleep(0.05)
+        holder.poll()
+    waiting = exctr.submit(app_name="gpu_probe", num_gpus=1, stdout="waiting.out")
+    time.sleep(1.0)  # a free slot, but no free device: it waits for the holder's devices
+    waiting.poll()
+    assert waiting.state == "WAITING" and not (tmp_path / "waiting.out").exists()
+    waiting.kill()
+    assert waiting.state == "USER_KILLED"
+    holder.wait(timeout=120)
+    assert holder.state == "FINISHED"
+    # Once the holder frees its devices the runner claims one, sees the kill file, removes it and returns.
+    deadline = time.monotonic() + 60
+    while list(tmp_path.glob(".libe-gc-kill-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(tmp_path.glob(".libe-gc-kill-*")), "the runner should have seen the kill file"
+    assert not (tmp_path / "waiting.out").exists(), "the killed task's app started"

@@ -274,3 +274,21 @@ def test_a_polaris_gpu_task_reaches_the_real_sdk_with_its_claim_and_an_integer_s
         assert task.runline.startswith("mpiexec -n 4 -ppn 4 ")
     finally:
         GCSession.clear()
+
+
+def test_multi_node_claims_take_nodes_in_one_order_and_map_each_node(tmp_path, monkeypatch):
+    monkeypatch.setenv(gpus.LOCK_DIR_ENV, str(tmp_path))
+    args = {
+        "devices": ["0", "1", "2", "3"],
+        "per_node": 2,
+        "env": "CUDA_VISIBLE_DEVICES",
+        "lock_dir_env": gpus.LOCK_DIR_ENV,
+    }
+    monkeypatch.setenv("PARSL_MPI_NODELIST", "n2,n1")
+    env_a, held_a = claim_devices(args)
+    monkeypatch.setenv("PARSL_MPI_NODELIST", "n1,n2")
+    env_b, held_b = claim_devices(args)
+    assert env_a["LIBE_GC_GPU_MAP"] == "n1=0,1 n2=0,1" and env_a["LIBE_GC_GPUS"] == "0,1"
+    assert env_b["LIBE_GC_GPU_MAP"] == "n1=2,3 n2=2,3"
+    for fh in held_a + held_b:
+        fh.close()
