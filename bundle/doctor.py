@@ -194,10 +194,13 @@ def check_gpus(name: str | None, options: dict[str, t.Any]) -> Check:
     try:
         template = get_template(name)
         template.validate(options)
+    except (BundleError, ValueError):
+        return Check("GPU layout", WARN, "not read: the template options are invalid", "fix the options first")
+    try:
         launcher = str(template_option(template, options, "mpi_launcher") or "mpiexec")
         layout = layout_of(template, options, launcher)
     except (BundleError, ValueError) as err:
-        return Check("GPU layout", FAIL, str(err).splitlines()[0], "fix the GPU options named above")
+        return Check("GPU layout", FAIL, str(err).splitlines()[0], "make gpus_per_node and gpu_ids agree")
     if layout is None:
         return Check(
             "GPU layout",
