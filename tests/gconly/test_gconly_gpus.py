@@ -39,7 +39,7 @@ def test_one_gpu_per_sim_sims_never_share_a_device(tmp_path, monkeypatch):
             globus_compute_endpoint="local",
         ),
         exit_criteria=ExitCriteria(sim_max=n),
-        gc_specs=GCOnlySpecs(user_endpoint_config=options, endpoint_options={"start_timeout": 300}),
+        gc_specs=GCOnlySpecs(user_endpoint_config=options, local_options={"start_timeout": 300}),
         H0=H0,
     )
     H, _, flag = ens.run()
