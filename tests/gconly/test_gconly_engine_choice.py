@@ -14,29 +14,18 @@ from unittest import mock
 import globus_compute_sdk
 import pytest
 
-from bundle.gconly import GCOnlySpecs
 from bundle.gconly.engine_choice import ONE_RANK
 from bundle.gconly.errors import GCOnlyConfigError, SimSerializationError
-from bundle.gconly.launch import run_gconly
 from bundle.session import GCSession
 from tests.contract.interchange import InterchangeEndpoint
 from tests.gconly import sims
-from tests.gconly.helpers import uniform_specs
+from tests.gconly.helpers import run_specs, uniform_specs
 
 EP = "0b7d3c57-3f0e-4a53-9d1c-6a1f8c2e4b90"
 SDK_EXECUTOR = globus_compute_sdk.Executor
 
 
-def run(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
-    return run_gconly(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
-        {"nworkers": nworkers},
-        gc_specs=GCOnlySpecs(**gc),
-    )
+run = run_specs
 
 
 @pytest.fixture(scope="module")
