@@ -1,10 +1,11 @@
 """Run every benchmark: ``python -m benchmarks [--quick] [--out DIR]`` (or ``libe-gc bench``).
 
-Runs, in order, ``executor`` (executor mode's overhead and packing), ``gconly`` (GC-only
+Runs, in order, ``executor`` (executor mode's overhead and packing), ``gpus`` (one-GPU tasks
+packed onto a 4-GPU node vs. whole-node), ``gconly`` (GC-only
 throughput), ``scaling`` (GC-only at 1k, 5k and 20k sims), ``payload`` (bytes per GC-only
 task), ``slurm`` (the slurm template on a real Slurm; skipped without one) and ``multinode``
 (blocks of several Slurm nodes; skipped without a Slurm of 3 nodes).  Writes each
-benchmark's own JSON file (``executor.json``, ``gconly.json``, ``scaling.json``,
+benchmark's own JSON file (``executor.json``, ``gpus.json``, ``gconly.json``, ``scaling.json``,
 ``payload.json``, ``slurm.json``, ``multinode.json``) and its table (``<name>.md``) into ``DIR`` (default
 ``benchmark-results``), one combined ``results.json`` with every figure, and ``summary.md`` with
 a table per section for the docs' performance page.  ``--quick`` checks the benchmarks work in
@@ -24,9 +25,10 @@ import traceback
 import typing as t
 from pathlib import Path
 
-STEPS = ("executor", "gconly", "scaling", "payload", "slurm", "multinode")
+STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
 TITLES = {
     "executor": "Executor mode",
+    "gpus": "GPU packing",
     "gconly": "GC-only mode",
     "scaling": "GC-only scaling",
     "payload": "GC-only payload",
@@ -54,7 +56,7 @@ def _median(values: t.Any) -> float:
 def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     """Return one benchmark's figures in one shape: name, what, median, min, max, goal, met, raw."""
     figures = []
-    if step == "executor":
+    if step in ("executor", "gpus"):
         for r in data["results"]:
             raw = {k: v["median"] for k, v in r.items() if isinstance(v, dict) and k != "ratio" and "median" in v}
             figures.append(
@@ -110,6 +112,10 @@ def run_step(step: str, quick: bool, out: Path) -> int:
         from benchmarks import bench_executor
 
         return bench_executor.main([*q, "--out", str(out)])
+    if step == "gpus":
+        from benchmarks import bench_gpus
+
+        return bench_gpus.main([*q, "--out", str(out)])
     if step == "gconly":
         from benchmarks import bench_gconly
 

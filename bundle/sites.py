@@ -73,7 +73,9 @@ PRESETS: tuple[SitePreset, ...] = (
         summary=(
             "CPU nodes in the debug QOS, whole nodes, `srun` as MPI launcher, workers reaching the endpoint over "
             "the Slingshot interface `hsn0`, and the scratch file system requested as a Slurm license. For GPU "
-            "nodes set `constraint` to `gpu` and `gpus_per_node` to 4; for production runs set `qos` to `regular`."
+            "nodes set `constraint` to `gpu` and `gpus_per_node` to 4 (four NVIDIA A100 per node, bound per rank "
+            "with `srun --gpus-per-task` and seen as `CUDA_VISIBLE_DEVICES`); for production runs set `qos` to "
+            "`regular`."
         ),
         defaults={
             "qos": "debug",
@@ -83,6 +85,7 @@ PRESETS: tuple[SitePreset, ...] = (
             "mpi_launcher": "srun",
             "walltime": "00:30:00",
             "cmd_timeout": 120,
+            "gpu_env": "CUDA_VISIBLE_DEVICES",
         },
         examples={
             "mpi": {
@@ -94,6 +97,7 @@ PRESETS: tuple[SitePreset, ...] = (
                 "account": "m1234",
                 "constraint": "gpu",
                 "gpus_per_node": 4,
+                "slots_per_node": 4,
                 "qos": "regular",
                 "walltime": "02:00:00",
             },
@@ -101,6 +105,8 @@ PRESETS: tuple[SitePreset, ...] = (
         },
         sources=(
             "https://docs.nersc.gov/jobs/policy/",
+            "https://docs.nersc.gov/systems/perlmutter/architecture/ (GPU nodes: 4 NVIDIA A100)",
+            "https://docs.nersc.gov/jobs/affinity/ (GPU binding with srun --gpus-per-task)",
             "https://github.com/globus/globus-compute/blob/main/docs/endpoints/configs/perlmutter.yaml",
         ),
     ),
@@ -110,8 +116,9 @@ PRESETS: tuple[SitePreset, ...] = (
         title="OLCF Frontier (Slurm)",
         summary=(
             "The `batch` partition, whole nodes, `srun` as MPI launcher (Frontier's supported launcher) and "
-            "workers reaching the endpoint over the Slingshot interface `hsn0`. Frontier requires a project: "
-            "`account` must be given."
+            "workers reaching the endpoint over the Slingshot interface `hsn0`. Each node has 4 AMD MI250X, "
+            "seen as 8 GCDs (`gpus_per_node: 8`), bound per rank with `srun --gpus-per-task` and visible as "
+            "`ROCR_VISIBLE_DEVICES`. Frontier requires a project: `account` must be given."
         ),
         defaults={
             "partition": "batch",
@@ -119,13 +126,19 @@ PRESETS: tuple[SitePreset, ...] = (
             "mpi_launcher": "srun",
             "walltime": "00:30:00",
             "cmd_timeout": 120,
+            "gpus_per_node": 8,
+            "gpu_env": "ROCR_VISIBLE_DEVICES",
         },
         required=("account",),
         examples={
             "mpi": {"account": "abc123", "nodes_per_block": 2, "worker_init": "module load cray-python"},
+            "gpu": {"account": "abc123", "slots_per_node": 8},
             "python": {"engine_type": "GlobusComputeEngine", "account": "abc123", "max_workers_per_node": 56},
         },
-        sources=("https://docs.olcf.ornl.gov/systems/frontier_user_guide.html",),
+        sources=(
+            "https://docs.olcf.ornl.gov/systems/frontier_user_guide.html (node: 4 MI250X = 8 GCDs; "
+            "srun --gpus-per-task)",
+        ),
     ),
     SitePreset(
         name="polaris",
@@ -133,7 +146,9 @@ PRESETS: tuple[SitePreset, ...] = (
         title="ALCF Polaris (PBS Pro)",
         summary=(
             "The `debug` queue, the `home` and `eagle` file systems, nodes placed with `scatter`, 64 CPUs and 4 "
-            "GPUs per node, workers reaching the endpoint over `bond0`, and, for GlobusComputeEngine, one worker "
+            "GPUs per node (NVIDIA A100; `mpiexec` ranks are bound by a per-rank wrapper setting "
+            "`CUDA_VISIBLE_DEVICES` from `PMI_LOCAL_RANK`, as ALCF's `set_affinity_gpu_polaris.sh` does), workers "
+            "reaching the endpoint over `bond0`, and, for GlobusComputeEngine, one worker "
             "pool per node started with `mpiexec --cpu-bind none --depth=64 --ppn 1` as ALCF's Parsl example does. "
             "Polaris requires a project: `account` must be given."
         ),
@@ -145,6 +160,8 @@ PRESETS: tuple[SitePreset, ...] = (
             "select_options": "ngpus=4",
             "network_interface": "bond0",
             "walltime": "00:30:00",
+            "gpus_per_node": 4,
+            "gpu_env": "CUDA_VISIBLE_DEVICES",
         },
         internal={"gce_bind_cmd": "--cpu-bind", "gce_overrides": "--depth=64 --ppn 1"},
         required=("account",),
@@ -162,9 +179,13 @@ PRESETS: tuple[SitePreset, ...] = (
                 "filesystems": "home:eagle",
             },
             "python": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "max_workers_per_node": 32},
+            "gpu": {"account": "MyProject", "slots_per_node": 4},
+            "python_gpu": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "pin_workers_to_gpus": True},
         },
         sources=(
             "https://docs.alcf.anl.gov/polaris/workflows/parsl/",
+            "https://docs.alcf.anl.gov/polaris/hardware-overview/machine-overview/ (4 NVIDIA A100 per node)",
+            "https://docs.alcf.anl.gov/polaris/running-jobs/ (GPU affinity: set_affinity_gpu_polaris.sh)",
             "https://github.com/Parsl/parsl/blob/master/parsl/configs/polaris.py",
             "https://github.com/globus/globus-compute/blob/main/docs/endpoints/configs/polaris.yaml",
         ),
@@ -175,7 +196,9 @@ PRESETS: tuple[SitePreset, ...] = (
         title="ALCF Aurora (PBS Pro)",
         summary=(
             "The `debug` queue, the `home` and `flare` file systems, nodes placed with `scatter`, 208 CPU threads "
-            "per node, workers reaching the endpoint over `bond0`, and, for GlobusComputeEngine, one worker pool "
+            "per node, 6 Intel Data Center GPU Max (PVC) per node used as 12 tiles (`gpu_ids` `0.0` ... `5.1`, "
+            "bound per rank through `ZE_AFFINITY_MASK` by a per-rank wrapper, as ALCF's `gpu_tile_compact.sh` does), "
+            "workers reaching the endpoint over `bond0`, and, for GlobusComputeEngine, one worker pool "
             "per node started with `mpiexec --cpu-bind none --ppn 1`. Aurora requires a project: `account` must "
             "be given."
         ),
@@ -186,14 +209,22 @@ PRESETS: tuple[SitePreset, ...] = (
             "cpus_per_node": 208,
             "network_interface": "bond0",
             "walltime": "00:30:00",
+            "gpu_ids": [f"{gpu}.{tile}" for gpu in range(6) for tile in range(2)],
+            "gpu_env": "ZE_AFFINITY_MASK",
         },
         internal={"gce_bind_cmd": "--cpu-bind", "gce_overrides": "--ppn 1"},
         required=("account",),
         examples={
             "mpi": {"account": "MyProject", "nodes_per_block": 2, "worker_init": "module load frameworks"},
             "python": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "max_workers_per_node": 12},
+            "gpu": {"account": "MyProject", "slots_per_node": 12},
+            "python_gpu": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "pin_workers_to_gpus": True},
         },
-        sources=("https://docs.alcf.anl.gov/aurora/workflows/parsl/",),
+        sources=(
+            "https://docs.alcf.anl.gov/aurora/workflows/parsl/",
+            "https://docs.alcf.anl.gov/aurora/hardware-overview/machine-overview/ (6 PVC GPUs, 12 tiles per node)",
+            "https://docs.alcf.anl.gov/aurora/running-jobs-aurora/ (ZE_AFFINITY_MASK, gpu_tile_compact.sh)",
+        ),
     ),
 )
 
@@ -212,6 +243,12 @@ BASE_INTROS: dict[str, str] = {
         "multi-node task may be handed the same node twice. On sites that track memory per job, add "
         "`export SLURM_MEM_PER_CPU=...` to `worker_init` so concurrent `srun` steps do not wait for each other's "
         "memory.\n\n"
+        "GPUs: `gpus_per_node` requests them (`#SBATCH --gpus-per-node`) and declares the layout executor tasks' "
+        "`num_gpus` is checked against. With `srun` each rank of a task is bound by Slurm (`--gpus-per-node` and "
+        "`--gpus-per-task` join the task's launcher options); with `mpiexec` (`gpu_bind: wrapper`) the endpoint "
+        "claims free devices with lock files and a per-rank wrapper sets `gpu_env` from the local rank. "
+        "`slots_per_node: 4` on a 4-GPU node runs four one-GPU tasks at once, on disjoint devices. With "
+        "`GlobusComputeEngine`, `pin_workers_to_gpus: true` pins one Python worker per GPU.\n\n"
         "When the engine shuts down it cancels its jobs; the bundle's local endpoint also has its watcher run "
         "`scancel` if the driver is killed.\n\n"
         "`allowed_serializers` hardens the workers: they deserialize submitted functions and arguments only "
@@ -228,6 +265,11 @@ BASE_INTROS: dict[str, str] = {
         "template writes a node file listing each node of the job `slots_per_node` times (once by default, so "
         "each task gets whole nodes; more lets that many one-node tasks share a node).\n\n"
         "`queue` and `account` are passed to `qsub` and also written as `#PBS -q` / `#PBS -A` directives.\n\n"
+        "GPUs: `gpus_per_node` (or `gpu_ids`) declares the layout executor tasks' `num_gpus` is checked against "
+        "(request the GPUs themselves in `select_options`, e.g. `ngpus=4`). Ranks launched by `mpiexec` are "
+        "bound by a per-rank wrapper that sets `gpu_env` from the local rank, on devices the endpoint claims "
+        "with lock files so concurrent tasks never share one; `slots_per_node` lets several GPU tasks share a "
+        "node. With `GlobusComputeEngine`, `pin_workers_to_gpus: true` pins one Python worker per GPU.\n\n"
         "`allowed_serializers` hardens the workers: they deserialize submitted functions and arguments only "
         "with the strategies listed (the bundle's own tasks need `globus_compute_sdk.serialize.DillCode` and "
         "`globus_compute_sdk.serialize.DillDataBase64`; see the `local` template's README)."
@@ -246,6 +288,8 @@ def _jinja_literal(value: t.Any) -> str:
         if "'" in encoded or "\\" in encoded:
             raise ValueError(f"preset default {value!r} cannot be written as a Jinja literal")
         return f"'{encoded}'"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jinja_literal(v) for v in value) + "]"
     raise TypeError(f"unsupported preset default {value!r}")
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SECTIONS = ("executor", "gconly", "scaling", "payload", "slurm", "multinode")
+SECTIONS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
 
 
 def _slurm_up() -> bool:
@@ -63,6 +63,7 @@ def test_every_section_is_in_results_json_with_sane_figures(quick_run):
     expected = {
         "executor_overhead",
         "packing",
+        "gpu_packing",
         "gconly_over_raw_engine",
         "gconly_over_raw_engine_same_sim",
         "gconly_batched_over_stock_local",
@@ -146,6 +147,7 @@ def test_summary_has_a_table_per_section(quick_run):
     summary = (quick_run / "summary.md").read_text()
     for title in (
         "Executor mode",
+        "GPU packing",
         "GC-only mode",
         "GC-only scaling",
         "GC-only payload",
@@ -154,7 +156,7 @@ def test_summary_has_a_table_per_section(quick_run):
     ):
         assert f"**{title}**" in summary
     assert "scaling_manager_rss" in summary and "payload_registered_over_shipped_module" in summary
-    for step in SECTIONS[:4]:
+    for step in SECTIONS[:5]:
         table = (quick_run / f"{step}.md").read_text()
         assert table.startswith("| benchmark | ratio (median) |")
 
