@@ -4,16 +4,24 @@
     python -m benchmarks.bench_gconly --quick    # under a minute
     python -m benchmarks.bench_gconly --compare  # GC-only's packed calls vs plain calls, alternately
 
-Each repetition measures, back to back on the same started local endpoint
-(GlobusComputeEngine, ``--engine-workers`` workers):
+Each repetition measures, back to back on the same started and warmed local endpoint
+(GlobusComputeEngine, ``--engine-workers`` workers), the same trivial ensemble (persistent uniform
+sampler on the manager, trivial sim, ``--sims`` sims) or as many trivial tasks:
 
-* ``raw``: trivial tasks (no arguments) submitted straight to the endpoint
-  (``submit_to_registered_function``), all at once -> tasks/s;
-* ``raw_sim``: the trivial sim submitted straight to the endpoint, all at once, with the arguments
-  GC-only mode sends (H row, ``persis_info`` with its random stream, ``sim_specs``) -> tasks/s;
-* ``gconly``: GC-only mode, trivial sim, ``--nworkers`` virtual workers, batch size 1 -> sims/s;
-* ``gconly_batched``: the same with ``--batch-size`` sims per task -> sims/s;
-* ``stock``: stock libEnsemble, ``local`` comms, the same sim, generator and ``--nworkers`` -> sims/s.
+* ``raw``: trivial tasks (no arguments) submitted straight to the endpoint, all at once -> tasks/s;
+* ``raw_same``: the tasks GC-only mode submitted in a recorded run (same registered function, same
+  argument objects, so the same bytes), replayed straight to the endpoint, all at once -> tasks/s;
+* ``gconly``: GC-only mode, ``--nworkers`` virtual workers, batch size 1 -> sims/s;
+* ``gconly_batched``: ``--batched-nworkers`` virtual workers, ``--batch-size`` sims per task -> sims/s;
+* ``libe_gc``: libEnsemble's own Globus Compute path (``benchmarks/anchor.py``), ``--nworkers``
+  worker threads, on the same engine -> sims/s;
+* ``stock_threads`` / ``stock_local``: stock libEnsemble running the sim in-process, ``threads`` /
+  ``local`` comms, ``--stock-nworkers`` workers -> sims/s.
+
+Ensemble rates are timed in libEnsemble's history (first sim given out to last sim returned), so
+start-up counts on no side; each run's whole call (``call_seconds``) and the endpoint's start-up are
+recorded apart.  The driver process's CPU time per sim or task (all threads) is recorded beside
+every rate: it is disturbed less by other load than rates are.
 
 ``--compare`` measures instead, per repetition and on the same endpoint: ``raw``, then GC-only mode
 with plain calls (every sim's arguments through the endpoint's serializer, ``sim_f`` registered
@@ -22,10 +30,10 @@ itself: the wire format before packed calls) and with packed calls (stdlib-pickl
 plus the driver process's CPU time per task or sim (all its threads: the manager, the engine's
 result thread), which other load on the machine disturbs less than rates do.
 
-Ratios per repetition: ``gconly / raw`` and ``gconly / raw_sim`` (goal >= 0.9; the second isolates
-GC-only mode's own cost from the cost of serializing libEnsemble's arguments) and
-``gconly_batched / stock`` (goal >= 1.0; batching pays off once ``nworkers`` >= batch size x engine workers);
-the JSON file holds every raw number and, per ratio, the median and spread (min, max).
+Ratios per repetition (``FIGURES``): GC-only over the raw engine (goal >= 0.9, trivial task and
+same tasks), over libEnsemble's own GC path (goal >= 2 at equal concurrency, >= 10 batched) and
+batched GC-only over stock libEnsemble (goal >= 1.0, ``threads`` and ``local``); the JSON file
+holds every raw number, the load average per repetition and, per ratio, the median and spread.
 """
 
 from __future__ import annotations
@@ -332,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     rates.update(stock_threads=[], stock_local=[])
     call_s: dict[str, list[float]] = {k: [] for k in ("gconly", "gconly_batched", "libe_gc", "stock_threads")}
     call_s["stock_local"] = []
+    cpu_us: dict[str, list[float]] = {k: [] for k in rates}
     loads: list[float] = []
     try:
         # GC-only's own tasks, recorded once, for the raw engine to replay byte for byte
@@ -342,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             stop()
         for rep in range(reps):
             loads.append(load_average()[0])
-            rates["raw"].append(measure_raw(endpoint, sims))
-            rates["raw_same"].append(measure_replay(endpoint, calls))
             runs: dict[str, t.Callable[[], tuple[float, float]]] = {
+                "raw": lambda: (measure_raw(endpoint, sims), 0.0),
+                "raw_same": lambda: (measure_replay(endpoint, calls), 0.0),
                 "gconly": lambda: measure_gconly(sims, args.nworkers, 1, config),
                 "gconly_batched": lambda: measure_gconly(sims, args.batched_nworkers, args.batch_size, config),
                 "libe_gc": lambda: measure_anchor(endpoint, ensemble_specs(args.nworkers, sims, ""), args.nworkers),
@@ -352,12 +361,15 @@ def main(argv: list[str] | None = None) -> int:
                 "stock_local": lambda: measure_stock(sims, args.stock_nworkers, "local"),
             }
             for name, run in runs.items():
+                cpu0 = time.process_time()
                 rate, seconds = run()
+                cpu_us[name].append((time.process_time() - cpu0) / sims * 1e6)
                 rates[name].append(rate)
-                call_s[name].append(seconds)
+                if name in call_s:
+                    call_s[name].append(seconds)
             print(
                 f"rep {rep + 1}/{reps} (load {loads[-1]}): "
-                + ", ".join(f"{name} {values[-1]:.0f}/s" for name, values in rates.items()),
+                + ", ".join(f"{n} {v[-1]:.0f}/s ({cpu_us[n][-1]:.0f} us CPU)" for n, v in rates.items()),
                 flush=True,
             )
     finally:
@@ -384,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_per_rep": loads,
         "rates_per_s": {name: {**summary(v), "values": v} for name, v in rates.items()},
         "call_seconds": {name: {**summary(v), "values": v} for name, v in call_s.items()},
+        # CPU time of this process (all its threads) per sim or task; stock local comms' workers are other processes
+        "driver_cpu_us_per_sim": {name: {**summary(v), "values": v} for name, v in cpu_us.items()},
         "ratios": found_ratios,
     }
     pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
