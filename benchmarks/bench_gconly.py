@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help=f"repetitions (default {MIN_REPS}, quick 2)")
     parser.add_argument("--sims", type=int, help="sims (and raw tasks) per measurement (default 3000, quick 300)")
     parser.add_argument(
-        "--nworkers", type=int, default=8, help="GC-only virtual workers and libEnsemble's GC path workers (default 8)"
+        "--nworkers", type=int, default=32, help="GC-only virtual workers and libEnsemble GC path workers (default 32)"
     )
     parser.add_argument("--batched-nworkers", type=int, default=32, help="batched GC-only virtual workers (default 32)")
     parser.add_argument("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
