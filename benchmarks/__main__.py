@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -109,13 +110,20 @@ def run_step(step: str, quick: bool, out: Path) -> int:
     raise ValueError(f"unknown benchmark {step!r}; choose from {', '.join(STEPS)}")
 
 
+def error_line(text: str) -> str:
+    """Return the line of a traceback that names the error (not a warning printed after it)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
+    return (named or lines or ["unknown error"])[-1]
+
+
 def summarize(results: dict[str, t.Any]) -> str:
     """Render ``summary.md``: a table per section, or why a section has none."""
     parts = []
     for step, entry in results["benchmarks"].items():
         parts.append(f"**{TITLES[step]}**\n")
         if "error" in entry:
-            parts.append(f"Failed: {entry['error'].strip().splitlines()[-1]}\n")
+            parts.append(f"Failed: {error_line(entry['error'])}\n")
         elif "skipped" in entry:
             parts.append(f"Skipped: {entry['skipped']}\n")
         else:
