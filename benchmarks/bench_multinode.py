@@ -1,6 +1,6 @@
 """Several Slurm nodes per block: one-node task throughput across nodes, and time to the first 2-node MPI result.
 
-    python -m benchmarks.bench_multinode            # 3 repetitions, 18 tasks of 1 s per measurement
+    python -m benchmarks.bench_multinode            # 5 repetitions, 18 tasks of 1 s per measurement
     python -m benchmarks.bench_multinode --quick    # 1 repetition, 6 tasks
 
 Each measurement creates a local endpoint from the bundled ``slurm`` template (GlobusMPIEngine;
@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ import time
 import typing as t
 
 from benchmarks.bench_slurm import cancel_and_wait, slurm_status, summary, wait_for_free_node
+from benchmarks.common import MIN_REPS, load_average, machine
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 TWO_NODES = {"num_nodes": 2, "ranks_per_node": 1, "num_ranks": 2}
@@ -154,14 +154,14 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
                 got: dict[str, t.Any] = tasks_per_s(
                     sides[name], args.tasks, args.seconds, root / f"rep{rep}-{name}", args.start_timeout
                 )
-                got.update(waited_s=waited, busy=busy)
+                got.update(waited_s=waited, busy=busy, load_average=load_average())
                 runs[name].append(got)
                 print(f"multinode rep {rep + 1}/{args.reps}, {name}: {got['tasks_per_s']:.2f} tasks/s", flush=True)
             waited, busy = settle()
             seconds = first_result(
                 {**base, "nodes_per_block": 2}, TWO_NODES, root / f"rep{rep}-first2", args.start_timeout
             )
-            first2.append({"seconds": seconds, "waited_s": waited, "busy": busy})
+            first2.append({"seconds": seconds, "waited_s": waited, "busy": busy, "load_average": load_average()})
             print(f"multinode rep {rep + 1}/{args.reps}: first 2-node result after {seconds:.1f} s", flush=True)
     finally:
         left = cancel_and_wait(str(root))
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the multi-node benchmark (or record why it was skipped) and write the JSON file."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_multinode", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repetition of 6 tasks")
-    parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    parser.add_argument("--reps", type=int, help=f"repetitions (default {MIN_REPS}, quick 1)")
     parser.add_argument("--tasks", type=int, help="MPI tasks per throughput measurement (default 18, quick 6)")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds each MPI task sleeps (1.0)")
     parser.add_argument("--launcher", default="srun", choices=["srun", "mpiexec"], help="mpi_launcher (srun)")
@@ -218,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
     parser.add_argument("--output", default="multinode.json", help="JSON file to write")
     args = parser.parse_args(argv)
-    args.reps = args.reps or (1 if args.quick else 3)
+    args.reps = args.reps or (1 if args.quick else MIN_REPS)
     args.tasks = args.tasks or (6 if args.quick else 18)
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_multinode", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "quick": args.quick,
         **run(args),
     }
