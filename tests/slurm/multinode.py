@@ -68,7 +68,10 @@ def take_node_away(node: str) -> None:
 
 def bring_node_back(node: str, timeout: float = 90.0) -> None:
     """Start ``node``'s slurmd again and resume it; wait until Slurm shows it idle."""
-    # No pipes: the slurmd it starts outlives this process.
+    from bundle.local.reaper import TOKEN_ENV
+
+    # The slurmd it starts outlives this process: no pipes, and not marked as one of this process's engines'
+    # (the bundle's watcher stops every process carrying its token when the engines shut down).
     subprocess.run(
         ["bash", str(SLURM_SH), "start-node", node],
         check=True,
@@ -77,6 +80,7 @@ def bring_node_back(node: str, timeout: float = 90.0) -> None:
         stderr=subprocess.DEVNULL,
         timeout=timeout + 30,
         start_new_session=True,
+        env={k: v for k, v in os.environ.items() if k != TOKEN_ENV},
     )
     end = time.monotonic() + timeout
     while time.monotonic() < end and node_state(node) not in ("idle", "alloc", "mix"):
