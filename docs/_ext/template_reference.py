@@ -10,7 +10,6 @@ options are the base's) lists only what it sets differently, and points to its b
 from __future__ import annotations
 
 import json
-import os
 import re
 import typing as t
 
@@ -60,8 +59,14 @@ def _literal(value: t.Any) -> str:
 
 
 def _common_prefix(values: list[str]) -> str:
-    prefix = os.path.commonprefix(values)
-    return prefix[: prefix.rfind(".") + 1] if "." in prefix else ""
+    """Return the dotted components every value starts with (``"a.b."``), or ``""``."""
+    parts = [v.split(".")[:-1] for v in values]
+    common: list[str] = []
+    for column in zip(*parts, strict=False):
+        if len(set(column)) != 1:
+            break
+        common.append(column[0])
+    return ".".join(common) + "." if common else ""
 
 
 def _one_of(values: list[t.Any]) -> str:

@@ -49,7 +49,7 @@ def _ids(path: pathlib.Path) -> frozenset[str]:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: t.Any) -> None:
         pass
 
 
