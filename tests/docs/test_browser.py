@@ -128,8 +128,12 @@ const optionTables = Array.from(document.querySelectorAll('table.option-table'))
   const box = t.parentElement;
   return {overflow: box.scrollWidth - box.clientWidth, id: (t.closest('section') || {}).id || ''};
 });
+const flagged = Array.from(document.querySelectorAll(
+  '.system-message, .problematic, .contents:not(.this-will-duplicate-information-and-it-is-still-useful-here)'
+)).map(e => e.className + ': ' + e.textContent.trim().slice(0, 80));
 return {
   innerWidth: vw,
+  flagged: flagged,
   pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
   boxes: boxes,
   badImgs: badImgs,
@@ -183,6 +187,7 @@ def _check(driver: t.Any, site: str, root: pathlib.Path, page: str) -> tuple[dic
         problems.append(f"{page}: the page is {m['pageWidth']} px wide in a {WIDTH} px window")
     problems += [f"{page}: a {b['kind']!r} box ends at {b['right']} px, past the window" for b in m["boxes"]]
     problems += [f"{page}: image does not load: {src}" for src in m["badImgs"] + m["badObjs"]]
+    problems += [f"{page}: shown as a build or theme error: {text}" for text in m["flagged"]]
     problems += [
         f"{page}: option table in section {tab['id']!r} needs {tab['overflow']} px of sideways scrolling"
         for tab in m["optionTables"]
@@ -195,6 +200,7 @@ def _check(driver: t.Any, site: str, root: pathlib.Path, page: str) -> tuple[dic
 BAD_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><article>
 <div class="table-wrapper"><table class="option-table"><tr><td style="white-space:nowrap">{wide}</td></tr></table></div>
 <img src="missing.png" alt="x"><a href="../nowhere.html">x</a><a href="../index.html#no-such-anchor">y</a>
+<div class="contents">an untagged table of contents</div>
 <div style="width:1600px">wide</div></article></body></html>"""
 
 
@@ -208,6 +214,7 @@ def test_the_checks_catch_a_wide_page_a_missing_image_and_broken_links(
     text = "\n".join(problems)
     assert "the page is" in text and "image does not load" in text, text
     assert "nowhere.html" in text and "no-such-anchor" in text and "sideways scrolling" in text, text
+    assert "build or theme error" in text, text
 
 
 def test_pages_fit_1280px_pictures_load_and_links_resolve(
