@@ -1,4 +1,12 @@
-"""Sphinx configuration for the libe-gc-bundle documentation."""
+"""Sphinx configuration for the libe-gc-bundle documentation.
+
+Writing pages: add a new page to the ``index.rst`` toctree section whose readers need it.
+Pictures are DOT text under ``diagrams/`` drawn at build time by ``sphinx.ext.graphviz``
+(Graphviz's ``dot`` must be on PATH); ``diagrams/block.dot`` is the nodes / slots / ranks /
+GPUs picture to extend as the templates grow.  ``tests/docs/test_browser.py`` opens every
+top-level page in headless Chromium at 1280 px: keep code lines under about 80 characters
+and let wide tables wrap.
+"""
 
 from __future__ import annotations
 
