@@ -104,15 +104,17 @@ def run_gconly(
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
+    from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.journal import JOURNAL_FILE, Journal, JournalState, load_journal
     from bundle.gconly.resume import Reattach, find_saved_history, plan_resume, remaining_exit_criteria, resume_dir
     from bundle.session import LOCAL, GCSession, parse_endpoint
+    from bundle.templates import get_template
 
     gc = GCOnlySpecs.coerce(gc_specs)
     endpoint = gc_endpoint_of(sim_specs)
     if not endpoint:
         raise GCOnlyConfigError("GC-only mode needs sim_specs.globus_compute_endpoint ('local' or an endpoint UUID)")
-    ep_name, _ = parse_endpoint(endpoint, gc.template)
+    ep_name, ep_template = parse_endpoint(endpoint, gc.template)
 
     def coerce(value: t.Any, cls: t.Any) -> t.Any:
         # As libE()'s validate_call does: dicts become libEnsemble's spec classes with all their
@@ -187,9 +189,21 @@ def run_gconly(
         )
         H0_run = plan.H0
         exit_d = remaining_exit_criteria(exit_d, plan)
-    executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
+    choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
+    log.info("GC-only engine: %s", choice.note)
+    if gc.sdk_options and ep_name == LOCAL:
+        raise GCOnlyConfigError("gc_specs.sdk_options configure the SDK Executor of an endpoint UUID, not 'local'")
+    executor = GCSession.get_executor(
+        endpoint,
+        choice.user_endpoint_config,
+        template=gc.template,
+        sdk_options=gc.sdk_options or None,
+        **gc.endpoint_options,
+    )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
+    previous_spec = executor.resource_specification
+    executor.resource_specification = choice.resource_specification
 
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
@@ -241,6 +255,7 @@ def run_gconly(
         dispatcher.close()
         if journal is not None:
             journal.close()
+        executor.resource_specification = previous_spec
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 
