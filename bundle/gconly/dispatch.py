@@ -30,7 +30,13 @@ from libensemble.message_numbers import (
 
 from bundle.gconly.availability import ResultWatch, endpoint_failure
 from bundle.gconly.engine_choice import mpi_spec_refusal
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.errors import (
+    EndpointUnavailableError,
+    GCOnlyConfigError,
+    SimOutputError,
+    SimSerializationError,
+    SystematicSimError,
+)
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
@@ -43,6 +49,7 @@ if t.TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from bundle.gconly.failfast import FailFast
     from bundle.gconly.journal import Journal
     from bundle.gconly.resume import Reattach
 
@@ -131,6 +138,7 @@ class SimDispatcher:
         self.journal: Journal | None = None
         self.reattach: Reattach | None = None
         self.watch = ResultWatch(None)
+        self.failfast: FailFast | None = None
         self._check_function()
         self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1)
         self.function_id = self.wire.function_id
@@ -367,6 +375,8 @@ class SimDispatcher:
             return
         self._answer(order, calc_out, persis_info, calc_status)
         log_stats(order.w, stats_line(order.work, start, end, calc_status))
+        if self.failfast is not None:
+            self.failfast.succeeded()
 
     def _fail(self, order: SimOrder, text: str, start: float, end: float) -> None:
         sim_ids = [int(i) for i in order.work["libE_info"].get("H_rows", [])]
@@ -382,6 +392,11 @@ class SimDispatcher:
                 self._log.warning("could not write the error of sim_id %d: %s", sim_id, err)
         self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], TASK_FAILED)
         log_stats(order.w, stats_line(order.work, start, end, TASK_FAILED))
+        if self.failfast is not None:
+            try:
+                self.failfast.failed(sim_ids[0] if sim_ids else -1, text)
+            except SystematicSimError as err:
+                self._raise_fatal(err)
 
     def _answer(self, order: SimOrder, calc_out: object, persis_info: object, calc_status: object) -> None:
         order.done = True
