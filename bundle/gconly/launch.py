@@ -192,7 +192,8 @@ def run_gconly(
         H0_run = plan.H0
         exit_d = remaining_exit_criteria(exit_d, plan)
     choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
-    log.info("GC-only engine: %s", choice.note)
+    # A one-rank spec per sim is a cost the user should see (a node or slot per sim), not only a detail.
+    log.log(logging.WARNING if choice.resource_specification else logging.INFO, "GC-only engine: %s", choice.note)
     if gc.sdk_options and ep_name == LOCAL:
         raise GCOnlyConfigError("gc_specs.sdk_options configure the SDK Executor of an endpoint UUID, not 'local'")
     executor = GCSession.get_executor(
@@ -204,8 +205,6 @@ def run_gconly(
     )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
-    previous_spec = executor.resource_specification
-    executor.resource_specification = choice.resource_specification
 
     for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
         if callable(sim_d.get(key)):
@@ -239,6 +238,9 @@ def run_gconly(
             exit_logger()
 
     log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    # The executor is cached and shared: its spec is this run's only inside the try, restored in its finally.
+    previous_spec = executor.resource_specification
+    executor.resource_specification = choice.resource_specification
     try:
         H, persis_out, flag = manager(
             wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
