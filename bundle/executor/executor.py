@@ -562,7 +562,14 @@ mpi_runner_type
                 f"template {self.template_name!r} with engine_type GlobusComputeEngine cannot launch MPI apps; "
                 "use engine_type 'GlobusMPIEngine' or register the app with mpi=False"
             )
-        spec = mpi_spec(num_procs, num_nodes, procs_per_node, extra_args, default=self.resource_specification)
+        spec = mpi_spec(
+            num_procs,
+            num_nodes,
+            procs_per_node,
+            extra_args,
+            default=self.resource_specification,
+            mpi_launcher=self.mpi_launcher,
+        )
         limit = max_nodes(self.template, self.user_endpoint_config)
         if limit is not None and spec["num_nodes"] > limit:
             assert self.template is not None
