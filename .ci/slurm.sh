@@ -1,27 +1,50 @@
 #!/usr/bin/env bash
-# A single-node Slurm on this machine, for the tests in tests/slurm/.
+# A multi-node Slurm cluster on this one machine, for the tests in tests/slurm/.
 #
-#   .ci/slurm.sh up      install (Debian packages, only if missing), configure and start
-#                        munged, slurmctld and slurmd; wait until the node is idle
-#   .ci/slurm.sh down    stop the daemons this script started
-#   .ci/slurm.sh status  exit 0 if sinfo shows an idle or allocated node
+#   .ci/slurm.sh up             install (Debian packages, only if missing), configure and start munged,
+#                               slurmctld and one slurmd per node (n1 ... nK); wait until every node is idle
+#   .ci/slurm.sh down           stop the daemons this script started
+#   .ci/slurm.sh status         exit 0 if every node is idle, mixed or allocated
+#   .ci/slurm.sh nodes          print the node names, one per line
+#   .ci/slurm.sh stop-node N    take node N away: mark it down in slurmctld and stop its slurmd
+#   .ci/slurm.sh start-node N   bring node N back: start its slurmd and resume it; wait until it is usable
+#
+# Every node is this machine (NodeAddr 127.0.0.1, its own slurmd port); node names resolve to 127.0.0.1
+# through /etc/hosts, so `mpiexec -hosts n1,n2` and `srun -N 2` work; `$SLURMD_NODENAME` tells which node
+# a rank landed on (`hostname` is the same everywhere).  Each node declares SLURM_GPUS_PER_NODE stand-in GPUs
+# as Slurm GRES: character devices (Slurm refuses regular files) that nothing reads, so Slurm's GPU binding
+# (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, ZE_AFFINITY_MASK) can be tested without a GPU.
 #
 # Needs root and apt-get (Debian/Ubuntu).  Idempotent: running "up" twice is cheap.
 set -euo pipefail
 
 HOST="$(hostname -s)"
-CPUS="$(nproc)"
+NODES="${SLURM_NODES:-3}"
+CPUS_PER_NODE="${SLURM_CPUS_PER_NODE:-2}"
+GPUS_PER_NODE="${SLURM_GPUS_PER_NODE:-4}"
 CONF_DIR=/etc/slurm
 STATE=/var/lib/slurm
 LOGS=/var/log/slurm
+GPU_DIR="$STATE/stand-in-gpus"
+FIRST_PORT=17001
+MARK="libe-gc-bundle multi-node"
 
 log() { echo "slurm.sh: $*" >&2; }
 
-node_ready() {
+node_names() { for i in $(seq 1 "$NODES"); do echo "n$i"; done; }
+
+node_state() {  # the state of node $1 as sinfo prints it, without the flag characters
+  sinfo --noheader --nodes="$1" --format=%t 2>/dev/null | head -n1 | tr -d '*~#!%$@^-' || true
+}
+
+usable() { [[ "$1" == idle || "$1" == alloc || "$1" == mix ]]; }
+
+cluster_ready() {
   command -v sinfo >/dev/null 2>&1 || return 1
-  local state
-  state="$(sinfo --noheader --nodes="$HOST" --format=%t 2>/dev/null | head -n1 | tr -d '*~#')" || return 1
-  [[ "$state" == idle || "$state" == alloc || "$state" == mix ]]
+  local node
+  for node in $(node_names); do
+    usable "$(node_state "$node")" || return 1
+  done
 }
 
 install_packages() {
@@ -37,28 +60,68 @@ install_packages() {
   fi
 }
 
+write_if_changed() {  # write $2 to file $1; remember when something changed
+  if [[ ! -f "$1" ]] || [[ "$(cat "$1")" != "$2" ]]; then
+    printf '%s\n' "$2" > "$1"
+    CONFIG_CHANGED=1
+  fi
+}
+
+write_hosts() {
+  local names
+  names="$(node_names | tr '\n' ' ')"
+  local line="127.0.0.1 ${names% } # ${MARK}"
+  if ! grep -qxF -- "$line" /etc/hosts; then
+    # /etc/hosts may be a bind mount: rewrite it in place rather than replacing the file
+    local kept
+    kept="$(grep -v "# ${MARK}\$" /etc/hosts || true)"
+    printf '%s\n%s\n' "$kept" "$line" > /etc/hosts
+  fi
+}
+
+make_gpus() {
+  mkdir -p "$GPU_DIR"
+  local i
+  for i in $(seq 0 $((GPUS_PER_NODE - 1))); do
+    if [[ ! -c "$GPU_DIR/nvidia$i" ]]; then
+      rm -f "$GPU_DIR/nvidia$i"
+      mknod "$GPU_DIR/nvidia$i" c 1 3  # same numbers as /dev/null
+    fi
+  done
+}
+
 write_config() {
-  mkdir -p "$CONF_DIR" "$STATE/slurmctld" "$STATE/slurmd" "$LOGS" /run/munge /var/log/munge /var/lib/munge
-  local conf="$CONF_DIR/slurm.conf"
-  local want
-  want="$(cat <<CONF
-# Written by libe-gc-bundle .ci/slurm.sh: one node, the machine itself.
+  mkdir -p "$CONF_DIR" "$STATE/slurmctld" "$LOGS" /run/munge /var/log/munge /var/lib/munge
+  local i node_lines="" last=$((GPUS_PER_NODE - 1)) gres_line=""
+  for i in $(seq 1 "$NODES"); do
+    mkdir -p "$STATE/slurmd-n$i"
+    node_lines+="NodeName=n$i NodeHostname=${HOST} NodeAddr=127.0.0.1 Port=$((FIRST_PORT + i - 1)) CPUs=${CPUS_PER_NODE}"
+    if (( GPUS_PER_NODE > 0 )); then node_lines+=" Gres=gpu:${GPUS_PER_NODE}"; fi
+    node_lines+=$' State=UNKNOWN\n'
+  done
+  if (( GPUS_PER_NODE > 0 )); then
+    gres_line="NodeName=n[1-${NODES}] Name=gpu File=${GPU_DIR}/nvidia[0-${last}]"
+  fi
+  write_if_changed "$CONF_DIR/slurm.conf" "$(cat <<CONF
+# Written by ${MARK} .ci/slurm.sh: ${NODES} nodes, all on this machine.
 ClusterName=libegc
 SlurmctldHost=${HOST}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 StateSaveLocation=${STATE}/slurmctld
-SlurmdSpoolDir=${STATE}/slurmd
+SlurmdSpoolDir=${STATE}/slurmd-%n
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=/run/slurmd-%n.pid
 SlurmctldLogFile=${LOGS}/slurmctld.log
-SlurmdLogFile=${LOGS}/slurmd.log
+SlurmdLogFile=${LOGS}/slurmd-%n.log
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+GresTypes=gpu
 MpiDefault=pmi2
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
@@ -68,14 +131,11 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=30
-NodeName=${HOST} NodeAddr=127.0.0.1 CPUs=${CPUS} State=UNKNOWN
-PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+${node_lines%$'\n'}
+PartitionName=debug Nodes=n[1-${NODES}] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 )"
-  if [[ ! -f "$conf" ]] || [[ "$(cat "$conf")" != "$want" ]]; then
-    printf '%s\n' "$want" > "$conf"
-    CONFIG_CHANGED=1
-  fi
+  write_if_changed "$CONF_DIR/gres.conf" "$gres_line"
   if [[ ! -s /etc/munge/munge.key ]]; then
     log "creating munge key"
     mkdir -p /etc/munge
@@ -86,10 +146,29 @@ CONF
   chmod 0400 /etc/munge/munge.key
 }
 
-running() { pgrep -x "$1" >/dev/null 2>&1; }  # is any such daemon up (ours or the system's)
+pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_pidfile() {  # stop the daemon whose pid file is $1
+  local pidfile="$1" pid
+  [[ -s "$pidfile" ]] || return 0
+  pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $(basename "$pidfile" .pid) (pid $pid)"
+    kill "$pid" || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+start_node() {
+  pid_alive "/run/slurmd-$1.pid" && return 0
+  log "starting slurmd for node $1"
+  slurmd -N "$1"
+}
 
 start_daemons() {
-  if ! running munged; then
+  if ! pgrep -x munged >/dev/null 2>&1; then
     log "starting munged"
     if id munge >/dev/null 2>&1; then
       su -s /bin/sh munge -c "munged --force" || munged --force
@@ -100,69 +179,96 @@ start_daemons() {
   if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
     stop_slurm
   fi
-  if ! running slurmctld; then
+  if ! pid_alive /run/slurmctld.pid; then
     log "starting slurmctld"
-    slurmctld
+    if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
+      slurmctld -c  # new node layout: forget the old nodes' and jobs' state
+    else
+      slurmctld
+    fi
   fi
-  if ! running slurmd; then
-    log "starting slurmd"
-    slurmd
-  fi
+  local node
+  for node in $(node_names); do start_node "$node"; done
 }
 
 stop_slurm() {
-  # By the pid files slurm.conf names, so only the daemons this configuration started are stopped.
-  for daemon in slurmd slurmctld; do
-    local pidfile="/run/${daemon}.pid" pid
-    [[ -s "$pidfile" ]] || continue
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-      log "stopping $daemon (pid $pid)"
-      kill "$pid" || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    rm -f "$pidfile"
+  # By pid file, so only the daemons this configuration started are stopped (also a single-node
+  # slurmd from an older configuration of this script).
+  local pidfile
+  for pidfile in /run/slurmd-*.pid /run/slurmd.pid /run/slurmctld.pid; do
+    [[ -e "$pidfile" ]] && stop_pidfile "$pidfile"
   done
+  return 0
 }
 
-wait_ready() {
-  for _ in $(seq 1 60); do
-    if node_ready; then
-      log "node $HOST is ready: $(sinfo --noheader --format='%P %a %D %t %c')"
+wait_nodes() {  # wait until the nodes named in "$@" are usable
+  local node state pending
+  for _ in $(seq 1 90); do
+    pending=()
+    for node in "$@"; do
+      state="$(node_state "$node")"
+      if ! usable "$state"; then
+        pending+=("$node")
+        if [[ "$state" == down* || "$state" == drain* || "$state" == drng ]]; then
+          scontrol update NodeName="$node" State=RESUME >/dev/null 2>&1 || true
+        fi
+      fi
+    done
+    if (( ${#pending[@]} == 0 )); then
       return 0
-    fi
-    local state
-    state="$(sinfo --noheader --nodes="$HOST" --format=%t 2>/dev/null | head -n1 || true)"
-    if [[ "$state" == down* || "$state" == drain* ]]; then
-      scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true
     fi
     sleep 1
   done
-  log "Slurm did not become ready within 60 s; see $LOGS/slurmctld.log and $LOGS/slurmd.log"
-  tail -n 20 "$LOGS/slurmctld.log" "$LOGS/slurmd.log" >&2 || true
+  log "nodes ${pending[*]} did not become ready within 90 s; see $LOGS/slurmctld.log and $LOGS/slurmd-*.log"
+  sinfo -N >&2 || true
+  tail -n 20 "$LOGS/slurmctld.log" >&2 || true
   return 1
 }
 
+need_root() { if [[ "$(id -u)" != 0 ]]; then log "needs root"; exit 2; fi; }
+
 case "${1:-up}" in
   up)
-    if [[ "$(id -u)" != 0 ]]; then log "needs root"; exit 2; fi
-    if node_ready && [[ -f "$CONF_DIR/slurm.conf" ]] && grep -q 'libe-gc-bundle' "$CONF_DIR/slurm.conf"; then
+    need_root
+    if cluster_ready && grep -q "$MARK" "$CONF_DIR/slurm.conf" 2>/dev/null \
+        && [[ "$(grep -c '^NodeName=' "$CONF_DIR/slurm.conf")" == "$NODES" ]]; then
       log "already up"
       exit 0
     fi
     install_packages
+    write_hosts
+    make_gpus
     write_config
     start_daemons
-    wait_ready
+    # shellcheck disable=SC2046
+    wait_nodes $(node_names)
+    log "cluster is ready:"
+    sinfo -N --format='%N %P %t %c %G' >&2
     ;;
   down)
     stop_slurm
     ;;
   status)
-    node_ready
+    cluster_ready
+    ;;
+  nodes)
+    node_names
+    ;;
+  stop-node)
+    need_root
+    [[ -n "${2:-}" ]] || { log "usage: $0 stop-node NODE"; exit 2; }
+    scontrol update NodeName="$2" State=DOWN Reason="taken away by slurm.sh stop-node" >/dev/null
+    stop_pidfile "/run/slurmd-$2.pid"
+    ;;
+  start-node)
+    need_root
+    [[ -n "${2:-}" ]] || { log "usage: $0 start-node NODE"; exit 2; }
+    start_node "$2"
+    scontrol update NodeName="$2" State=RESUME >/dev/null 2>&1 || true
+    wait_nodes "$2"
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|nodes|stop-node NODE|start-node NODE" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,4 @@
-"""A real single-node Slurm for the tests in this folder.
+"""A real multi-node Slurm (n1, n2, n3 on this machine) for the tests in this folder.
 
 The session fixture ``slurm`` starts Slurm with ``.ci/slurm.sh up`` when it is
 not running and this is root; otherwise the tests skip, saying why.  In CI
@@ -81,7 +81,7 @@ def cancel_ours() -> None:
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[None]:
-    """A running single-node Slurm; every job the tests submitted is gone afterwards."""
+    """A running Slurm cluster; every job the tests submitted is gone afterwards."""
     _SESSION_ROOT[:] = [str(tmp_path_factory.getbasetemp().resolve())]
     if not _slurm_up():
         if os.geteuid() != 0:
