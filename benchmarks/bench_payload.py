@@ -32,19 +32,18 @@ reference by name, as in the ``module`` variant, is a few dozen bytes).
 from __future__ import annotations
 
 import argparse
-import builtins
 import json
 import os
 import pathlib
 import platform
 import statistics
 import sys
-import types
 import typing as t
 import uuid
 
 from benchmarks import bench_gconly
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, trivial_sim
+from bundle.byvalue import by_value
 
 VARIANTS = ("module", "main")
 
@@ -53,11 +52,7 @@ def _by_value(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     """Return a copy of ``fn`` that looks defined in the calling script (``__main__``): dill sends its code."""
     import numpy
 
-    copy = types.FunctionType(fn.__code__, {"__builtins__": builtins, "np": numpy}, fn.__name__)
-    copy.__module__ = "__main__"
-    copy.__qualname__ = fn.__qualname__
-    copy.__doc__ = fn.__doc__
-    return copy
+    return by_value(fn, np=numpy)
 
 
 class Recorder:
