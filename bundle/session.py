@@ -12,12 +12,14 @@ executor per (endpoint, template, user_endpoint_config) key:
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import threading
 import typing as t
 import uuid
+
+from bundle.forksafe import KeyedLocks, after_fork_in_child
+from bundle.templates import config_key
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +73,14 @@ class GCSession:
     """
 
     _lock = threading.Lock()
+    _creating: t.ClassVar[KeyedLocks] = KeyedLocks()
     _executors: t.ClassVar[dict[tuple[str, str | None, str], ExecutorLike]] = {}
     _exit_hooked: t.ClassVar[int | None] = None
 
     @staticmethod
     def _key(endpoint: str, template: str | None, config: t.Mapping[str, t.Any] | None) -> tuple[str, str | None, str]:
         try:
-            cfg = json.dumps(config or {}, sort_keys=True)
+            cfg = config_key(config)
         except (TypeError, ValueError) as err:
             raise TypeError(f"user_endpoint_config must be JSON-serializable: {err}") from err
         return endpoint, template, cfg
@@ -124,10 +127,18 @@ class GCSession:
             get_template(tmpl).validate(user_endpoint_config)
         with cls._lock:
             executor = cls._executors.get(key)
+        if executor is not None:
+            return executor
+        # Creating one may be slow (a cloud endpoint's metadata check, a local engine): only callers of
+        # this key wait for it, under this key's lock; the shared lock guards the dictionary only.
+        with cls._creating.of(key):
+            with cls._lock:
+                executor = cls._executors.get(key)
             if executor is None:
                 executor = cls._create(ep, tmpl, user_endpoint_config, local_kwargs)
-                cls._executors[key] = executor
-                cls._hook_process_exit()
+                with cls._lock:
+                    cls._executors[key] = executor
+                    cls._hook_process_exit()
             return executor
 
     @staticmethod
@@ -194,6 +205,7 @@ class GCSession:
 atexit.register(GCSession.clear)
 
 
+@after_fork_in_child
 def _forget_parent_executors() -> None:
     """In a forked child (a libEnsemble worker on ``local`` comms): start with an empty cache.
 
@@ -203,7 +215,3 @@ def _forget_parent_executors() -> None:
     GCSession._lock = threading.Lock()
     GCSession._executors = {}
     GCSession._exit_hooked = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_executors)

@@ -43,6 +43,7 @@ from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializa
 from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
+from bundle.forksafe import KeyedLocks
 from bundle.resource_spec import normalize_mpi_spec
 from bundle.session import LOCAL, GCSession, parse_endpoint
 
@@ -51,20 +52,12 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SUBMIT_LOCK = threading.Lock()
-"""Held while a task's ``resource_specification`` is set on a shared endpoint executor and the task submitted."""
+_ENDPOINT_LOCKS = KeyedLocks(weak=True)
+"""Per endpoint executor: held while a task's ``resource_specification`` is set on it and the task submitted,
+and while the runners are registered with it.  One slow endpoint never stalls submissions to another."""
 
 _RUNNER_IDS: weakref.WeakKeyDictionary[t.Any, dict[str, str]] = weakref.WeakKeyDictionary()
 """Per endpoint executor: the function ids of the registered runners (``run_app``, ``run_python``)."""
-
-
-def _reset_after_fork() -> None:
-    global _SUBMIT_LOCK
-    _SUBMIT_LOCK = threading.Lock()  # another thread may have held the parent's at fork time
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 
@@ -264,7 +257,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     @staticmethod
     def _runner_id(gce: t.Any, which: str) -> str:
         """Register ``run_app`` or ``run_python`` with this endpoint executor once; return its function id."""
-        with _SUBMIT_LOCK:
+        with _ENDPOINT_LOCKS.of(gce):
             ids = _RUNNER_IDS.setdefault(gce, {})
             if which not in ids:
                 ids[which] = gce.register_function(portable(which))
@@ -594,7 +587,7 @@ mpi_runner_type
     @staticmethod
     def _submit(gce: t.Any, spec: dict[str, t.Any] | None, function_id: str, args: tuple[t.Any, ...]) -> t.Any:
         """Submit with ``spec`` as the task's resource specification on a possibly shared endpoint executor."""
-        with _SUBMIT_LOCK:
+        with _ENDPOINT_LOCKS.of(gce):
             previous = gce.resource_specification
             gce.resource_specification = spec
             try:

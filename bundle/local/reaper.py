@@ -37,6 +37,7 @@ import time
 import typing as t
 import uuid
 
+from bundle.forksafe import after_fork_in_child
 from bundle.proctree import alive, descendants, find_with_env, start_time, terminate
 
 __all__ = [
@@ -249,6 +250,7 @@ def _stop_watcher() -> None:
 atexit.register(_stop_watcher)
 
 
+@after_fork_in_child
 def _forget_parent_watcher() -> None:
     """In a forked child: drop the parent's pipe (its watcher must see EOF when the parent exits)."""
     global _lock
@@ -260,10 +262,6 @@ def _forget_parent_watcher() -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_watcher)
 
 
 def register(pid: int) -> None:
