@@ -169,14 +169,11 @@ def measure_gconly(
     sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any], *, packed: bool = True
 ) -> float:
     """Run a GC-only ensemble of trivial sims; return sims/s (``packed=False``: plain calls)."""
-    from bundle.gconly import GCOnlySpecs, wire
+    from bundle.gconly import GCOnlySpecs
 
     specs = ensemble_specs(nworkers, sims)
-    wire.PACK_CALLS = packed
-    try:
-        res, elapsed = run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size))
-    finally:
-        wire.PACK_CALLS = True
+    gc_specs = GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size, pack_calls=packed)
+    res, elapsed = run_ensemble(specs, nworkers, gc_specs)
     done = int(res.H["sim_ended"].sum())
     return done / elapsed
 

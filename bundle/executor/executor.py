@@ -461,8 +461,8 @@ mpi_runner_type
                     dict(task.env),
                 )
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
-        except (ExecutorException, BundleError, TypeError) as err:
-            raise err
+        except (ExecutorException, BundleError, TypeError):
+            raise  # the caller's mistakes: not a task that failed to start
         except (
             Exception
         ) as err:  # the endpoint is gone or refused the task: as MPIExecutor, a task that failed to start

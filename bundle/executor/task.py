@@ -105,11 +105,6 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.timer.start()
         self.submit_time = self.timer.tstart
 
-    @property
-    def gc_task_id(self) -> str | None:
-        """The Globus Compute task id (None until the endpoint has assigned one)."""
-        return getattr(self.future, "task_id", None)
-
     # --- status ---------------------------------------------------------------------
 
     def _check_poll(self) -> bool:
@@ -143,7 +138,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.error = err
             self.state = "FAILED"
             self.success = False
-            log.info("Task %s failed: %s", self.name, _first_line(err))
+            log.info("Task %s failed: %s", self.name, _last_line(err))
             return
         if self.kind == "python":
             self._value = value
@@ -345,6 +340,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.calc_task_timing()
 
 
-def _first_line(err: BaseException) -> str:
+def _last_line(err: BaseException) -> str:
+    """Return the last line of an error's text: for a remote traceback, the exception and its message."""
     text = str(err).strip()
     return text.splitlines()[-1] if text else type(err).__name__

@@ -98,6 +98,7 @@ class SimDispatcher:
         batch_size: int,
         error_dir: pathlib.Path,
         poll_interval: float = 0.05,
+        pack_calls: bool = True,
     ) -> None:
         self.executor = executor
         self.sim_specs = sim_specs
@@ -130,7 +131,7 @@ class SimDispatcher:
         self.reattach: Reattach | None = None
         self.watch = ResultWatch(None)
         self._check_function()
-        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1)
+        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
         self.function_id = self.wire.function_id
 
     # --- checks -------------------------------------------------------------------------
@@ -457,10 +458,6 @@ class SimDispatcher:
                 endpoint=self.endpoint,
             )
         )
-
-    def in_flight(self) -> int:
-        """Return the number of work orders not yet answered."""
-        return len(self._orders)
 
     def close(self) -> None:
         """Cancel every task still in flight (the run is over); idempotent."""

@@ -192,7 +192,9 @@ def run_gconly(
         check_endpoint_online(executor, endpoint)
 
     error_dir = workflow_dir / ERROR_DIR
-    dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
+    dispatcher: SimDispatcher = SimDispatcher(
+        executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval, pack_calls=gc.pack_calls
+    )
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)

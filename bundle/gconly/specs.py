@@ -53,6 +53,10 @@ class GCOnlySpecs:
         For an endpoint UUID: ask the Globus Compute service for the endpoint's status before
         submitting, and end the run at once when it is unknown or not online.  False queues the
         sims for an offline endpoint (they run when it comes back).  Default True.
+    pack_calls : bool
+        Send each call's arguments pickled in one ``bytes`` object when the endpoint's serializer
+        allows it (faster).  False sends every call plain through the endpoint's serializer, e.g.
+        for an endpoint that must not run ``pickle.loads`` on arguments.  Default True.
 
     Examples
     --------
@@ -68,6 +72,7 @@ class GCOnlySpecs:
     resume: bool | str | os.PathLike[str] = False
     result_timeout: float | None = 86400.0
     require_online: bool = True
+    pack_calls: bool = True
 
     def __post_init__(self) -> None:
         if self.user_endpoint_config is not None and not isinstance(self.user_endpoint_config, dict):
