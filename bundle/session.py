@@ -17,6 +17,7 @@ import os
 import threading
 import typing as t
 import uuid
+from concurrent.futures import Future
 
 from bundle.forksafe import KeyedLocks, after_fork_in_child
 from bundle.templates import config_key
@@ -25,8 +26,41 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 
-ExecutorLike = t.Any
-"""A ``globus_compute_sdk.Executor`` or a :class:`~bundle.local.LocalEndpoint`."""
+
+class ExecutorLike(t.Protocol):
+    """What the bundle uses of an endpoint executor: a ``globus_compute_sdk.Executor`` or a
+    :class:`~bundle.local.LocalEndpoint` (mypy checks that both have it).
+    """
+
+    @property
+    def resource_specification(self) -> dict[str, t.Any] | None:
+        """The ``resource_specification`` sent with each task."""
+
+    @resource_specification.setter
+    def resource_specification(self, value: dict[str, t.Any] | None) -> None: ...
+
+    def register_function(self, fn: t.Callable[..., t.Any], function_id: str | None = None, **kwargs: t.Any) -> str:
+        """Register ``fn`` with the endpoint; return its function id."""
+
+    def submit(self, fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> Future[t.Any]:
+        """Run ``fn(*args, **kwargs)`` on the endpoint."""
+
+    def submit_to_registered_function(
+        self, function_id: str, args: tuple[t.Any, ...] | None = None, kwargs: dict[str, t.Any] | None = None
+    ) -> Future[t.Any]:
+        """Run a registered function on the endpoint."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the executor."""
+
+
+if t.TYPE_CHECKING:
+    from globus_compute_sdk import Executor
+
+    from bundle.local import LocalEndpoint
+
+    def _both_are_executor_like(local: LocalEndpoint, cloud: Executor) -> tuple[ExecutorLike, ExecutorLike]:
+        return local, cloud  # mypy fails here when either stops matching the protocol
 
 
 def parse_endpoint(endpoint: str | uuid.UUID, template: str | None = None) -> tuple[str, str | None]:
