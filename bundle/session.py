@@ -28,8 +28,9 @@ LOCAL = "local"
 
 
 class ExecutorLike(t.Protocol):
-    """What the bundle uses of an endpoint executor: a ``globus_compute_sdk.Executor`` or a
-    :class:`~bundle.local.LocalEndpoint` (mypy checks that both have it).
+    """What the bundle uses of an endpoint executor.
+
+    A ``globus_compute_sdk.Executor`` or a :class:`~bundle.local.LocalEndpoint`; mypy checks that both match.
     """
 
     @property
