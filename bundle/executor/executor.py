@@ -396,21 +396,51 @@ mpi_runner_type
         if walltime is not None and (isinstance(walltime, bool) or walltime <= 0):
             raise ExecutorException(f"walltime must be a positive number of seconds, got {walltime!r}")
 
+        app, kind = self._app_of(calc_type, app_name, func)
+        task = self._new_task(app, kind, app_args, workdir, stdout, stderr, dry_run)
+        task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
+        cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run)
+        if dry_run:
+            log.info("Test (No submit) Runline: %s", task.runline)
+            task._set_complete()
+            self.list_of_tasks.append(task)
+            return task
+        if task.shared_fs and kind != "python":
+            self._remove_stale_output(task)
+        if not self._hand_off(task, app, kind, cmd, args, kwargs, walltime):
+            return task
+        if wait_on_start:
+            self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
+        return task
+
+    def _app_of(
+        self, calc_type: str | None, app_name: str | None, func: t.Callable[..., t.Any] | None
+    ) -> tuple[Application, str]:
+        """Return the app to run and its kind (``python``, ``mpi`` or ``serial``), as ``MPIExecutor`` finds it."""
         if func is not None:
             if not callable(func):
                 raise ExecutorException(f"func must be callable, got {type(func).__name__}")
             name = getattr(func, "__name__", "func")
-            app = Application(name, name, None, None, func)
-            kind = "python"
-        elif app_name is not None:
+            return Application(name, name, None, None, func), "python"
+        if app_name is not None:
             app = self.get_app(app_name)
-            kind = self._kind(app)
         elif calc_type is not None:
             app = self.default_app(calc_type)
-            kind = self._kind(app)
         else:
             raise ExecutorException("Either app_name, calc_type or func must be set")
+        return app, self._kind(app)
 
+    def _new_task(
+        self,
+        app: Application,
+        kind: str,
+        app_args: str | None,
+        workdir: str | None,
+        stdout: str | None,
+        stderr: str | None,
+        dry_run: bool | None,
+    ) -> GlobusComputeTask:
+        """Create the task object (not yet submitted)."""
         task = GlobusComputeTask(
             app,
             app_args,
@@ -425,42 +455,61 @@ mpi_runner_type
         )
         task.pending_timeout = self.pending_timeout
         task.endpoint_label = str(self.endpoint)
-        task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
-        cmd = ""
-        if kind != "python":
-            # As MPIExecutor does: the app command and app_args split on whitespace, no shell in between.
-            tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
-            tokens = self._set_sim_dir_env(task, tokens)
-            cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
-            task.runline = self._runline(kind, " ".join(tokens), task.resource_specification)
-            if not dry_run and self.is_local:
-                self._check_app_exists(app)
-        if dry_run:
-            log.info("Test (No submit) Runline: %s", task.runline)
-            task._set_complete()
-            self.list_of_tasks.append(task)
-            return task
+        return task
 
-        if task.shared_fs and kind != "python":
-            self._remove_stale_output(task)
+    def _command(
+        self, task: GlobusComputeTask, app: Application, kind: str, app_args: str | None, dry_run: bool | None
+    ) -> str:
+        """Return an app task's command for the runner, and set ``task.runline``."""
+        # As MPIExecutor does: the app command and app_args split on whitespace, no shell in between.
+        tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
+        tokens = self._set_sim_dir_env(task, tokens)
+        cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
+        task.runline = self._runline(kind, " ".join(tokens), task.resource_specification)
+        if not dry_run and self.is_local:
+            self._check_app_exists(app)
+        return cmd
+
+    def _runner_call(
+        self,
+        task: GlobusComputeTask,
+        app: Application,
+        kind: str,
+        cmd: str,
+        args: t.Sequence[t.Any],
+        kwargs: dict[str, t.Any] | None,
+        walltime: float | None,
+    ) -> tuple[str, tuple[t.Any, ...]]:
+        """Return which runner takes the task (``run_python`` or ``run_app``) and its arguments."""
+        if kind == "python":
+            return "run_python", (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
+        return "run_app", (
+            cmd,
+            kind == "mpi",
+            task.workdir,
+            task.stdout,
+            task.stderr,
+            walltime,
+            task.marker,
+            self.snippet_lines,
+            dict(task.env),
+        )
+
+    def _hand_off(
+        self,
+        task: GlobusComputeTask,
+        app: Application,
+        kind: str,
+        cmd: str,
+        args: t.Sequence[t.Any],
+        kwargs: dict[str, t.Any] | None,
+        walltime: float | None,
+    ) -> bool:
+        """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task)."""
         try:
             gce = self.gc_executor()
-            if kind == "python":
-                run_args: tuple[t.Any, ...] = (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
-                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
-            else:
-                run_args = (
-                    cmd,
-                    kind == "mpi",
-                    task.workdir,
-                    task.stdout,
-                    task.stderr,
-                    walltime,
-                    task.marker,
-                    self.snippet_lines,
-                    dict(task.env),
-                )
-                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
+            runner, run_args = self._runner_call(task, app, kind, cmd, args, kwargs, walltime)
+            future = self._submit(gce, task.resource_specification, self._runner_id(gce, runner), run_args)
         except (ExecutorException, BundleError, TypeError):
             raise  # the caller's mistakes: not a task that failed to start
         except (
@@ -476,13 +525,11 @@ mpi_runner_type
             task.state = "FAILED_TO_START"
             task.finished = True
             self.list_of_tasks.append(task)
-            return task
+            return False
         task._submitted(future)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
-        if wait_on_start:
-            self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
-        return task
+        return True
 
     @staticmethod
     def _remove_stale_output(task: GlobusComputeTask) -> None:
