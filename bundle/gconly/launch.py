@@ -92,20 +92,16 @@ def run_gconly(
         the service refusing tasks, or no result for ``gc_specs.result_timeout`` seconds (the
         history is saved first; the message names the file).
     """
-    import numpy as np
-    from libensemble import specs as lspecs
     from libensemble.comms.logs import manager_logging_config
     from libensemble.history import History
-    from libensemble.libE import manager
     from libensemble.resources.resources import Resources
     from libensemble.tools.alloc_support import AllocSupport
-    from libensemble.utils.misc import specs_dump
 
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
-    from bundle.gconly.journal import JOURNAL_FILE, Journal, JournalState, load_journal
-    from bundle.gconly.resume import Reattach, find_saved_history, plan_resume, remaining_exit_criteria, resume_dir
+    from bundle.gconly.journal import JOURNAL_FILE, Journal
+    from bundle.gconly.resume import Reattach
     from bundle.session import LOCAL, GCSession, parse_endpoint
 
     gc = GCOnlySpecs.coerce(gc_specs)
@@ -114,55 +110,11 @@ def run_gconly(
         raise GCOnlyConfigError("GC-only mode needs sim_specs.globus_compute_endpoint ('local' or an endpoint UUID)")
     ep_name, _ = parse_endpoint(endpoint, gc.template)
 
-    def coerce(value: t.Any, cls: t.Any) -> t.Any:
-        # As libE()'s validate_call does: dicts become libEnsemble's spec classes with all their
-        # validators (the ones _EnsembleSpecs' annotations name lack them).
-        if value is None:
-            return cls()
-        return cls(**value) if isinstance(value, t.Mapping) else value
-
     persis_info = {} if persis_info is None else persis_info
-    ensemble = lspecs._EnsembleSpecs(
-        H0=np.empty([0]) if H0 is None else H0,
-        libE_specs=coerce(libE_specs, lspecs.LibeSpecs),
-        persis_info=persis_info,
-        sim_specs=coerce(sim_specs, lspecs.SimSpecs),
-        gen_specs=coerce(gen_specs, lspecs.GenSpecs),
-        alloc_specs=coerce(alloc_specs, lspecs.AllocSpecs),
-        exit_criteria=coerce(exit_criteria, lspecs.ExitCriteria),
+    H0_run, sim_d, gen_d, alloc_d, libE_d, exit_d = _spec_dicts(
+        sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
     )
-    sim_d, gen_d, alloc_d, libE_d = (
-        specs_dump(s, by_alias=True)
-        for s in (ensemble.sim_specs, ensemble.gen_specs, ensemble.alloc_specs, ensemble.libE_specs)
-    )
-    exit_d = specs_dump(ensemble.exit_criteria, by_alias=True, exclude_none=True)
-    if getattr(ensemble.gen_specs, "generator", None) is not None:
-        gen_d["generator"] = ensemble.gen_specs.generator  # the object itself, as libE() does
-
-    bad = [k for k in _SIM_DIR_OPTIONS if libE_d.get(k)]
-    if bad:
-        raise GCOnlyConfigError(
-            f"libE_specs {bad} make sim directories on the manager's file system, but in GC-only mode sims run "
-            "on the endpoint; unset them (sim_f can make its own directory on the endpoint)"
-        )
-    if sim_d.get("threaded"):
-        raise GCOnlyConfigError("sim_specs.threaded has no meaning in GC-only mode (sims run on the endpoint)")
-    if libE_d.get("dry_run"):
-        log.warning("Dry run. All inputs validated. Exiting.")
-        sys.exit()
-
-    mpi = sys.modules.get("mpi4py.MPI")
-    if libE_d.get("comms") == "mpi" and mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
-        raise GCOnlyConfigError(
-            "GC-only mode runs in one process (the manager); start the calling script without mpirun/srun "
-            "and set nworkers (LibeSpecs.nworkers or -n) to the number of sims in flight"
-        )
-    n = int(nworkers or libE_d.get("nworkers") or 1)
-    if n < 1:
-        raise GCOnlyConfigError(f"nworkers must be >= 1 in GC-only mode, got {n}")
-    if not libE_d.get("gen_on_manager"):
-        log.info("GC-only mode: the generator runs on the manager (gen_on_manager=True)")
-    libE_d.update(nworkers=n, gen_on_manager=True, disable_resource_manager=True, comms="threads")
+    n = _virtual_workers(sim_d, libE_d, nworkers)
 
     # The manager's and the generator thread's copy: libEnsemble's worker would build its
     # legacy Globus Compute runner from a set globus_compute_endpoint.
@@ -171,22 +123,7 @@ def run_gconly(
     if gc.endpoint_options and ep_name != LOCAL:
         raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
     workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
-    H0_run = ensemble.H0
-    plan = None
-    journal_state = JournalState()
-    if gc.resume:
-        if gen_d.get("persis_in") and not gen_d.get("in"):
-            raise GCOnlyConfigError(
-                "gc_specs.resume: set gen_specs.inputs (gen_specs['in']), e.g. ['sim_id']: libEnsemble hands the "
-                "saved rows (H0) to a persistent generator when it starts, and refuses rows with no fields"
-            )
-        rdir = resume_dir(gc.resume, workflow_dir)
-        journal_state = load_journal(rdir / JOURNAL_FILE)
-        plan = plan_resume(
-            rdir, libE_d.get("H_file_prefix") or "libE_history", journal_state, H0_given=bool(len(H0_run))
-        )
-        H0_run = plan.H0
-        exit_d = remaining_exit_criteria(exit_d, plan)
+    plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
     executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
@@ -213,18 +150,139 @@ def run_gconly(
     wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
     exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
 
+    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
+    H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, exit_logger, workflow_dir)
+    return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+
+
+def _spec_dicts(
+    sim_specs: t.Any,
+    gen_specs: t.Any,
+    exit_criteria: t.Any,
+    persis_info: dict[t.Any, t.Any],
+    alloc_specs: t.Any,
+    libE_specs: t.Any,
+    H0: npt.NDArray[t.Any] | None,
+) -> tuple[t.Any, dict[str, t.Any], dict[str, t.Any], dict[str, t.Any], dict[str, t.Any], dict[str, t.Any]]:
+    """Validate the specs as ``libE()`` does; return ``(H0, sim, gen, alloc, libE_specs, exit_criteria)`` as dicts."""
+    import numpy as np
+    from libensemble import specs as lspecs
+    from libensemble.utils.misc import specs_dump
+
+    def coerce(value: t.Any, cls: t.Any) -> t.Any:
+        # As libE()'s validate_call does: dicts become libEnsemble's spec classes with all their
+        # validators (the ones _EnsembleSpecs' annotations name lack them).
+        if value is None:
+            return cls()
+        return cls(**value) if isinstance(value, t.Mapping) else value
+
+    ensemble = lspecs._EnsembleSpecs(
+        H0=np.empty([0]) if H0 is None else H0,
+        libE_specs=coerce(libE_specs, lspecs.LibeSpecs),
+        persis_info=persis_info,
+        sim_specs=coerce(sim_specs, lspecs.SimSpecs),
+        gen_specs=coerce(gen_specs, lspecs.GenSpecs),
+        alloc_specs=coerce(alloc_specs, lspecs.AllocSpecs),
+        exit_criteria=coerce(exit_criteria, lspecs.ExitCriteria),
+    )
+    sim_d, gen_d, alloc_d, libE_d = (
+        specs_dump(s, by_alias=True)
+        for s in (ensemble.sim_specs, ensemble.gen_specs, ensemble.alloc_specs, ensemble.libE_specs)
+    )
+    exit_d = specs_dump(ensemble.exit_criteria, by_alias=True, exclude_none=True)
+    if getattr(ensemble.gen_specs, "generator", None) is not None:
+        gen_d["generator"] = ensemble.gen_specs.generator  # the object itself, as libE() does
+    return ensemble.H0, sim_d, gen_d, alloc_d, libE_d, exit_d
+
+
+def _virtual_workers(sim_d: dict[str, t.Any], libE_d: dict[str, t.Any], nworkers: int | None) -> int:
+    """Refuse options GC-only mode cannot honour; set libE_specs for a one-process run; return ``nworkers``."""
+    bad = [k for k in _SIM_DIR_OPTIONS if libE_d.get(k)]
+    if bad:
+        raise GCOnlyConfigError(
+            f"libE_specs {bad} make sim directories on the manager's file system, but in GC-only mode sims run "
+            "on the endpoint; unset them (sim_f can make its own directory on the endpoint)"
+        )
+    if sim_d.get("threaded"):
+        raise GCOnlyConfigError("sim_specs.threaded has no meaning in GC-only mode (sims run on the endpoint)")
+    if libE_d.get("dry_run"):
+        log.warning("Dry run. All inputs validated. Exiting.")
+        sys.exit()
+
+    mpi = sys.modules.get("mpi4py.MPI")
+    if libE_d.get("comms") == "mpi" and mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
+        raise GCOnlyConfigError(
+            "GC-only mode runs in one process (the manager); start the calling script without mpirun/srun "
+            "and set nworkers (LibeSpecs.nworkers or -n) to the number of sims in flight"
+        )
+    n = int(nworkers or libE_d.get("nworkers") or 1)
+    if n < 1:
+        raise GCOnlyConfigError(f"nworkers must be >= 1 in GC-only mode, got {n}")
+    if not libE_d.get("gen_on_manager"):
+        log.info("GC-only mode: the generator runs on the manager (gen_on_manager=True)")
+    libE_d.update(nworkers=n, gen_on_manager=True, disable_resource_manager=True, comms="threads")
+    return n
+
+
+def _resume_plan(
+    gc: GCOnlySpecs,
+    gen_d: dict[str, t.Any],
+    libE_d: dict[str, t.Any],
+    exit_d: dict[str, t.Any],
+    workflow_dir: pathlib.Path,
+    H0_run: t.Any,
+) -> tuple[t.Any, t.Any, t.Any, dict[str, t.Any]]:
+    """Return ``(plan, journal state, H0, exit_criteria)``: for ``gc_specs.resume``, what the earlier run left."""
+    from bundle.gconly.journal import JOURNAL_FILE, JournalState, load_journal
+    from bundle.gconly.resume import plan_resume, remaining_exit_criteria, resume_dir
+
+    plan = None
+    journal_state = JournalState()
+    if gc.resume:
+        if gen_d.get("persis_in") and not gen_d.get("in"):
+            raise GCOnlyConfigError(
+                "gc_specs.resume: set gen_specs.inputs (gen_specs['in']), e.g. ['sim_id']: libEnsemble hands the "
+                "saved rows (H0) to a persistent generator when it starts, and refuses rows with no fields"
+            )
+        rdir = resume_dir(gc.resume, workflow_dir)
+        journal_state = load_journal(rdir / JOURNAL_FILE)
+        plan = plan_resume(
+            rdir, libE_d.get("H_file_prefix") or "libE_history", journal_state, H0_given=bool(len(H0_run))
+        )
+        H0_run = plan.H0
+        exit_d = remaining_exit_criteria(exit_d, plan)
+    return plan, journal_state, H0_run, exit_d
+
+
+def _run_manager(
+    manager_args: tuple[t.Any, ...],
+    dispatcher: SimDispatcher,
+    journal: t.Any,
+    exit_logger: t.Callable[[], None] | None,
+    workflow_dir: pathlib.Path,
+) -> tuple[t.Any, dict[t.Any, t.Any], int]:
+    """Run libEnsemble's manager; close the dispatcher, journal and logs once, however it ends."""
+    from libensemble.libE import manager
+
+    from bundle.gconly.resume import find_saved_history
+
+    closed = False
+
     def cleanup() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
         dispatcher.close()
         if journal is not None:
             journal.close()
         if exit_logger is not None:
             exit_logger()
 
-    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    libE_d = manager_args[6]
     try:
-        H, persis_out, flag = manager(
-            wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
-        )
+        H, persis_out, flag = manager(*manager_args, on_cleanup=cleanup)
     except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
         _stop_generator_thread(exc)
         fatal = dispatcher.fatal
@@ -240,10 +298,8 @@ def run_gconly(
             raise fatal from None
         raise
     finally:
-        dispatcher.close()
-        if journal is not None:
-            journal.close()
-    return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+        cleanup()
+    return H, persis_out, flag
 
 
 def _stop_generator_thread(exc: BaseException, timeout: float = 10.0) -> None:
