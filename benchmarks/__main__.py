@@ -12,7 +12,6 @@ a minute or two; it says nothing about speed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -20,8 +19,13 @@ import statistics
 import sys
 import time
 import traceback
+import types
 import typing as t
 from pathlib import Path
+
+import click
+
+from benchmarks.cli import run_command
 
 STEPS = ("executor", "gconly", "scaling", "payload", "slurm")
 TITLES = {
@@ -141,19 +145,17 @@ def summarize(results: dict[str, t.Any]) -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+@click.command(help=__doc__.splitlines()[0])
+@click.option("--quick", is_flag=True, help="a short run that checks the benchmarks work")
+@click.option("--out", default="benchmark-results", help="folder for the results")
+@click.option("--only", default=",".join(STEPS), help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})")
+def cli(**opts: t.Any) -> int:
     """Run the benchmarks and write their results, ``results.json`` and ``summary.md``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmarks work")
-    parser.add_argument("--out", default="benchmark-results", help="folder for the results")
-    parser.add_argument(
-        "--only", default=",".join(STEPS), help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})"
-    )
-    args = parser.parse_args(argv)
+    args = types.SimpleNamespace(**opts)
     steps = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(STEPS)}")
+        raise click.UsageError(f"unknown benchmark(s) {unknown}; choose from {', '.join(STEPS)}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join(["python -m benchmarks", *click.get_current_context().obj["argv"]]),
         },
         "benchmarks": {},
     }
@@ -204,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and write their results, ``results.json`` and ``summary.md``."""
+    return run_command(cli, argv, "python -m benchmarks")
 
 
 if __name__ == "__main__":

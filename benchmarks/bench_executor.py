@@ -14,7 +14,6 @@ file and a markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,11 +22,14 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 import typing as t
 from pathlib import Path
 
+import click
 from globus_compute_sdk import MPIFunction
 
+from benchmarks.cli import run_command
 from bundle import GlobusComputeExecutor
 from bundle.session import GCSession
 
@@ -151,12 +153,12 @@ def markdown(results: list[dict[str, t.Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+@click.command(help=__doc__.splitlines()[0])
+@click.option("--quick", is_flag=True, help="a short run that checks the benchmarks work")
+@click.option("--out", default="benchmark-results", help="folder for executor.json and executor.md")
+def cli(**opts: t.Any) -> int:
     """Run the executor benchmarks and write JSON and markdown results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmarks work")
-    parser.add_argument("--out", default="benchmark-results", help="folder for executor.json and executor.md")
-    args = parser.parse_args(argv)
+    args = types.SimpleNamespace(**opts)
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "executor.md").write_text(table)
     print(table)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the executor benchmarks and write JSON and markdown results."""
+    return run_command(cli, argv, "python -m benchmarks.bench_executor")
 
 
 if __name__ == "__main__":

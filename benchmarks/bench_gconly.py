@@ -30,7 +30,6 @@ the JSON file holds every raw number and, per ratio, the median and spread (min,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -39,9 +38,13 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 import typing as t
 
+import click
 import numpy as np
+
+from benchmarks.cli import run_command
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -253,22 +256,18 @@ def compare(endpoint: t.Any, reps: int, sims: int, nworkers: int, config: dict[s
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+@click.command(help=__doc__.split("\n")[0])
+@click.option("--quick", is_flag=True, help="fewer sims and repetitions (under a minute)")
+@click.option("--reps", type=int, help="repetitions (default 5, quick 2)")
+@click.option("--sims", type=int, help="sims (and raw tasks) per measurement (default 3000, quick 400)")
+@click.option("--nworkers", type=int, default=32, help="virtual workers / stock workers (default 32)")
+@click.option("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
+@click.option("--engine-workers", type=int, default=2, help="engine workers (default 2)")
+@click.option("--output", help="JSON file to write (default bench_gconly.json, compare: bench_gconly_compare.json)")
+@click.option("--compare", is_flag=True, help="measure GC-only mode's packed calls against plain calls, side by side")
+def cli(**opts: t.Any) -> int:
     """Run the benchmark and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gconly", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sims and repetitions (under a minute)")
-    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 2)")
-    parser.add_argument("--sims", type=int, help="sims (and raw tasks) per measurement (default 3000, quick 400)")
-    parser.add_argument("--nworkers", type=int, default=32, help="virtual workers / stock workers (default 32)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
-    parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
-    parser.add_argument(
-        "--output", help="JSON file to write (default bench_gconly.json, compare: bench_gconly_compare.json)"
-    )
-    parser.add_argument(
-        "--compare", action="store_true", help="measure GC-only mode's packed calls against plain calls, side by side"
-    )
-    args = parser.parse_args(argv)
+    args = types.SimpleNamespace(**opts)
     reps = args.reps or (2 if args.quick else 5)
     sims = args.sims or (400 if args.quick else 3000)
     output = args.output or ("bench_gconly_compare.json" if args.compare else "bench_gconly.json")
@@ -352,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: median {ratio['median']:.3f} ({spread}), goal >= {ratio['goal']}")
     print(f"wrote {output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the JSON file."""
+    return run_command(cli, argv, "python -m benchmarks.bench_gconly")
 
 
 if __name__ == "__main__":

@@ -31,18 +31,21 @@ reference by name, as in the ``module`` variant, is a few dozen bytes).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
 import platform
 import statistics
 import sys
+import types
 import typing as t
 import uuid
 
+import click
+
 from benchmarks import bench_gconly
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, trivial_sim
+from benchmarks.cli import run_command
 from bundle.byvalue import by_value
 
 VARIANTS = ("module", "main")
@@ -173,14 +176,14 @@ def measure(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+@click.command(help=__doc__.split("\n")[0])
+@click.option("--quick", is_flag=True, help="20 sims per variant")
+@click.option("--sims", type=int, help="sims per variant (default 200, quick 20)")
+@click.option("--nworkers", type=int, default=8, help="virtual workers (default 8)")
+@click.option("--output", default="payload.json", help="JSON file to write")
+def cli(**opts: t.Any) -> int:
     """Run the payload benchmark and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_payload", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 sims per variant")
-    parser.add_argument("--sims", type=int, help="sims per variant (default 200, quick 20)")
-    parser.add_argument("--nworkers", type=int, default=8, help="virtual workers (default 8)")
-    parser.add_argument("--output", default="payload.json", help="JSON file to write")
-    args = parser.parse_args(argv)
+    args = types.SimpleNamespace(**opts)
     sims = args.sims or (20 if args.quick else 200)
 
     from bundle.session import GCSession
@@ -239,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: median {ratio['median']:.3f}, args only: {'yes' if ratio['met'] else 'no'}")
     print(f"wrote {args.output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the payload benchmark and write the JSON file."""
+    return run_command(cli, argv, "python -m benchmarks.bench_payload")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ left.  Without Slurm (no ``sinfo``, or no node up) it writes ``{"skipped": "no S
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -36,7 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import typing as t
+
+import click
+
+from benchmarks.cli import run_command
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
@@ -139,7 +143,7 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def run(args: argparse.Namespace) -> dict[str, t.Any]:
+def run(args: types.SimpleNamespace) -> dict[str, t.Any]:
     """Run every measurement; return the results (or why they were skipped)."""
     why = slurm_status()
     if why:
@@ -203,20 +207,20 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+@click.command(help=__doc__.split("\n")[0])
+@click.option("--quick", is_flag=True, help="one repetition of 4 tasks")
+@click.option("--reps", type=int, help="repetitions (default 3, quick 1)")
+@click.option("--tasks", type=int, help="MPI tasks per measurement (default 16, quick 4)")
+@click.option("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
+@click.option("--launcher", default="srun", type=click.Choice(["srun", "mpiexec"]), help="mpi_launcher (srun)")
+@click.option("--partition", default=None, help="Slurm partition (default: the cluster's default)")
+@click.option("--network-interface", default="lo", help="network_interface option ('lo': one machine)")
+@click.option("--wait", type=float, default=900.0, help="seconds to wait for a free node (900)")
+@click.option("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
+@click.option("--output", default="slurm.json", help="JSON file to write")
+def cli(**opts: t.Any) -> int:
     """Run the Slurm benchmark (or record why it was skipped) and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_slurm", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one repetition of 4 tasks")
-    parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
-    parser.add_argument("--tasks", type=int, help="MPI tasks per measurement (default 16, quick 4)")
-    parser.add_argument("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
-    parser.add_argument("--launcher", default="srun", choices=["srun", "mpiexec"], help="mpi_launcher (srun)")
-    parser.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-    parser.add_argument("--network-interface", default="lo", help="network_interface option ('lo': one machine)")
-    parser.add_argument("--wait", type=float, default=900.0, help="seconds to wait for a free node (900)")
-    parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
-    parser.add_argument("--output", default="slurm.json", help="JSON file to write")
-    args = parser.parse_args(argv)
+    args = types.SimpleNamespace(**opts)
     args.reps = args.reps or (1 if args.quick else 3)
     args.tasks = args.tasks or (4 if args.quick else 16)
     result = {
@@ -236,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"wrote {args.output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the Slurm benchmark (or record why it was skipped) and write the JSON file."""
+    return run_command(cli, argv, "python -m benchmarks.bench_slurm")
 
 
 if __name__ == "__main__":

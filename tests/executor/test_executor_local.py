@@ -214,12 +214,12 @@ def test_a_slow_cloud_endpoint_never_holds_up_the_local_one(exctr, tmp_path):
 
     def slow_register(*args, **kwargs):
         registering.set()
-        release.wait(300)
+        release.wait(200)
         return "fn-run-app"
 
     def slow_executor(*args, **kwargs):
         creating.set()
-        release.wait(300)
+        release.wait(200)
         inst = mock.create_autospec(real, instance=True)
         inst.register_function.side_effect = slow_register
         inst.resource_specification = None
@@ -235,7 +235,7 @@ def test_a_slow_cloud_endpoint_never_holds_up_the_local_one(exctr, tmp_path):
             threads.append(threading.Thread(target=GCSession.get_executor, args=(cloud,), daemon=True))
             threads[-1].start()
             assert creating.wait(30)
-            assert exctr.submit(func=pow, args=(3, 4)).result(timeout=240) == 81
+            assert exctr.submit(func=pow, args=(3, 4)).result(timeout=180) == 81
             assert threads[-1].is_alive(), "the cloud endpoint's executor is still being created"
             release.set()
             threads[-1].join(30)
@@ -247,7 +247,7 @@ def test_a_slow_cloud_endpoint_never_holds_up_the_local_one(exctr, tmp_path):
             assert registering.wait(30)
             (tmp_path / "ok.sh").write_text("exit 0\n")
             task = exctr.submit(app_name="sh", app_args="ok.sh")
-            task.wait(timeout=240)
+            task.wait(timeout=180)
             assert task.state == "FINISHED" and task.errcode == 0
             assert threads[-1].is_alive(), "the cloud submission is still held up by its registration"
             release.set()
