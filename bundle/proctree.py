@@ -101,18 +101,7 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
 
 
 def start_time(pid: int) -> float | None:
-    """Return the start time of ``pid`` (tells a process from a later one with the same pid), or None.
-
-    Parameters
-    ----------
-    pid : int
-        The process.
-
-    Returns
-    -------
-    float or None
-        psutil's ``create_time()``; None when the process is gone or not readable.
-    """
+    """Return psutil's ``create_time()`` of ``pid`` (tells it from a later process with its pid); None if gone."""
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -120,18 +109,7 @@ def start_time(pid: int) -> float | None:
 
 
 def alive(pid: int) -> bool:
-    """Return True while ``pid`` exists and is not a zombie.
-
-    Parameters
-    ----------
-    pid : int
-        The process.
-
-    Returns
-    -------
-    bool
-        Whether it still runs.
-    """
+    """Return True while ``pid`` exists and is not a zombie."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -188,18 +166,7 @@ def descendants(seeds: t.Iterable[int], exclude: frozenset[int] = frozenset()) -
 
 
 def process_group(pid: int) -> int | None:
-    """Return the process group of ``pid``, or None when it is gone.
-
-    Parameters
-    ----------
-    pid : int
-        The process.
-
-    Returns
-    -------
-    int or None
-        Its process group id.
-    """
+    """Return the process group id of ``pid``, or None when it is gone."""
     try:
         return os.getpgid(pid)
     except OSError:
@@ -207,18 +174,7 @@ def process_group(pid: int) -> int | None:
 
 
 def group_members(group: int) -> list[int]:
-    """Return the live (not zombie) processes of process group ``group``.
-
-    Parameters
-    ----------
-    group : int
-        A process group id.
-
-    Returns
-    -------
-    list of int
-        Their pids.
-    """
+    """Return the live (not zombie) processes of process group ``group``."""
     return [pid for pid in psutil.pids() if process_group(pid) == group and alive(pid)]
 
 
