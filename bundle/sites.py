@@ -107,18 +107,7 @@ def load_presets(root: pathlib.Path | None = None) -> tuple[SitePreset, ...]:
 
 
 def base_intros(root: pathlib.Path | None = None) -> dict[str, str]:
-    """Return each base template's README introduction (its :data:`INTRO_FILE`), by template name.
-
-    Parameters
-    ----------
-    root : pathlib.Path, optional
-        The ``endpoint_configs`` folder (the installed one by default).
-
-    Returns
-    -------
-    dict
-        Template name -> Markdown text.
-    """
+    """Return each base template's README introduction (its :data:`INTRO_FILE`), by template name."""
     root = root or endpoint_configs_dir()
     return {p.parent.name: p.read_text().rstrip("\n") for p in sorted(root.glob(f"*/{INTRO_FILE}"))}
 

@@ -470,31 +470,6 @@ mpi_runner_type
             self._check_app_exists(app)
         return cmd
 
-    def _runner_call(
-        self,
-        task: GlobusComputeTask,
-        app: Application,
-        kind: str,
-        cmd: str,
-        args: t.Sequence[t.Any],
-        kwargs: dict[str, t.Any] | None,
-        walltime: float | None,
-    ) -> tuple[str, tuple[t.Any, ...]]:
-        """Return which runner takes the task (``run_python`` or ``run_app``) and its arguments."""
-        if kind == "python":
-            return "run_python", (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
-        return "run_app", (
-            cmd,
-            kind == "mpi",
-            task.workdir,
-            task.stdout,
-            task.stderr,
-            walltime,
-            task.marker,
-            self.snippet_lines,
-            dict(task.env),
-        )
-
     def _hand_off(
         self,
         task: GlobusComputeTask,
@@ -508,8 +483,22 @@ mpi_runner_type
         """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task)."""
         try:
             gce = self.gc_executor()
-            runner, run_args = self._runner_call(task, app, kind, cmd, args, kwargs, walltime)
-            future = self._submit(gce, task.resource_specification, self._runner_id(gce, runner), run_args)
+            if kind == "python":
+                run_args: tuple[t.Any, ...] = (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
+                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
+            else:
+                run_args = (
+                    cmd,
+                    kind == "mpi",
+                    task.workdir,
+                    task.stdout,
+                    task.stderr,
+                    walltime,
+                    task.marker,
+                    self.snippet_lines,
+                    dict(task.env),
+                )
+                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
         except (ExecutorException, BundleError, TypeError):
             raise  # the caller's mistakes: not a task that failed to start
         except (
