@@ -13,6 +13,9 @@ dependency of ``globus-compute-endpoint``), and call no other function of this m
 The watcher imports psutil too.  It starts in a process of its own that the driver does not
 wait for; importing psutil added about 30 ms to its start here
 (``python -X importtime -c "import psutil"``: 27-34 ms cumulative, on the shared 2-core test machine).
+A scan costs more than reading ``/proc`` by hand did: :func:`descendants` took about 27-28 ms with
+about 140 processes against 10-22 ms for the former reader, :func:`find_with_env` 15-17 ms against
+6-9 ms (same machine, under load); the block watch scans each local block every 0.5 s.
 """
 
 from __future__ import annotations
