@@ -109,16 +109,24 @@ class GCSession:
 
     _lock = threading.Lock()
     _creating: t.ClassVar[KeyedLocks] = KeyedLocks()
-    _executors: t.ClassVar[dict[tuple[str, str | None, str], ExecutorLike]] = {}
+    _executors: t.ClassVar[dict[tuple[str, str | None, str, str], ExecutorLike]] = {}
+    _function_ids: t.ClassVar[dict[tuple[int, t.Any], str]] = {}
     _exit_hooked: t.ClassVar[int | None] = None
 
     @staticmethod
-    def _key(endpoint: str, template: str | None, config: t.Mapping[str, t.Any] | None) -> tuple[str, str | None, str]:
+    def _key(
+        endpoint: str,
+        template: str | None,
+        config: t.Mapping[str, t.Any] | None,
+        sdk_options: t.Mapping[str, t.Any] | None = None,
+    ) -> tuple[str, str | None, str, str]:
+        from bundle.sdk_options import options_key
+
         try:
             cfg = config_key(config)
         except (TypeError, ValueError) as err:
             raise TypeError(f"user_endpoint_config must be JSON-serializable: {err}") from err
-        return endpoint, template, cfg
+        return endpoint, template, cfg, options_key(sdk_options)
 
     @classmethod
     def get_executor(
@@ -127,6 +135,7 @@ class GCSession:
         user_endpoint_config: dict[str, t.Any] | None = None,
         *,
         template: str | None = None,
+        sdk_options: dict[str, t.Any] | None = None,
         **local_kwargs: t.Any,
     ) -> ExecutorLike:
         """Return the cached executor for this key, creating it on first use.
@@ -140,6 +149,10 @@ class GCSession:
         template : str, optional
             Bundled template: rendered by a local endpoint; for a cloud endpoint, the template it was
             configured from (used to check ``user_endpoint_config`` only).
+        sdk_options : dict, optional
+            For an endpoint UUID: keyword options of ``globus_compute_sdk.Executor`` (``amqp_port``,
+            ``client``, ``batch_size``, ``api_burst_limit``, ``result_serializers``, ...), checked
+            against the installed SDK (see :mod:`bundle.sdk_options`); part of the key.
         **local_kwargs
             Passed to :class:`~bundle.local.LocalEndpoint` when one is created
             (``run_dir``, ``start_timeout``); not part of the key.
@@ -153,8 +166,11 @@ class GCSession:
         bundle.errors.TemplateOptionError
             When ``user_endpoint_config`` fails the template's schema.
         """
+        from bundle.sdk_options import check_sdk_options
+
         ep, tmpl = parse_endpoint(endpoint, template)
-        key = cls._key(ep, tmpl, user_endpoint_config)
+        sdk_opts = check_sdk_options(sdk_options, local=ep == LOCAL)
+        key = cls._key(ep, tmpl, user_endpoint_config, sdk_opts)
         if tmpl is not None:
             from bundle.templates import get_template
 
@@ -170,7 +186,7 @@ class GCSession:
             with cls._lock:
                 executor = cls._executors.get(key)
             if executor is None:
-                executor = cls._create(ep, tmpl, user_endpoint_config, local_kwargs)
+                executor = cls._create(ep, tmpl, user_endpoint_config, local_kwargs, sdk_opts)
                 with cls._lock:
                     cls._executors[key] = executor
                     cls._hook_process_exit()
@@ -178,7 +194,11 @@ class GCSession:
 
     @staticmethod
     def _create(
-        endpoint: str, template: str | None, config: dict[str, t.Any] | None, local_kwargs: dict[str, t.Any]
+        endpoint: str,
+        template: str | None,
+        config: dict[str, t.Any] | None,
+        local_kwargs: dict[str, t.Any],
+        sdk_options: dict[str, t.Any] | None = None,
     ) -> ExecutorLike:
         if endpoint == LOCAL:
             from bundle.local import LocalEndpoint
@@ -192,10 +212,90 @@ class GCSession:
         from bundle.endpoint_python import warn_on_python_mismatch
 
         log.debug("creating Globus Compute Executor for endpoint %s", endpoint)
-        executor = Executor(endpoint_id=endpoint, user_endpoint_config=config)
+        executor = Executor(endpoint_id=endpoint, user_endpoint_config=config, **(sdk_options or {}))
         # Before the first task leaves: a Python minor version that differs from the endpoint's is a warning.
         warn_on_python_mismatch(executor, endpoint)
         return executor
+
+    # --- the names of libEnsemble's Globus Compute design (same meaning) -------------------
+
+    @classmethod
+    def get_or_create_executor(cls, endpoint_id: str | uuid.UUID, **kwargs: t.Any) -> ExecutorLike:
+        """Return the cached executor of ``endpoint_id``: :meth:`get_executor` under the name libEnsemble uses.
+
+        Parameters
+        ----------
+        endpoint_id : str or uuid.UUID
+            ``"local"``, ``"local:<template>"`` or an endpoint UUID.
+        **kwargs
+            As for :meth:`get_executor` (``user_endpoint_config``, ``template``, ``sdk_options``, ...).
+
+        Returns
+        -------
+        LocalEndpoint or globus_compute_sdk.Executor
+        """
+        return cls.get_executor(endpoint_id, **kwargs)
+
+    @classmethod
+    def get_or_create(
+        cls, endpoint_id: str | uuid.UUID, func: t.Callable[..., t.Any], **kwargs: t.Any
+    ) -> tuple[ExecutorLike, str]:
+        """Return the endpoint's executor and ``func``'s function id, registering ``func`` once per executor.
+
+        Parameters
+        ----------
+        endpoint_id : str or uuid.UUID
+            ``"local"``, ``"local:<template>"`` or an endpoint UUID.
+        func : callable
+            The function to run there.
+        **kwargs
+            As for :meth:`get_executor`.
+
+        Returns
+        -------
+        tuple
+            ``(executor, function_id)``; the same id for the same executor and function.
+        """
+        executor = cls.get_executor(endpoint_id, **kwargs)
+        with cls._lock:
+            fid = cls._function_ids.get((id(executor), func))
+        if fid is None:
+            _, fid = cls.register_function(endpoint_id, func, **kwargs)
+            with cls._lock:
+                cls._function_ids[(id(executor), func)] = fid
+        return executor, fid
+
+    @classmethod
+    def register_function(
+        cls, endpoint_id: str | uuid.UUID, func: t.Callable[..., t.Any], **kwargs: t.Any
+    ) -> tuple[ExecutorLike, str]:
+        """Register ``func`` with the endpoint's executor; return ``(executor, function_id)``.
+
+        The caller keeps the id.  The SDK ``Executor`` and the local endpoint each refuse a
+        second registration of the same function; then the id they already hold is returned.
+
+        Parameters
+        ----------
+        endpoint_id : str or uuid.UUID
+            ``"local"``, ``"local:<template>"`` or an endpoint UUID.
+        func : callable
+            The function to register.
+        **kwargs
+            As for :meth:`get_executor`.
+
+        Returns
+        -------
+        tuple
+        """
+        executor = cls.get_executor(endpoint_id, **kwargs)
+        try:
+            return executor, str(executor.register_function(func))
+        except ValueError:
+            known = getattr(executor, "_function_registry", None) or getattr(executor, "_fn_ids", None) or {}
+            for key, fid in dict(known).items():
+                if key is func or (isinstance(key, tuple) and key and key[0] is func):
+                    return executor, str(fid)
+            raise
 
     @classmethod
     def _hook_process_exit(cls) -> None:
@@ -230,6 +330,7 @@ class GCSession:
         with cls._lock:
             executors = list(cls._executors.values())
             cls._executors.clear()
+            cls._function_ids.clear()
         for executor in executors:
             try:
                 executor.shutdown(wait=wait, cancel_futures=not wait)
@@ -249,4 +350,5 @@ def _forget_parent_executors() -> None:
     """
     GCSession._lock = threading.Lock()
     GCSession._executors = {}
+    GCSession._function_ids = {}
     GCSession._exit_hooked = None

@@ -96,8 +96,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     Parameters
     ----------
     endpoint : str or uuid.UUID
-        ``"local"`` (the bundled local endpoint, the real engine in this process), ``"local:<template>"``
-        or a Globus Compute endpoint UUID.
+        ``"local"`` (the bundled local endpoint, the real engine in this process, the default),
+        ``"local:<template>"`` or a Globus Compute endpoint UUID.
     template : str, optional
         Bundled template: the one a local endpoint renders (default ``local``), or the one a cloud
         endpoint was configured from (then used only to check ``user_endpoint_config``, the node limit
@@ -121,6 +121,11 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         app is seen running (its stdout file appears; shared filesystems only); for Python functions,
         and apps on an endpoint without a shared filesystem, the bound applies to the result.  Leave it
         unset (no bound, as the Globus Compute SDK) when an endpoint's batch job may queue for long.
+    endpoint_id : str or uuid.UUID, optional
+        Another name for ``endpoint`` (the SDK's and libEnsemble's).
+    sdk_options : dict, optional
+        For an endpoint UUID: keyword options of ``globus_compute_sdk.Executor`` (``amqp_port``,
+        ``client``, ``batch_size``, ...), checked against the installed SDK (see :mod:`bundle.sdk_options`).
 
     Examples
     --------
@@ -132,19 +137,27 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
 
     def __init__(
         self,
-        endpoint: str | uuid.UUID = LOCAL,
+        endpoint: str | uuid.UUID | None = None,
         template: str | None = None,
         user_endpoint_config: dict[str, t.Any] | None = None,
         resource_specification: dict[str, t.Any] | None = None,
         *,
+        endpoint_id: str | uuid.UUID | None = None,
         remote_workdir: str | None = None,
         snippet_lines: int = 1000,
         local_options: dict[str, t.Any] | None = None,
         pending_timeout: float | None = None,
+        sdk_options: dict[str, t.Any] | None = None,
     ) -> None:
         self._tls = threading.local()
         Executor.__init__(self)
-        self.endpoint, self.template_name = parse_endpoint(endpoint, template)
+        if endpoint is not None and endpoint_id is not None and str(endpoint) != str(endpoint_id):
+            raise ValueError(f"endpoint={endpoint!r} and endpoint_id={endpoint_id!r} disagree; give one of them")
+        chosen = endpoint if endpoint is not None else endpoint_id
+        self.endpoint, self.template_name = parse_endpoint(LOCAL if chosen is None else chosen, template)
+        from bundle.sdk_options import check_sdk_options
+
+        self.sdk_options = check_sdk_options(sdk_options, local=self.endpoint == LOCAL)
         self.user_endpoint_config = dict(user_endpoint_config or {})
         if self.template_name is not None:
             from bundle.templates import get_template
@@ -249,7 +262,11 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         if cached is not None and cached[0] == os.getpid() and GCSession.holds(cached[1]):
             return cached[1]
         gce = GCSession.get_executor(
-            self.endpoint, self.user_endpoint_config, template=self.template_name, **self.local_options
+            self.endpoint,
+            self.user_endpoint_config,
+            template=self.template_name,
+            sdk_options=self.__dict__.get("sdk_options") or None,
+            **self.local_options,
         )
         self.__dict__["_gce"] = (os.getpid(), gce)
         return gce
@@ -352,7 +369,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             MPI ranks, nodes and ranks per node; any consistent subset (also read from ``extra_args``).
             Without them the executor's default ``resource_specification`` applies.
         app_args : str, optional
-            The app's command-line arguments.
+            The app's command-line arguments.  For a Python function (``func`` or a ``pyobj`` app)
+            given no ``args``, the string is passed as its one argument, ``func(app_args)``.
         stdout, stderr : str, optional
             Output file names in the task's working directory.
         dry_run : bool
@@ -397,6 +415,14 @@ mpi_runner_type
             raise ExecutorException(f"walltime must be a positive number of seconds, got {walltime!r}")
 
         app, kind = self._app_of(calc_type, app_name, func)
+        if kind == "python" and app_args is not None:
+            # libEnsemble's Globus Compute design writes submit(func=f, app_args="..."): the string is f's argument.
+            if args:
+                raise ExecutorException(
+                    "give a Python function's arguments either as args=(...) or as app_args='...' (its one "
+                    "string argument), not both"
+                )
+            args = (app_args,)
         task = self._new_task(app, kind, app_args, workdir, stdout, stderr, dry_run)
         task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
         cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run)
@@ -461,7 +487,8 @@ mpi_runner_type
         self, task: GlobusComputeTask, app: Application, kind: str, app_args: str | None, dry_run: bool | None
     ) -> str:
         """Return an app task's command for the runner, and set ``task.runline``."""
-        # As MPIExecutor does: the app command and app_args split on whitespace, no shell in between.
+        # As MPIExecutor does: the app command and app_args split on whitespace; each word is quoted
+        # for the shell that ShellFunction / MPIFunction run the command line in.
         tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
         tokens = self._set_sim_dir_env(task, tokens)
         cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
@@ -515,7 +542,7 @@ mpi_runner_type
             task.finished = True
             self.list_of_tasks.append(task)
             return False
-        task._submitted(future)
+        task._submitted(future, gce)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         return True

@@ -93,12 +93,14 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.error: BaseException | None = None
         self.pending_timeout: float | None = None
         self.endpoint_label = ""
+        self.endpoint_executor: t.Any = None
         self._value: t.Any = None
 
     # --- submission -----------------------------------------------------------------
 
-    def _submitted(self, future: concurrent.futures.Future[t.Any]) -> None:
-        """Record the future of a task that has just been submitted."""
+    def _submitted(self, future: concurrent.futures.Future[t.Any], endpoint_executor: t.Any = None) -> None:
+        """Record the future of a task that has just been submitted (and the executor that holds it)."""
+        self.endpoint_executor = endpoint_executor
         self.future = future
         self.process = future  # libEnsemble code checks ``task.process`` to see that a task was launched
         self.state = "WAITING"
@@ -300,6 +302,14 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     def kill(self, wait_time: int | None = 60) -> None:
         """Stop the task, or make sure it never runs.
 
+        By the task's state:
+
+        * queued here (an SDK ``Executor`` has not sent it yet, ``gc_task_id`` is None): its future
+          is cancelled and it is taken out of the SDK's send queue, so it never runs;
+        * sent, not seen running (``WAITING``): its future is cancelled (its result will be ignored);
+          an app on a shared filesystem also gets its kill file, so it returns at once if it starts;
+        * running: as below.
+
         Where the endpoint shares the task's working directory (the local endpoint, or a site
         endpoint without ``remote_workdir``), a kill file is written there: a running app's
         processes (launcher and ranks) are stopped within a second, and a task not yet started
@@ -325,6 +335,11 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             return
         log.info("Killing task %s", self.name)
         was_running = self.state == "RUNNING"
+        if not was_running and self.endpoint_executor is not None:
+            # Not seen running: cancel the future; a task the SDK has not sent yet never leaves this process.
+            from bundle.unsent import withdraw
+
+            withdraw(self.endpoint_executor, self.future)
         if self.kind != "python" and self.shared_fs and self.workdir:
             try:
                 with open(os.path.join(self.workdir, KILL_FILE.format(marker=self.marker)), "w") as fh:

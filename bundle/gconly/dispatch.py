@@ -35,6 +35,7 @@ from libensemble.message_numbers import (
 )
 
 from bundle.gconly.availability import ResultWatch, endpoint_failure
+from bundle.gconly.engine_choice import mpi_spec_refusal
 from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.outcomes import sim_outcomes
@@ -43,6 +44,7 @@ from bundle.gconly.serialization import check_mapping, check_serializable, seria
 from bundle.gconly.sim_errors import record_sim_errors
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
 from bundle.gconly.wire import SimWire
+from bundle.unsent import withdraw
 
 if t.TYPE_CHECKING:
     from concurrent.futures import Future
@@ -308,7 +310,7 @@ class SimDispatcher:
             self._pending.remove(order)
         task = order.task
         if task is not None and task.future is not None and all(o.done for o in task.orders):
-            task.future.cancel()
+            withdraw(self.executor, task.future)  # cancelled; never sent if the SDK still holds it
 
     # --- answers to the manager ------------------------------------------------------------
 
@@ -330,7 +332,7 @@ class SimDispatcher:
             return
         err = future.exception()
         if err is not None:
-            fatal = endpoint_failure(err, self.endpoint)
+            fatal = endpoint_failure(err, self.endpoint) or mpi_spec_refusal(err, self.endpoint)
             if fatal is not None:
                 self._raise_fatal(fatal)
             text = f"{type(err).__name__}: {err}"

@@ -100,15 +100,17 @@ def run_gconly(
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
+    from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.journal import JOURNAL_FILE, Journal
     from bundle.gconly.resume import Reattach
     from bundle.session import LOCAL, GCSession, parse_endpoint
+    from bundle.templates import get_template
 
     gc = GCOnlySpecs.coerce(gc_specs)
     endpoint = gc_endpoint_of(sim_specs)
     if not endpoint:
         raise GCOnlyConfigError("GC-only mode needs sim_specs.globus_compute_endpoint ('local' or an endpoint UUID)")
-    ep_name, _ = parse_endpoint(endpoint, gc.template)
+    ep_name, ep_template = parse_endpoint(endpoint, gc.template)
 
     persis_info = {} if persis_info is None else persis_info
     H0_run, sim_d, gen_d, alloc_d, libE_d, exit_d = _spec_dicts(
@@ -124,9 +126,21 @@ def run_gconly(
         raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
     workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
     plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
-    executor = GCSession.get_executor(endpoint, gc.user_endpoint_config, template=gc.template, **gc.endpoint_options)
+    choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
+    log.info("GC-only engine: %s", choice.note)
+    if gc.sdk_options and ep_name == LOCAL:
+        raise GCOnlyConfigError("gc_specs.sdk_options configure the SDK Executor of an endpoint UUID, not 'local'")
+    executor = GCSession.get_executor(
+        endpoint,
+        choice.user_endpoint_config,
+        template=gc.template,
+        sdk_options=gc.sdk_options or None,
+        **gc.endpoint_options,
+    )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
+    previous_spec = executor.resource_specification
+    executor.resource_specification = choice.resource_specification
 
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(
@@ -152,7 +166,10 @@ def run_gconly(
 
     log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
     manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
-    H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, exit_logger, workflow_dir)
+    try:
+        H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, exit_logger, workflow_dir)
+    finally:
+        executor.resource_specification = previous_spec
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 

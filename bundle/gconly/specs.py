@@ -72,6 +72,7 @@ class GCOnlySpecs:
     resume: bool | str | os.PathLike[str] = False
     result_timeout: float | None = 86400.0
     require_online: bool = True
+    sdk_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     pack_calls: bool = True
 
     def __post_init__(self) -> None:
@@ -92,6 +93,15 @@ class GCOnlySpecs:
         timeout = self.result_timeout
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise GCOnlyConfigError(f"gc_specs.result_timeout must be seconds > 0 or None, got {timeout!r}")
+        if not isinstance(self.sdk_options, dict):
+            raise GCOnlyConfigError(f"gc_specs.sdk_options must be a dict, not {type(self.sdk_options).__name__}")
+        if self.sdk_options:
+            from bundle.sdk_options import check_sdk_options
+
+            try:
+                check_sdk_options(self.sdk_options, local=False)
+            except TypeError as err:
+                raise GCOnlyConfigError(f"gc_specs.sdk_options: {err}") from None
         if not isinstance(self.require_online, bool):
             raise GCOnlyConfigError(f"gc_specs.require_online must be True or False, got {self.require_online!r}")
 

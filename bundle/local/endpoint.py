@@ -29,10 +29,11 @@ import uuid
 import weakref
 from concurrent.futures import InvalidStateError
 
-from bundle.errors import EndpointShutdownError, ResourceSpecificationError
+from bundle.errors import EndpointShutdownError
 from bundle.forksafe import after_fork_in_child
 from bundle.local.engine_host import EngineHost
-from bundle.resource_spec import normalize_mpi_spec
+from bundle.local.spec_gate import as_sent, engine_nodes, refuse_hanging_spec
+from bundle.local.task_ids import TaskIdAnnouncer
 from bundle.templates import EndpointTemplate, config_key, get_template
 
 if t.TYPE_CHECKING:
@@ -75,10 +76,12 @@ class LocalEndpoint:
     user_endpoint_config : dict, optional
         Template options, checked against the template's schema now.
     resource_specification : dict, optional
-        Sent with every task, as with the SDK ``Executor``.  For a
-        ``GlobusMPIEngine`` it is normalized to integer ``num_nodes``,
-        ``ranks_per_node`` and ``num_ranks`` that agree (one rank on one node
-        when empty), so no task can hang Parsl's MPI mode.
+        Sent with every task, as with the SDK ``Executor``, and handed to the
+        engine unchanged, as a real endpoint's interchange does: a
+        ``GlobusMPIEngine`` refuses a task without one (as on a real endpoint),
+        a ``GlobusComputeEngine`` refuses MPI keys.  Only specs a real endpoint
+        would accept and then never answer are refused early, at submit (see
+        :mod:`bundle.local.spec_gate`).
     task_group_id : str or uuid.UUID, optional
         Task group of submitted tasks (one is made when not given).
     run_dir : path, optional
@@ -94,6 +97,12 @@ class LocalEndpoint:
     Examples
     --------
     >>> with LocalEndpoint(user_endpoint_config={"engine_type": "GlobusComputeEngine"}) as ep:
+    ...     ep.submit(pow, 2, 10).result()
+    1024
+
+    A ``GlobusMPIEngine`` (the templates' default) needs a spec for every task, Python ones too:
+
+    >>> with LocalEndpoint(resource_specification={"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}) as ep:
     ...     ep.submit(pow, 2, 10).result()
     1024
     """
@@ -124,6 +133,8 @@ class LocalEndpoint:
         self._all_done = threading.Condition(self._lock)
         self._stopped = False
         self._task_group_id = uuid.UUID(str(task_group_id)) if task_group_id else uuid.uuid4()
+        self._announcer = TaskIdAnnouncer()
+        self._pool_nodes: dict[int, int | None] = {}
         self._resource_specification: dict[str, t.Any] | None = None
         self._user_endpoint_config: dict[str, t.Any] | None = None
         self.user_endpoint_config = user_endpoint_config
@@ -282,15 +293,16 @@ class LocalEndpoint:
             fid = self.register_function(fn)
         return self.submit_to_registered_function(fid, args=args, kwargs=kwargs)
 
-    def _task_spec(self, host: EngineHost) -> dict[str, t.Any]:
-        spec = dict(self._resource_specification or {})
-        if host.is_mpi:
-            return normalize_mpi_spec(spec)
-        if spec:
-            raise ResourceSpecificationError(
-                f"template {self.template.name!r} runs a GlobusComputeEngine, which takes no resource_specification "
-                f"(got {spec}); use engine_type 'GlobusMPIEngine' for MPI tasks"
-            )
+    def _engine_spec(self, host: EngineHost) -> dict[str, t.Any]:
+        """Return the spec the engine gets, as a real endpoint's interchange passes it; refuse only hangs."""
+        spec = as_sent(self._resource_specification)
+        nodes = None
+        if host.is_mpi and spec:
+            key = id(host)
+            if key not in self._pool_nodes:  # once per engine: inside Slurm it asks scontrol
+                self._pool_nodes[key] = engine_nodes(self.template, host.options)
+            nodes = self._pool_nodes[key]
+        refuse_hanging_spec(spec, is_mpi=host.is_mpi, nodes=nodes, template=self.template.name)
         return spec
 
     def submit_to_registered_function(
@@ -310,7 +322,15 @@ class LocalEndpoint:
         Returns
         -------
         ComputeFuture
-            The task's future; ``task_id`` is set at once.
+            The task's future.  As with the SDK, its ``task_id`` is set a moment later (by another
+            thread), and always before its result.
+
+        Raises
+        ------
+        bundle.errors.ResourceSpecificationError
+            Only for a ``resource_specification`` a real endpoint would accept and never answer
+            (see :mod:`bundle.local.spec_gate`); specs a real endpoint refuses fail the task the same
+            way (``TaskExecutionFailed`` naming ``InvalidResourceSpecification``).
         """
         from globus_compute_common import messagepack
         from globus_compute_common.messagepack.message_types import Task
@@ -325,29 +345,34 @@ class LocalEndpoint:
             [buffer, self.serializer.serialize(tuple(args or ())), self.serializer.serialize(dict(kwargs or {}))]
         )
         host = self._host()
-        spec = self._task_spec(host)
+        spec = self._engine_spec(host)
         task_id = uuid.uuid4()
+        tid = str(task_id)
         packed = messagepack.pack(Task(task_id=task_id, task_buffer=payload))
-        fut = ComputeFuture(task_id=str(task_id))
+        fut = ComputeFuture()
         with self._lock:
-            self._futures[str(task_id)] = fut
-        fut.add_done_callback(self._forget)
+            self._futures[tid] = fut
+        fut.add_done_callback(lambda _f: self._forget(tid))
         gcf = host.submit(task_id, function_id, packed, spec)
-        gcf.add_done_callback(lambda g: self._complete(g, fut))
+        gcf.add_done_callback(lambda g: self._complete(g, fut, tid))
+        self._announcer.announce(fut, tid)
         return fut
 
-    def _forget(self, fut: Future[t.Any]) -> None:
+    def _forget(self, task_id: str) -> None:
         with self._lock:
-            self._futures.pop(str(getattr(fut, "task_id", "")), None)
+            self._futures.pop(task_id, None)
             if not self._futures:
                 self._all_done.notify_all()
 
-    def _complete(self, gcf: Future[t.Any], fut: ComputeFuture) -> None:
+    def _complete(self, gcf: Future[t.Any], fut: ComputeFuture, task_id: str) -> None:
         """Unpack an engine result the way the SDK Executor does."""
         from globus_compute_common import messagepack
         from globus_compute_common.messagepack.message_types import Result
         from globus_compute_sdk.errors import TaskExecutionFailed
 
+        finished = time.time()
+        if fut.task_id is None:
+            fut.task_id = task_id  # as with the SDK: the id is known before the result
         if fut.done():
             return
         try:
@@ -361,7 +386,8 @@ class LocalEndpoint:
                 fut.set_exception(TypeError(f"engine answered with a {type(result).__name__}, not a Result"))
                 return
             if result.is_error:
-                fut.set_exception(TaskExecutionFailed(result.data, str(time.time())))
+                # The SDK passes the result message's timestamp: when the endpoint finished the task.
+                fut.set_exception(TaskExecutionFailed(result.data, str(int(finished))))
                 return
             try:
                 fut.set_result(self.serializer.deserialize(result.data))

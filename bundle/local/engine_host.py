@@ -165,7 +165,7 @@ class EngineHost:
         packed_task : bytes
             A messagepack ``Task``.
         spec : dict
-            The task's ``resource_specification``.
+            The task's ``resource_specification``, as the endpoint's interchange passes it.
 
         Returns
         -------
@@ -184,7 +184,25 @@ class EngineHost:
                 return fut
             self._pending[task_id] = fut
             fut.add_done_callback(lambda f: self._pending.pop(task_id, None))
-            self.engine.submit(task_f=fut, packed_task=packed_task, resource_specification=spec)
+            try:
+                self.engine.submit(task_f=fut, packed_task=packed_task, resource_specification=spec)
+            except Exception as exc:
+                # As the endpoint's interchange does: a task the engine cannot take comes back failed.
+                from globus_compute_common.messagepack import pack
+                from globus_compute_common.messagepack.message_types import Result, ResultErrorDetails
+                from globus_compute_endpoint.exception_handling import get_result_error_details
+
+                code, msg = get_result_error_details(exc)
+                fut.set_result(
+                    pack(
+                        Result(
+                            task_id=task_id,
+                            data=f"Failed to start task: {exc}",
+                            error_details=ResultErrorDetails(code=code, user_message=msg),
+                            task_statuses=[],
+                        )
+                    )
+                )
         return fut
 
     def _block_diagnostics(self) -> str:

@@ -315,3 +315,19 @@ def test_plain_calls_when_packing_is_switched_off(cloud: t.Any) -> None:
     for call in cls.return_value.submit_to_registered_function.call_args_list:
         _, _, sim_specs, libE_info = call.kwargs["args"]
         assert sim_specs["sim_f"] is sims.counting and 1 <= libE_info["workerID"] <= 2
+
+
+def test_sdk_options_reach_the_sdk_executor(cloud: t.Any) -> None:
+    cls, _ = cloud
+    opts = {"amqp_port": 443, "batch_size": 16, "api_burst_limit": 2}
+    res = run(uniform_specs(sims.trivial, 2, 4, endpoint=EP), 2, sdk_options=opts)
+    assert res.exit_flag == 0
+    cls.assert_called_once_with(endpoint_id=EP, user_endpoint_config=None, **opts)
+
+
+def test_sdk_options_are_refused_for_the_local_endpoint(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bundle.gconly.errors import GCOnlyConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GCOnlyConfigError, match="not 'local'"):
+        run(uniform_specs(sims.trivial, 1, 1), 1, sdk_options={"amqp_port": 443})

@@ -63,7 +63,11 @@ def test_hanging_worker_init_hits_the_start_timeout(tmp_path):
 
 
 def test_missing_mpi_launcher_is_named(tmp_path):
-    ep = LocalEndpoint(user_endpoint_config={"mpi_launcher": "aprun"}, run_dir=tmp_path)
+    ep = LocalEndpoint(
+        user_endpoint_config={"mpi_launcher": "aprun"},
+        resource_specification={"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
+        run_dir=tmp_path,
+    )
     try:
         fut = ep.submit(MPIFunction("hostname"))
         with pytest.raises((TaskExecutionFailed, EndpointStartError), match="'aprun' not found on PATH"):
@@ -93,7 +97,7 @@ def _wait_for_ranks(root: int, token: str, count: int, before: set[int] = frozen
 def test_shutdown_leaves_no_process(tmp_path):
     before = {p.pid for p in engine_tree(os.getpid(), current_token())}
     ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=tmp_path)
-    ep.resource_specification = {"num_ranks": 2}
+    ep.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     running = ep.submit(MPIFunction("sleep 300"))
     procs = _wait_for_ranks(os.getpid(), current_token(), 2, before)
     names = cmdlines(procs)
@@ -110,7 +114,7 @@ DRIVER = textwrap.dedent(
     from globus_compute_sdk import MPIFunction
     from bundle.local import LocalEndpoint
     ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=sys.argv[1])
-    ep.resource_specification = {"num_ranks": 2}
+    ep.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     futs = [ep.submit(MPIFunction("sleep 300")) for _ in range(2)]
     print("SUBMITTED", os.environ["LIBE_GC_BUNDLE_OWNER"], flush=True)
     for f in futs:

@@ -12,6 +12,7 @@ from globus_compute_sdk.serialize import ComputeSerializer
 
 from bundle.errors import ResourceSpecificationError
 from bundle.local import LocalEndpoint
+from bundle.resource_spec import normalize_mpi_spec
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 
@@ -87,18 +88,20 @@ def test_unpicklable_arguments_fail_at_submit(py_endpoint):
         py_endpoint.submit(square_plus, Unpicklable())
 
 
-def test_python_engine_refuses_resource_specification(py_endpoint):
+def test_python_engine_fails_an_mpi_spec_as_a_real_endpoint_does(py_endpoint):
+    """HTEX takes no MPI keys: the task fails on the engine, as on an endpoint, not at submit."""
     py_endpoint.resource_specification = {"num_ranks": 2}
     try:
-        with pytest.raises(ResourceSpecificationError, match="GlobusMPIEngine"):
-            py_endpoint.submit(square_plus, 1)
+        fut = py_endpoint.submit(square_plus, 1)
     finally:
         py_endpoint.resource_specification = None
+    with pytest.raises(TaskExecutionFailed, match="InvalidResourceSpecification"):
+        fut.result(timeout=60)
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_mpi_function_ranks_and_hosts(mpi_endpoint, ranks):
-    mpi_endpoint.resource_specification = {"num_ranks": ranks}
+    mpi_endpoint.resource_specification = normalize_mpi_spec({"num_ranks": ranks})
     # ranks report to rank 0 over MPI, which prints alone: output of several ranks can interleave mid-line
     program = (
         "from mpi4py import MPI; c = MPI.COMM_WORLD; "
@@ -106,34 +109,46 @@ def test_mpi_function_ranks_and_hosts(mpi_endpoint, ranks):
         "[print('rank', r, 'of', n, h) for r, n, h in (rows or [])]"
     )
     cmd = f'python -c "{program}"'
-    res = mpi_endpoint.submit(MPIFunction(cmd)).result(timeout=120)
+    try:
+        res = mpi_endpoint.submit(MPIFunction(cmd)).result(timeout=120)
+    finally:
+        mpi_endpoint.resource_specification = None
     assert res.returncode == 0, res.stderr
     lines = sorted(ln for ln in res.stdout.splitlines() if ln.startswith("rank"))
     assert lines == [f"rank {r} of {ranks} {socket.gethostname()}" for r in range(ranks)]
 
 
-def test_mpi_prefix_is_an_integer_launch_line(mpi_endpoint):
-    mpi_endpoint.resource_specification = {"num_nodes": 1, "num_ranks": 2}
-    res = mpi_endpoint.submit(MPIFunction("true; echo $PARSL_MPI_PREFIX")).result(timeout=120)
-    assert res.stdout.strip() == "mpiexec -n 2 -ppn 2 -hosts localhost"
+def test_spec_reaches_the_engine_unchanged_and_normalizing_is_the_submitters_job(mpi_endpoint):
+    """``{"num_nodes": 1, "num_ranks": 2}`` gets Parsl's float ``-ppn 2.0`` on a real endpoint, so here too."""
+    try:
+        mpi_endpoint.resource_specification = {"num_nodes": 1, "num_ranks": 2}
+        raw = mpi_endpoint.submit(MPIFunction("true; echo $PARSL_MPI_PREFIX")).result(timeout=120)
+        mpi_endpoint.resource_specification = normalize_mpi_spec({"num_nodes": 1, "num_ranks": 2})
+        normal = mpi_endpoint.submit(MPIFunction("true; echo $PARSL_MPI_PREFIX")).result(timeout=120)
+    finally:
+        mpi_endpoint.resource_specification = None
+    assert raw.stdout.strip() == "mpiexec -n 2 -ppn 2.0 -hosts localhost"
+    assert normal.stdout.strip() == "mpiexec -n 2 -ppn 2 -hosts localhost"
 
 
-def test_python_and_shell_on_mpi_engine_get_a_one_rank_spec(mpi_endpoint):
+def test_python_and_shell_on_mpi_engine_need_a_spec(mpi_endpoint):
     mpi_endpoint.resource_specification = None
-    host, _, prefix = mpi_endpoint.submit(where_am_i).result(timeout=120)
+    with pytest.raises(TaskExecutionFailed, match="MPI mode requires"):
+        mpi_endpoint.submit(where_am_i).result(timeout=120)
+    mpi_endpoint.resource_specification = ONE_RANK
+    try:
+        host, _, prefix = mpi_endpoint.submit(where_am_i).result(timeout=120)
+        res = mpi_endpoint.submit(ShellFunction("echo $PARSL_NUM_RANKS")).result(timeout=120)
+    finally:
+        mpi_endpoint.resource_specification = None
     assert host == socket.gethostname()
     assert prefix.strip() == "mpiexec -n 1 -ppn 1 -hosts localhost"
-    res = mpi_endpoint.submit(ShellFunction("echo $PARSL_NUM_RANKS")).result(timeout=120)
     assert res.stdout.strip() == "1"
 
 
-def test_bad_mpi_spec_refused_before_submission(mpi_endpoint):
-    mpi_endpoint.resource_specification = {"num_nodes": 2, "num_ranks": 3}
-    try:
-        with pytest.raises(ResourceSpecificationError, match="divide evenly"):
-            mpi_endpoint.submit(MPIFunction("hostname"))
-    finally:
-        mpi_endpoint.resource_specification = None
+def test_uneven_ranks_are_refused_on_the_submitting_side():
+    with pytest.raises(ResourceSpecificationError, match="divide evenly"):
+        normalize_mpi_spec({"num_nodes": 2, "num_ranks": 3})
 
 
 def test_interchange_listens_on_loopback_only(mpi_endpoint):
@@ -174,7 +189,7 @@ def test_allocation_node_file_is_used_instead_of_the_generated_one(tmp_path, mon
     ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 1}, run_dir=tmp_path / "run")
     try:
         # one slot would be generated for max_workers_per_block=1; three nodes only exist in the allocation's file
-        ep.resource_specification = {"num_nodes": 3, "ranks_per_node": 1}
+        ep.resource_specification = {"num_nodes": 3, "ranks_per_node": 1, "num_ranks": 3}
         res = ep.submit(MPIFunction("true; echo $PARSL_MPI_PREFIX")).result(timeout=120)
         assert res.stdout.split() == ["mpiexec", "-n", "3", "-ppn", "1", "-hosts", "localhost,localhost,localhost"]
         assert not list((tmp_path / "run").rglob("*.nodefile")), "the template must not write its own node file"

@@ -309,7 +309,11 @@ def test_local_endpoint_sockets_are_on_loopback_only_per_the_os(
     tmp_path: pathlib.Path, request: pytest.FixtureRequest
 ) -> None:
     eps = [
-        LocalEndpoint(user_endpoint_config=gh.MPI_OPTS, run_dir=tmp_path / "mpi"),
+        LocalEndpoint(
+            user_endpoint_config=gh.MPI_OPTS,
+            resource_specification={"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
+            run_dir=tmp_path / "mpi",
+        ),
         LocalEndpoint(user_endpoint_config=gh.PY_OPTS, run_dir=tmp_path / "py"),
     ]
     try:
@@ -527,7 +531,7 @@ def test_during_an_mpi_task_only_the_mpi_library_listens_beyond_loopback(
     """
     from globus_compute_sdk import MPIFunction
 
-    mpi_endpoint.resource_specification = {"num_ranks": 2}
+    mpi_endpoint.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     try:
         program = "from mpi4py import MPI; import time; MPI.COMM_WORLD.Barrier(); time.sleep(4)"
         fut = mpi_endpoint.submit(MPIFunction(f'python -c "{program}"'))

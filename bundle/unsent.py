@@ -1,0 +1,49 @@
+"""Take a task back before the Globus Compute SDK sends it to the web service.
+
+The SDK ``Executor`` queues each submitted task (``(future, task)`` pairs) for its
+submitter thread, which sends them in batches.  A future cancelled while still in
+that queue would be sent anyway (the SDK does not look at cancellation), and the task
+would run on the endpoint.  :func:`withdraw` cancels the future and removes the task
+from the queue, so it never leaves this process.  Once the SDK has taken the task from
+its queue (``task_id`` then follows), only cancelling the future is possible: the task
+runs and its result is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import typing as t
+
+log = logging.getLogger(__name__)
+
+
+def withdraw(executor: t.Any, future: t.Any) -> bool:
+    """Cancel ``future``; for an SDK ``Executor``, also keep its task from being sent if it is still queued.
+
+    Parameters
+    ----------
+    executor : globus_compute_sdk.Executor or LocalEndpoint
+        The executor the task was submitted to.
+    future : concurrent.futures.Future
+        The task's future.
+
+    Returns
+    -------
+    bool
+        True when the task was taken out of the SDK's send queue (it will not run).
+    """
+    removed = False
+    to_send = getattr(executor, "_tasks_to_send", None)
+    if isinstance(to_send, queue.Queue) and getattr(future, "task_id", None) is None:
+        with to_send.mutex:
+            kept = [item for item in to_send.queue if item[0] is not future]
+            removed = len(kept) != len(to_send.queue)
+            if removed:
+                to_send.queue.clear()
+                to_send.queue.extend(kept)
+        if removed:
+            to_send.task_done()  # the submitter will never take it: keep the queue's count right
+            log.debug("task withdrawn before the SDK sent it")
+    future.cancel()
+    return removed
