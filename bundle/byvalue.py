@@ -3,7 +3,7 @@
 dill (the SDK's default code serializer) pickles a function whose module is ``__main__`` by its
 code and globals rather than by reference to its module.  :func:`main_copy` makes such a copy
 with the globals it is given; :func:`by_value` gives a function only builtins, values bound by
-name, and by-value copies of helper functions it calls (which share those globals).  Such a
+name, and by-value copies of the functions it calls (which share those globals).  Such a
 function may use only builtins, what it imports itself, and the names bound here.
 """
 
@@ -43,10 +43,10 @@ def main_copy(code_of: t.Callable[..., t.Any], glb: dict[str, t.Any], name: str 
 def by_value(
     code_of: t.Callable[..., t.Any],
     name: str | None = None,
-    helpers: t.Iterable[t.Callable[..., t.Any]] = (),
+    callees: t.Iterable[t.Callable[..., t.Any]] = (),
     **bound: t.Any,
 ) -> types.FunctionType:
-    """Return a copy of ``code_of`` whose globals are the builtins, ``bound`` and copies of ``helpers``.
+    """Return a copy of ``code_of`` whose globals are the builtins, ``bound`` and copies of ``callees``.
 
     Parameters
     ----------
@@ -54,7 +54,7 @@ def by_value(
         The function to copy.
     name : str, optional
         The copy's name (default: the function's).
-    helpers : iterable of function
+    callees : iterable of function
         Functions ``code_of`` calls by their names; copied the same way, sharing the globals.
     **bound
         Values bound by name in the globals.
@@ -65,6 +65,6 @@ def by_value(
         The copy.
     """
     glb: dict[str, t.Any] = {"__builtins__": builtins, "__name__": "__main__", **bound}
-    for helper in helpers:
-        glb[helper.__name__] = main_copy(helper, glb)
+    for callee in callees:
+        glb[callee.__name__] = main_copy(callee, glb)
     return main_copy(code_of, glb, name)

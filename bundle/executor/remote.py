@@ -173,5 +173,5 @@ def portable(which: str = "run_app") -> types.FunctionType:
         Same code and defaults, with only builtins as globals (the endpoint need not import this package).
     """
     if which == "run_app":
-        return by_value(run_app, helpers=(find_with_env, terminate), MARKER_ENV=MARKER_ENV, KILL_FILE=KILL_FILE)
+        return by_value(run_app, callees=(find_with_env, terminate), MARKER_ENV=MARKER_ENV, KILL_FILE=KILL_FILE)
     return by_value({"run_python": run_python}[which])

@@ -107,6 +107,11 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.timer.start()
         self.submit_time = self.timer.tstart
 
+    @property
+    def gc_task_id(self) -> str | None:
+        """The Globus Compute task id (None until the endpoint has assigned one)."""
+        return getattr(self.future, "task_id", None)
+
     # --- status ---------------------------------------------------------------------
 
     def _check_poll(self) -> bool:

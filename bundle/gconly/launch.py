@@ -166,10 +166,11 @@ def run_gconly(
 
     log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
     manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
-    try:
-        H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, exit_logger, workflow_dir)
-    finally:
+
+    def restore_spec() -> None:
         executor.resource_specification = previous_spec
+
+    H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, [exit_logger, restore_spec], workflow_dir)
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 
@@ -276,10 +277,10 @@ def _run_manager(
     manager_args: tuple[t.Any, ...],
     dispatcher: SimDispatcher,
     journal: t.Any,
-    exit_logger: t.Callable[[], None] | None,
+    on_close: list[t.Callable[[], None] | None],
     workflow_dir: pathlib.Path,
 ) -> tuple[t.Any, dict[t.Any, t.Any], int]:
-    """Run libEnsemble's manager; close the dispatcher, journal and logs once, however it ends."""
+    """Run libEnsemble's manager; close the dispatcher and journal, then run ``on_close``, once, however it ends."""
     from libensemble.libE import manager
 
     from bundle.gconly.resume import find_saved_history
@@ -294,8 +295,9 @@ def _run_manager(
         dispatcher.close()
         if journal is not None:
             journal.close()
-        if exit_logger is not None:
-            exit_logger()
+        for close in on_close:
+            if close is not None:
+                close()
 
     libE_d = manager_args[6]
     try:
