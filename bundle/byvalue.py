@@ -14,17 +14,24 @@ import types
 import typing as t
 
 
-def main_copy(code_of: t.Callable[..., t.Any], glb: dict[str, t.Any], name: str | None = None) -> types.FunctionType:
+def main_copy(
+    code_of: t.Callable[..., t.Any],
+    glb: dict[str, t.Any],
+    name: str | None = None,
+    closure: tuple[types.CellType, ...] | None = None,
+) -> types.FunctionType:
     """Return a copy of ``code_of`` with globals ``glb`` and module ``__main__``.
 
     Parameters
     ----------
     code_of : function
-        The function whose code and defaults to copy.
+        The function whose code, defaults and docstring to copy.
     glb : dict
         The copy's globals.
     name : str, optional
-        The copy's name (default: the function's).
+        The copy's name and qualified name (default: the function's).
+    closure : tuple of cells, optional
+        The copy's closure (default: none).
 
     Returns
     -------
@@ -32,10 +39,10 @@ def main_copy(code_of: t.Callable[..., t.Any], glb: dict[str, t.Any], name: str 
         The copy.
     """
     assert isinstance(code_of, types.FunctionType)
-    name = name or code_of.__name__
-    fn = types.FunctionType(code_of.__code__, glb, name, code_of.__defaults__)
+    fn = types.FunctionType(code_of.__code__, glb, name or code_of.__name__, code_of.__defaults__, closure)
+    fn.__kwdefaults__ = code_of.__kwdefaults__
     fn.__module__ = "__main__"
-    fn.__qualname__ = name
+    fn.__qualname__ = name or code_of.__qualname__
     fn.__doc__ = code_of.__doc__
     return fn
 

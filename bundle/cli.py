@@ -8,10 +8,11 @@ import typing as t
 import click
 
 from bundle import __version__
+from bundle.cli_errors import CleanErrorsGroup, preflight
 from bundle.endpoint_cli import endpoint, parse_options, templates_show
 
 
-@click.group()
+@click.group(cls=CleanErrorsGroup)
 @click.version_option(__version__, prog_name="libe-gc")
 def main() -> None:
     """Run libEnsemble ensembles on Globus Compute endpoints, with MPI first-class."""
@@ -56,6 +57,7 @@ def demo(
     from bundle.errors import BundleError
 
     cfg = DemoConfig(endpoint, template, parse_options(options), sims, workers, mpi_ranks, Path(out_dir))
+    preflight(endpoint)
     try:
         results = run_demo(cfg)
     except (BundleError, ValueError, TypeError) as err:
@@ -77,12 +79,11 @@ def demo(
 def smoke(endpoint: str, template: str | None, options: tuple[str, ...], mpi_ranks: int) -> None:
     """Run a Python function, a ShellFunction and an MPIFunction on an endpoint and print the results."""
     from bundle.errors import BundleError
-    from bundle.smoke import main_smoke
+    from bundle.smoke import main_smoke, smoke_options
 
-    opts = parse_options(options)
-    if endpoint.startswith("local"):
-        opts.setdefault("max_workers_per_block", 2)
+    preflight(endpoint)
     try:
+        opts = smoke_options(endpoint, template, parse_options(options))
         code = main_smoke(endpoint, template, opts, mpi_ranks)
     except (BundleError, ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from err
@@ -121,9 +122,15 @@ def doctor(endpoint: str | None, template: str | None, options: tuple[str, ...])
     from bundle import doctor as checks
 
     opts = parse_options(options)
-    results = checks.run_checks(template, opts)
+    # Options are checked against --template, else against the endpoint's published schema.
+    results = checks.run_checks(template, opts if template or not endpoint else {})
     if endpoint:
-        results += checks.check_endpoint(endpoint, opts)
+        try:
+            preflight(endpoint)  # unreachable service or no way to log in: say so at once, no prompt
+        except click.ClickException as err:
+            results.append(checks.Check("endpoint metadata", checks.FAIL, err.message, "see the message"))
+        else:
+            results += checks.check_endpoint(endpoint, opts)
     table = Table(title="libe-gc doctor")
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")

@@ -148,24 +148,22 @@ def check_scheduler(environ: t.Mapping[str, str] | None = None) -> Check:
 
 
 def check_credentials(environ: t.Mapping[str, str] | None = None, home: str | None = None) -> Check:
-    """Whether Globus credentials are available (whether, never what)."""
-    env = os.environ if environ is None else environ
-    set_vars = [v for v in SECRET_VARS if env.get(v)]
-    if len(set_vars) == len(SECRET_VARS):
-        return Check("credentials", OK, "client id and secret set in the environment (values not shown)")
-    if set_vars:
-        missing = sorted(set(SECRET_VARS) - set(set_vars))
-        return Check("credentials", FAIL, f"only {', '.join(set_vars)} set", f"also set {', '.join(missing)}")
-    user_dir = env.get("GLOBUS_COMPUTE_USER_DIR") or os.path.join(home or os.path.expanduser("~"), ".globus_compute")
-    if os.path.isfile(os.path.join(user_dir, "storage.db")):
-        return Check("credentials", OK, f"stored tokens in {user_dir} (not shown)")
-    return Check(
-        "credentials",
-        WARN,
-        "none found",
-        "only cloud endpoints need them: run `globus-compute-endpoint login`, or set "
-        "GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET",
-    )
+    """Report what the Globus Compute SDK would authenticate with, checked offline (whether, never what).
+
+    See :func:`bundle.credentials.credential_state`: a client identity, or a stored login with a
+    refresh token or an unexpired access token for the Globus Compute service.
+    """
+    from bundle.credentials import credential_state
+
+    env = dict(os.environ if environ is None else environ)
+    if home is not None:
+        env["HOME"] = home
+    state = credential_state(env)
+    if state.usable:
+        return Check("credentials", OK, state.detail)
+    if state.kind == "invalid":
+        return Check("credentials", FAIL, state.detail, state.fix)
+    return Check("credentials", WARN, state.detail, f"only cloud endpoints need them: {state.fix}")
 
 
 def check_template(name: str | None, options: dict[str, t.Any]) -> Check:
@@ -174,6 +172,14 @@ def check_template(name: str | None, options: dict[str, t.Any]) -> Check:
     from bundle.templates import get_template
 
     if name is None:
+        if options:
+            return Check(
+                "template options",
+                FAIL,
+                f"options {sorted(options)} given without --template, so they cannot be checked",
+                "add --template NAME (libe-gc templates list), or --endpoint UUID to check them against that "
+                "endpoint's published schema",
+            )
         return Check("template options", OK, "no template given (use --template NAME --option k=v to check)")
     try:
         get_template(name).validate(options)
@@ -223,6 +229,12 @@ def check_endpoint(endpoint_id: str, options: dict[str, t.Any] | None = None, cl
     list of Check
         The Python comparison, and the options check when the endpoint publishes a schema.
     """
+    if client is None:
+        from bundle.credentials import credential_state
+
+        state = credential_state()
+        if not state.usable and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return [Check("endpoint metadata", FAIL, f"not asked: {state.detail}", state.fix)]
     try:
         if client is None:
             from globus_compute_sdk import Client
@@ -241,6 +253,15 @@ def check_endpoint(endpoint_id: str, options: dict[str, t.Any] | None = None, cl
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
     checks = [compare_endpoint(platform.python_version(), meta.get("python_version"), meta.get("endpoint_version"))]
     schema = meta.get("user_config_schema")
+    if not isinstance(schema, dict) and options:
+        checks.append(
+            Check(
+                "options vs endpoint schema",
+                FAIL,
+                "the endpoint publishes no option schema, so the options cannot be checked",
+                "add --template NAME (the template the endpoint was configured from)",
+            )
+        )
     if isinstance(schema, dict) and options is not None:
         import jsonschema
 

@@ -56,9 +56,9 @@ def _options(options_file: t.IO[str] | None, pairs: tuple[str, ...]) -> dict[str
         try:
             loaded = json.load(options_file)
         except json.JSONDecodeError as err:
-            raise click.BadParameter(f"not JSON: {err}", param_hint="--user-options") from err
+            raise click.BadParameter(f"not JSON: {err}", param_hint="-o/--options-file") from err
         if not isinstance(loaded, dict):
-            raise click.BadParameter("must hold a JSON object", param_hint="--user-options")
+            raise click.BadParameter("must hold a JSON object", param_hint="-o/--options-file")
         options.update(loaded)
     options.update(parse_options(pairs))
     return options
@@ -98,15 +98,17 @@ def endpoint() -> None:
 @click.argument("name")
 @click.option(
     "-o",
+    "--options-file",
     "--user-options",
     "options_file",
     type=click.File("r"),
     default=None,
-    help="JSON file of user_endpoint_config options ('-' for stdin).",
+    help="Read user_endpoint_config options from this JSON file ('-' for stdin); an input, as -o of "
+    "globus-compute-endpoint render-user-config. The rendered YAML goes to stdout (redirect it: > config.yaml).",
 )
 @click.option("--option", "pairs", multiple=True, metavar="KEY=VALUE", help="An option; repeatable; wins over -o.")
 def endpoint_render(name: str, options_file: t.IO[str] | None, pairs: tuple[str, ...]) -> None:
-    """Render template NAME with the given options, print the YAML, and load it into a real engine config.
+    """Render template NAME with the given options, print the YAML to stdout, and load it into a real engine config.
 
     Rendering uses globus-compute-endpoint's own renderer (options checked against the schema
     first); loading uses its config loader, so a configuration that prints here loads on the site.

@@ -60,10 +60,10 @@ def normalize_mpi_spec(spec: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
     rpn = _positive_int(spec, "ranks_per_node")
     ranks = _positive_int(spec, "num_ranks")
 
-    if ranks is not None and nodes is not None and ranks % nodes:
+    if ranks is not None and nodes is not None and rpn is None and ranks % nodes:
         raise ResourceSpecificationError(
             f"num_ranks={ranks} does not divide evenly across num_nodes={nodes}; "
-            f"use a multiple of {nodes} ranks or set ranks_per_node"
+            f"use a multiple of {nodes} ranks, or a num_nodes that divides {ranks}"
         )
     if nodes is None:
         if ranks is not None and rpn is not None:

@@ -17,6 +17,7 @@ import os
 import threading
 import typing as t
 import uuid
+import warnings
 from concurrent.futures import Future
 
 from bundle.forksafe import KeyedLocks, after_fork_in_child
@@ -101,6 +102,42 @@ def parse_endpoint(endpoint: str | uuid.UUID, template: str | None = None) -> tu
     return canonical, template
 
 
+def merge_local_options(
+    local_options: t.Mapping[str, t.Any] | None,
+    old: t.Mapping[str, t.Any] | None,
+    old_name: str,
+    stacklevel: int = 3,
+) -> dict[str, t.Any]:
+    """Return ``local_options`` merged with options given under a deprecated name (which warns).
+
+    Parameters
+    ----------
+    local_options : mapping, optional
+        The local endpoint's options under their one name.
+    old : mapping, optional
+        The same options under a deprecated name (``GCOnlySpecs.endpoint_options``,
+        ``GCSession.get_executor(**kwargs)``); they lose to ``local_options`` on a clash.
+    old_name : str
+        How the deprecated spelling was written, for the warning.
+    stacklevel : int
+        Of the warning: 3 points at the caller of the function that calls this one.
+
+    Returns
+    -------
+    dict
+    """
+    merged = dict(old or {})
+    if merged:
+        warnings.warn(
+            f"{old_name} is deprecated and will be removed in the next release; pass local_options={{...}} "
+            "(the one name for a local endpoint's options in GlobusComputeExecutor, GCOnlySpecs and GCSession)",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+    merged.update(local_options or {})
+    return merged
+
+
 class GCSession:
     """Thread-safe, per-process cache of endpoint executors.
 
@@ -136,6 +173,7 @@ class GCSession:
         *,
         template: str | None = None,
         sdk_options: dict[str, t.Any] | None = None,
+        local_options: dict[str, t.Any] | None = None,
         **local_kwargs: t.Any,
     ) -> ExecutorLike:
         """Return the cached executor for this key, creating it on first use.
@@ -153,9 +191,12 @@ class GCSession:
             For an endpoint UUID: keyword options of ``globus_compute_sdk.Executor`` (``amqp_port``,
             ``client``, ``batch_size``, ``api_burst_limit``, ``result_serializers``, ...), checked
             against the installed SDK (see :mod:`bundle.sdk_options`); part of the key.
+        local_options : dict, optional
+            Options of a local endpoint (``run_dir``, ``start_timeout``), passed to
+            :class:`~bundle.local.LocalEndpoint` when one is created; not part of the key.  The same
+            name as ``GlobusComputeExecutor(local_options=...)`` and ``GCOnlySpecs(local_options=...)``.
         **local_kwargs
-            Passed to :class:`~bundle.local.LocalEndpoint` when one is created
-            (``run_dir``, ``start_timeout``); not part of the key.
+            Deprecated spelling of ``local_options`` (as keyword arguments); warns.
 
         Returns
         -------
@@ -169,6 +210,7 @@ class GCSession:
         from bundle.sdk_options import check_sdk_options
 
         ep, tmpl = parse_endpoint(endpoint, template)
+        local_kwargs = merge_local_options(local_options, local_kwargs, "GCSession.get_executor(**kwargs)")
         sdk_opts = check_sdk_options(sdk_options, local=ep == LOCAL)
         key = cls._key(ep, tmpl, user_endpoint_config, sdk_opts)
         if tmpl is not None:

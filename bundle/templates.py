@@ -11,6 +11,7 @@ a site endpoint runs from the same files.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -310,8 +311,10 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(props))
         option = extra[0] if extra else path
+        close = difflib.get_close_matches(option, list(props), n=2, cutoff=0.6)
+        guess = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return TemplateOptionError(
-            f"template {template.name!r} has no option {option!r}; allowed options: {', '.join(sorted(props))}",
+            f"template {template.name!r} has no option {option!r}{guess} (allowed options: {', '.join(sorted(props))})",
             template=template.name,
             option=option,
         )
@@ -347,13 +350,15 @@ def _option_error(template: EndpointTemplate, error: t.Any, opts: dict[str, t.An
             template=template.name,
             option=option,
         )
+    elif error.validator == "type" and error.validator_value == "boolean":
+        problem = f"{reprlib.repr(error.instance)} is not a boolean; write true or false (JSON, lower case)"
     elif error.validator == "maxLength":
         problem = f"{len(error.instance)} characters is longer than {error.validator_value}"
     else:
         problem = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return TemplateOptionError(
         f"template {template.name!r}: option {option!r} is invalid: {problem}"
-        + (f"; allowed: {allowed}" if allowed else ""),
+        + (f"; allowed: {allowed}" if allowed and error.validator_value != "boolean" else ""),
         template=template.name,
         option=option,
     )

@@ -106,11 +106,12 @@ def executor_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
     from bundle.demo.progress import RichProgress
     from bundle.demo.sims import MPI_APP, sim_mpi
     from bundle.executor import GlobusComputeExecutor
+    from bundle.smoke import with_accepted_defaults
 
     options = dict(cfg.options)
-    if cfg.endpoint == "local":
-        options.setdefault("slots_per_node", cfg.workers)
-        options.setdefault("max_workers_per_block", cfg.workers)
+    if cfg.endpoint == "local":  # defaults the template refuses next to the user's options are left out
+        defaults = {"slots_per_node": cfg.workers, "max_workers_per_block": cfg.workers}
+        options = with_accepted_defaults(cfg.template or "local", options, defaults)
     exctr = GlobusComputeExecutor(cfg.endpoint, template=cfg.template, user_endpoint_config=options)
     exctr.register_app(full_path=MPI_APP, app_name="objective")
     task_dir = (cfg.out_dir / "executor_tasks").resolve()

@@ -40,12 +40,14 @@ from libensemble.executors.executor import (
 )
 
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
+from bundle.executor.failfast import systematic_failure
 from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
 from bundle.forksafe import KeyedLocks
 from bundle.resource_spec import normalize_mpi_spec
 from bundle.session import LOCAL, GCSession, parse_endpoint
+from bundle.shipping import ship_task_function
 
 if t.TYPE_CHECKING:
     from bundle.templates import EndpointTemplate
@@ -113,7 +115,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     snippet_lines : int
         Lines of stdout / stderr returned with each app's result (read when the files are not visible).
     local_options : dict, optional
-        ``run_dir`` and ``start_timeout`` for a local endpoint.
+        Options of a local endpoint: ``run_dir`` and ``start_timeout`` (the same name in
+        :class:`~bundle.gconly.GCOnlySpecs` and :meth:`~bundle.session.GCSession.get_executor`).
     pending_timeout : float, optional
         Seconds a task may wait for the endpoint to start it; after that the task is ``FAILED`` with a
         :class:`~bundle.errors.TaskPendingTimeoutError` (its future is cancelled), so a sim waiting on an
@@ -134,6 +137,10 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     >>> exctr.submit(app_name="hostname", dry_run=True).runline
     '/usr/bin/hostname'
     """
+
+    fail_fast: int = 5
+    """When the first this-many Python tasks to end all failed with the same error, the next Python
+    ``submit`` raises :class:`~bundle.executor.failfast.SystematicTaskError` quoting it; 0 never does."""
 
     def __init__(
         self,
@@ -266,7 +273,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             self.user_endpoint_config,
             template=self.template_name,
             sdk_options=self.__dict__.get("sdk_options") or None,
-            **self.local_options,
+            local_options=self.local_options,
         )
         self.__dict__["_gce"] = (os.getpid(), gce)
         return gce
@@ -431,6 +438,10 @@ mpi_runner_type
             task._set_complete()
             self.list_of_tasks.append(task)
             return task
+        if kind == "python":
+            stop = systematic_failure(self.list_of_tasks, self.fail_fast)
+            if stop is not None:
+                raise stop
         if task.shared_fs and kind != "python":
             self._remove_stale_output(task)
         if not self._hand_off(task, app, kind, cmd, args, kwargs, walltime):
@@ -511,7 +522,8 @@ mpi_runner_type
         try:
             gce = self.gc_executor()
             if kind == "python":
-                run_args: tuple[t.Any, ...] = (app.pyobj, tuple(args), dict(kwargs or {}), task.workdir)
+                fn = ship_task_function(app.pyobj, app.name)  # with the globals it reads
+                run_args: tuple[t.Any, ...] = (fn, tuple(args), dict(kwargs or {}), task.workdir)
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
             else:
                 run_args = (

@@ -12,6 +12,7 @@ Parsl's own composer, so a dry run knows the launch line.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import typing as t
 from dataclasses import dataclass
@@ -170,7 +171,9 @@ def mpi_spec(
             )
             if v is not None
         )
-        raise ResourceSpecificationError(f"cannot launch with {given or 'the default resources'}: {err}") from None
+        # In the words of MPIExecutor.submit's arguments, which the user wrote.
+        text = re.sub(r"\branks_per_node\b", "procs_per_node", re.sub(r"\bnum_ranks\b", "num_procs", str(err)))
+        raise ResourceSpecificationError(f"cannot launch with {given or 'the default resources'}: {text}") from None
 
 
 def allocation_hosts() -> list[str]:

@@ -8,7 +8,13 @@ submits ``sim_f`` (registered once per endpoint) and answers the manager as a wo
 from __future__ import annotations
 
 from bundle.gconly.ensemble import Ensemble
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.errors import (
+    EndpointUnavailableError,
+    GCOnlyConfigError,
+    SimOutputError,
+    SimSerializationError,
+    SystematicSimError,
+)
 from bundle.gconly.launch import ERROR_DIR, libE, run_gconly
 from bundle.gconly.specs import GCOnlySpecs
 
@@ -20,6 +26,7 @@ __all__ = [
     "GCOnlySpecs",
     "SimOutputError",
     "SimSerializationError",
+    "SystematicSimError",
     "libE",
     "run_gconly",
 ]

@@ -41,7 +41,7 @@ def endpoint_failure(err: BaseException, endpoint: str) -> EndpointUnavailableEr
         return EndpointUnavailableError(
             f"endpoint {endpoint!r} could not start its workers, so no sim can run: {err}\n"
             "Check the template's worker_init and launcher (gc_specs.user_endpoint_config), or raise "
-            "gc_specs.endpoint_options['start_timeout'] if workers start slowly here.",
+            "gc_specs.local_options['start_timeout'] if workers start slowly here.",
             endpoint=endpoint,
         )
     if isinstance(err, EndpointShutdownError):

@@ -36,7 +36,7 @@ from libensemble.message_numbers import (
 
 from bundle.gconly.availability import ResultWatch, endpoint_failure
 from bundle.gconly.engine_choice import mpi_spec_refusal
-from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError
+from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError, SystematicSimError
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.outcomes import sim_outcomes
 from bundle.gconly.remote import make_batch_function
@@ -51,6 +51,7 @@ if t.TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from bundle.gconly.failfast import FailFast
     from bundle.gconly.journal import Journal
     from bundle.gconly.resume import Reattach
 
@@ -140,6 +141,7 @@ class SimDispatcher:
         self.journal: Journal | None = None
         self.reattach: Reattach | None = None
         self.watch = ResultWatch(None)
+        self.failfast: FailFast | None = None
         self._check_function()
         self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
         self.function_id = self.wire.function_id
@@ -364,6 +366,8 @@ class SimDispatcher:
             return
         self._answer(order, calc_out, persis_info, calc_status)
         log_stats(order.w, stats_line(order.work, start, end, calc_status))
+        if self.failfast is not None:
+            self.failfast.succeeded()
 
     def _fail(self, order: SimOrder, text: str, start: float, end: float) -> None:
         sim_ids = [int(i) for i in order.work["libE_info"].get("H_rows", [])]
@@ -373,6 +377,11 @@ class SimDispatcher:
         record_sim_errors(self.errors, self.error_dir, sim_ids, text, self._log)
         self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], TASK_FAILED)
         log_stats(order.w, stats_line(order.work, start, end, TASK_FAILED))
+        if self.failfast is not None:
+            try:
+                self.failfast.failed(sim_ids[0] if sim_ids else -1, text)
+            except SystematicSimError as err:
+                self._raise_fatal(err)
 
     def _answer(self, order: SimOrder, calc_out: object, persis_info: object, calc_status: object) -> None:
         order.done = True

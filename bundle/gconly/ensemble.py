@@ -28,8 +28,8 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
         As for ``libensemble.Ensemble``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: the endpoint's template options (``user_endpoint_config``, ``template``),
-        ``batch_size``, ``endpoint_options``, ``poll_interval``, ``resume``, ``result_timeout`` and
-        ``require_online``.
+        ``batch_size``, ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``,
+        ``require_online`` and ``fail_fast``.
 
     Attributes
     ----------

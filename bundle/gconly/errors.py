@@ -27,6 +27,23 @@ class SimOutputError(BundleError, ValueError):
     """A simulation returned something libEnsemble cannot put in the history."""
 
 
+class SystematicSimError(BundleError, RuntimeError):
+    """The first sims of a GC-only run all failed with the same error (``gc_specs.fail_fast``).
+
+    The run stops early (libEnsemble saves the history first); the message quotes the remote
+    cause and says what to change.
+
+    Attributes
+    ----------
+    cause : str
+        The line of the remote error that names it, e.g. ``"NameError: name 'np' is not defined"``.
+    """
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class EndpointUnavailableError(BundleError, RuntimeError):
     """The endpoint cannot run the ensemble's sims: unreachable, offline, or silent for too long.
 

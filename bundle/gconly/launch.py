@@ -15,7 +15,7 @@ import pathlib
 import sys
 import typing as t
 
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError
+from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SystematicSimError
 from bundle.gconly.specs import GCOnlySpecs
 
 if t.TYPE_CHECKING:
@@ -92,6 +92,7 @@ def run_gconly(
         the service refusing tasks, or no result for ``gc_specs.result_timeout`` seconds (the
         history is saved first; the message names the file).
     """
+    import numpy as np
     from libensemble.comms.logs import manager_logging_config
     from libensemble.history import History
     from libensemble.resources.resources import Resources
@@ -101,8 +102,10 @@ def run_gconly(
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
     from bundle.gconly.engine_choice import choose_engine
+    from bundle.gconly.failfast import FailFast, report_failures
     from bundle.gconly.journal import JOURNAL_FILE, Journal
     from bundle.gconly.resume import Reattach
+    from bundle.gconly.serialization import serializer_of, ship_checked
     from bundle.session import LOCAL, GCSession, parse_endpoint
     from bundle.templates import get_template
 
@@ -122,8 +125,8 @@ def run_gconly(
     # legacy Globus Compute runner from a set globus_compute_endpoint.
     mgr_sim_d = dict(sim_d, globus_compute_endpoint="")
 
-    if gc.endpoint_options and ep_name != LOCAL:
-        raise GCOnlyConfigError("gc_specs.endpoint_options apply to 'local' endpoints only")
+    if gc.local_options and ep_name != LOCAL:
+        raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
     workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
     plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
     choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
@@ -135,13 +138,16 @@ def run_gconly(
         choice.user_endpoint_config,
         template=gc.template,
         sdk_options=gc.sdk_options or None,
-        **gc.endpoint_options,
+        local_options=gc.local_options,
     )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
     previous_spec = executor.resource_specification
     executor.resource_specification = choice.resource_specification
 
+    for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
+        if callable(sim_d.get(key)):
+            sim_d = dict(sim_d, **{key: ship_checked(serializer_of(executor), key, sim_d[key])})
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(
         executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval, pack_calls=gc.pack_calls
@@ -149,6 +155,7 @@ def run_gconly(
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)
+    dispatcher.failfast = FailFast(gc.fail_fast, error_dir)
     if plan is not None and ep_name != LOCAL:
         dispatcher.reattach = Reattach(executor, plan, endpoint)
     journal = None
@@ -171,6 +178,9 @@ def run_gconly(
         executor.resource_specification = previous_spec
 
     H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, [exit_logger, restore_spec], workflow_dir)
+    if dispatcher.errors:
+        ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
+        report_failures(dispatcher.errors, ended, error_dir)
     return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
 
 
@@ -305,14 +315,15 @@ def _run_manager(
     except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
         _stop_generator_thread(exc)
         fatal = dispatcher.fatal
-        if isinstance(fatal, EndpointUnavailableError):
-            saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
-            if saved is not None:
-                fatal = EndpointUnavailableError(
-                    f"{fatal}\nHistory saved in {saved.resolve()}; fix the cause and rerun with gc_specs.resume=True "
-                    "to continue.",
-                    endpoint=fatal.endpoint,
-                )
+        saved = find_saved_history(workflow_dir, libE_d.get("H_file_prefix") or "libE_history")
+        if isinstance(fatal, EndpointUnavailableError) and saved is not None:
+            fatal = EndpointUnavailableError(
+                f"{fatal}\nHistory saved in {saved.resolve()}; fix the cause and rerun with gc_specs.resume=True "
+                "to continue.",
+                endpoint=fatal.endpoint,
+            )
+        elif isinstance(fatal, SystematicSimError) and saved is not None:
+            fatal = SystematicSimError(f"{fatal}\nHistory saved in {saved.resolve()}.", cause=fatal.cause)
         if fatal is not None:
             raise fatal from None
         raise
@@ -379,7 +390,7 @@ def libE(
         As for ``libensemble.libE.libE``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
-        ``endpoint_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``.
+        ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``, ``fail_fast``.
         Refused when GC-only mode is off.
 
     Returns

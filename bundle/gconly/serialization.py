@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import typing as t
+import weakref
 
 from bundle.gconly.errors import SimSerializationError
 
 if t.TYPE_CHECKING:
     from globus_compute_sdk.serialize import ComputeSerializer
+
+
+_SHIPPED: weakref.WeakKeyDictionary[t.Callable[..., t.Any], tuple[t.Callable[..., t.Any], str]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHIPPED_LOCK = threading.Lock()
 
 
 def serializer_of(executor: t.Any) -> ComputeSerializer:
@@ -61,3 +69,36 @@ def check_mapping(serializer: ComputeSerializer, what: str, mapping: t.Mapping[s
         for key, value in mapping.items():
             check_serializable(serializer, f"{what}[{key!r}]", value, hint)
         check_serializable(serializer, what, dict(mapping), hint)
+
+
+def ship_checked(serializer: ComputeSerializer, what: str, fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Return ``fn`` shipped with the globals it reads (:func:`bundle.shipping.ship`), or refuse it.
+
+    Raises
+    ------
+    SimSerializationError
+        Naming every global ``fn`` reads that would be undefined on the endpoint.
+    """
+    from bundle.shipping import remote_name_problems, ship
+
+    shipped = ship(fn)
+    problems = remote_name_problems(shipped, type(serializer.code_serializer).__name__)
+    if problems:
+        raise SimSerializationError(
+            f"{what} would fail on the endpoint (nothing was submitted): " + "; ".join(problems) + ".",
+            what=what,
+        )
+    if shipped is fn:
+        return fn
+    # The same function with the same globals as in an earlier run: reuse that copy, so the endpoint's
+    # registration of it is reused too (one registration per endpoint, not per run).
+    try:
+        payload = serializer.serialize(shipped)
+    except Exception:
+        return shipped  # check_serializable names the problem later
+    with _SHIPPED_LOCK:
+        earlier = _SHIPPED.get(fn)
+        if earlier is not None and earlier[1] == payload:
+            return earlier[0]
+        _SHIPPED[fn] = (shipped, payload)
+    return shipped

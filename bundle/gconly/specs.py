@@ -33,8 +33,9 @@ class GCOnlySpecs:
         for many cheap sims.  Results, statuses and failures stay per simulation.  Only
         sims in flight together can share a task, so set ``nworkers`` to at least
         ``batch_size`` times the endpoint's workers.  Default 1 (one task per sim).
-    endpoint_options : dict, optional
-        Extra keyword arguments for a local endpoint (``run_dir``, ``start_timeout``).
+    local_options : dict, optional
+        Options of a local endpoint (``run_dir``, ``start_timeout``); the same name as in
+        ``GlobusComputeExecutor`` and ``GCSession.get_executor``.
     poll_interval : float
         Longest time, in seconds, the manager sleeps when every virtual worker is busy
         (it wakes at once when a result arrives).  Bounds how late exit criteria such as
@@ -57,6 +58,12 @@ class GCOnlySpecs:
         Send each call's arguments pickled in one ``bytes`` object when the endpoint's serializer
         allows it (faster).  False sends every call plain through the endpoint's serializer, e.g.
         for an endpoint that must not run ``pickle.loads`` on arguments.  Default True.
+    fail_fast : int
+        Stop the run with :class:`~bundle.gconly.errors.SystematicSimError` (history saved) when
+        the first ``fail_fast`` sims to end all failed with the same error (a systematic bug such
+        as a ``NameError``, a missing module or a malformed return); the message quotes the remote
+        cause and says what to change.  One sim that succeeds first disarms it.  0 never stops a run
+        for failing sims.  Default 5.
 
     Examples
     --------
@@ -67,13 +74,16 @@ class GCOnlySpecs:
     user_endpoint_config: dict[str, t.Any] | None = None
     template: str | None = None
     batch_size: int = 1
-    endpoint_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    local_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     poll_interval: float = 0.05
     resume: bool | str | os.PathLike[str] = False
     result_timeout: float | None = 86400.0
     require_online: bool = True
     sdk_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     pack_calls: bool = True
+    fail_fast: int = 5
+    endpoint_options: dict[str, t.Any] | None = None
+    """Deprecated spelling of ``local_options`` (warns; removed in the next release)."""
 
     def __post_init__(self) -> None:
         if self.user_endpoint_config is not None and not isinstance(self.user_endpoint_config, dict):
@@ -84,8 +94,18 @@ class GCOnlySpecs:
             raise GCOnlyConfigError(f"gc_specs.template must be a template name, not {self.template!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise GCOnlyConfigError(f"gc_specs.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if not isinstance(self.endpoint_options, dict):
-            raise GCOnlyConfigError("gc_specs.endpoint_options must be a dict")
+        if not isinstance(self.local_options, dict):
+            raise GCOnlyConfigError("gc_specs.local_options must be a dict")
+        if self.endpoint_options is not None:
+            if not isinstance(self.endpoint_options, dict):
+                raise GCOnlyConfigError("gc_specs.endpoint_options (deprecated: use local_options) must be a dict")
+            from bundle.session import merge_local_options
+
+            merged = merge_local_options(
+                self.local_options, self.endpoint_options, "GCOnlySpecs(endpoint_options=...)", 4
+            )
+            object.__setattr__(self, "local_options", merged)
+            object.__setattr__(self, "endpoint_options", None)
         if not isinstance(self.poll_interval, (int, float)) or not 0 < self.poll_interval <= 5:
             raise GCOnlyConfigError(f"gc_specs.poll_interval must be in (0, 5] seconds, got {self.poll_interval!r}")
         if not isinstance(self.resume, (bool, str, os.PathLike)) or self.resume == "":
@@ -104,6 +124,10 @@ class GCOnlySpecs:
                 raise GCOnlyConfigError(f"gc_specs.sdk_options: {err}") from None
         if not isinstance(self.require_online, bool):
             raise GCOnlyConfigError(f"gc_specs.require_online must be True or False, got {self.require_online!r}")
+        if isinstance(self.fail_fast, bool) or not isinstance(self.fail_fast, int) or self.fail_fast < 0:
+            raise GCOnlyConfigError(
+                f"gc_specs.fail_fast must be an integer >= 0 (0 turns it off), got {self.fail_fast!r}"
+            )
 
     @classmethod
     def coerce(cls, value: GCOnlySpecs | t.Mapping[str, t.Any] | None) -> GCOnlySpecs:

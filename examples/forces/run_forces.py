@@ -95,6 +95,10 @@ def main() -> int:
         for row in done[:5]:
             print(f"  sim {row['sim_id']}: {int(row['x'][0])} particles -> energy {row['energy']:.6g}")
         ensemble.save_output(__file__)
+        failed = len(done) - int(np.isfinite(done["energy"]).sum())
+        if failed:
+            print(f"{failed} of {len(done)} sims gave no energy; see ensemble.log", file=sys.stderr)
+        return 0 if flag == 0 and not failed else 1
     return 0 if flag == 0 else 1
 
 

@@ -258,3 +258,30 @@ def test_a_slow_cloud_endpoint_never_holds_up_the_local_one(exctr, tmp_path):
         for thread in threads:
             thread.join(30)
     assert fake.call_count == 1
+
+
+def _needs_missing_module() -> None:
+    import not_installed_anywhere_xyz  # type: ignore[import-not-found]  # noqa: F401
+
+
+def test_python_tasks_stop_when_the_first_fail_alike_and_undefined_names_are_refused(exctr):
+    from bundle.errors import TaskSerializationError
+    from bundle.executor.failfast import SystematicTaskError
+
+    exctr.fail_fast = 3
+    for _ in range(3):
+        task = exctr.submit(func=_needs_missing_module)
+        with pytest.raises(TaskExecutionFailed, match="not_installed_anywhere_xyz"):
+            task.result(timeout=120)
+    with pytest.raises(SystematicTaskError, match="No module named 'not_installed_anywhere_xyz'") as info:
+        exctr.submit(func=_needs_missing_module)
+    assert "first 3" in str(info.value) and "fail_fast=0" in str(info.value)
+    exctr.fail_fast = 0
+    assert exctr.submit(func=pow, args=(2, 3)).result(timeout=120) == 8
+    # a function of the calling script reading a name the script never defined: refused before submitting
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec("def scaled(x):\n    return x * SCALLE\n", namespace)
+    before = len(exctr.list_of_tasks)
+    with pytest.raises(TaskSerializationError, match="'SCALLE'.*nothing was submitted|nothing was submitted.*'SCALLE'"):
+        exctr.submit(func=namespace["scaled"], args=(2,))
+    assert len(exctr.list_of_tasks) == before

@@ -89,6 +89,7 @@ def test_default_resource_specification_and_srun_launch_line_for_a_cloud_endpoin
         ({"num_procs": 3, "num_nodes": 2}, "does not divide evenly"),
         ({"num_procs": 0}, "positive integer"),
         ({"num_procs": 4, "num_nodes": 1, "procs_per_node": 2}, "disagrees"),
+        ({"num_procs": 3, "num_nodes": 2, "procs_per_node": 2}, r"num_procs=3 disagrees with .* procs_per_node=2"),
         ({"num_nodes": 2}, "at most 1 node"),
         ({"extra_args": "-n"}, "needs a value"),
     ],

@@ -105,7 +105,7 @@ def test_unknown_template_on_an_mpi_endpoint_ends_at_the_first_refusal(cloud, si
 def test_default_local_endpoint_runs(monkeypatch, tmp_path):
     """``sim_specs.globus_compute_endpoint = "local"`` and no options at all: the template's default engine."""
     monkeypatch.chdir(tmp_path)
-    res = run(uniform_specs(sims.trivial, 2, 6), 2, endpoint_options={"start_timeout": 240})
+    res = run(uniform_specs(sims.trivial, 2, 6), 2, local_options={"start_timeout": 240})
     assert res.exit_flag == 0 and not res.sim_errors
     assert int(res.H["sim_ended"].sum()) == 6
     (ep,) = [e for e in GCSession._executors.values()]

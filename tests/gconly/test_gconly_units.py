@@ -253,6 +253,9 @@ def test_pack_calls_switch_restores_plain_calls() -> None:
         {"template": 3},
         {"poll_interval": 0},
         {"endpoint_options": []},
+        {"local_options": []},
+        {"fail_fast": -1},
+        {"fail_fast": True},
     ],
 )
 def test_gconly_specs_refuse_bad_values(kwargs: dict[str, object]) -> None:

@@ -43,7 +43,7 @@ def record(case: str, **figures: t.Any) -> dict[str, t.Any]:
 
 def started_local(config: dict[str, t.Any], run_dir: pathlib.Path, **local: t.Any) -> LocalEndpoint:
     """Create (through the session cache, so runs reuse it) and start a local endpoint; wait for its workers."""
-    ep = t.cast("LocalEndpoint", GCSession.get_executor("local", config, run_dir=run_dir, **local))
+    ep = t.cast("LocalEndpoint", GCSession.get_executor("local", config, local_options={"run_dir": run_dir, **local}))
     assert ep.wait_ready(120), "the local endpoint's workers did not connect"
     return ep
 

@@ -83,9 +83,7 @@ def main(argv: list[str]) -> int:
     # Import this module by name: sim_f defined in __main__ would travel without its module's globals.
     helpers = importlib.import_module("tests.reliability.resume_helpers")
     specs = helpers.driver_specs(workdir, sim_max)
-    gc = GCOnlySpecs(
-        user_endpoint_config=PY_ENGINE, endpoint_options={"run_dir": str(workdir / "engine")}, resume=resume
-    )
+    gc = GCOnlySpecs(user_endpoint_config=PY_ENGINE, local_options={"run_dir": str(workdir / "engine")}, resume=resume)
     t0 = time.monotonic()
     out = run_gconly(
         specs["sim_specs"],

@@ -68,7 +68,7 @@ def _gconly_phase(root: pathlib.Path) -> None:
         H, _, flag, errors, _ = gh.run_gconly(
             gh.gconly_specs(gh.fails_on_negative, 2, 8),
             2,
-            endpoint_options={"run_dir": str(root / "gconly-engine")},
+            local_options={"run_dir": str(root / "gconly-engine")},
         )
         print(f"gconly: flag {flag}, sims ended {int(H['sim_ended'].sum())}, failed {sorted(errors)}")
     finally:

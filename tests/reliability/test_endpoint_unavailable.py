@@ -72,7 +72,7 @@ def test_local_endpoint_whose_workers_never_start_ends_the_run(tmp_path, monkeyp
             tmp_path,
             "local",
             user_endpoint_config=config,
-            endpoint_options={"start_timeout": 5, "run_dir": str(tmp_path / "engine")},
+            local_options={"start_timeout": 5, "run_dir": str(tmp_path / "engine")},
         )
     seconds = time.monotonic() - t0
     assert seconds < BOUND_S

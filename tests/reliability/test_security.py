@@ -470,7 +470,7 @@ def test_allowed_serializers_refuses_other_strategies_on_the_real_engine(tmp_pat
     monkeypatch.chdir(tmp_path)
     hardened = {**gh.PY_OPTS, "allowed_serializers": BUNDLE_SERIALIZERS}
     try:
-        ep = GCSession.get_executor("local", hardened, run_dir=tmp_path / "engine")
+        ep = GCSession.get_executor("local", hardened, local_options={"run_dir": tmp_path / "engine"})
         assert ep.submit(gh.add_one, 1.0).result(timeout=120) == 2.0
         # the same endpoint refuses a function serialized as source text, and arguments as JSON
         for fn, strategies, refused in (

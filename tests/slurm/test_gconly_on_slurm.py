@@ -32,7 +32,7 @@ def test_gconly_runs_on_slurm_template_defaults(tmp_path, monkeypatch):
             specs["persis_info"],
             specs["alloc_specs"],
             {"nworkers": 2},
-            gc_specs=GCOnlySpecs(user_endpoint_config=OPTIONS, endpoint_options={"start_timeout": 240}),
+            gc_specs=GCOnlySpecs(user_endpoint_config=OPTIONS, local_options={"start_timeout": 240}),
         )
         assert res.exit_flag == 0 and not res.sim_errors, res.sim_errors
         assert int(res.H["sim_ended"].sum()) == 6

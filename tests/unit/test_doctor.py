@@ -25,17 +25,54 @@ def test_bad_template_option_fails_naming_it():
     assert check.status == doctor.FAIL and "slots_per_node" in check.found and check.fix
 
 
+def _store_token(home, **token):
+    """Write a token the way the SDK's login does (globus_sdk's SQLiteTokenStorage, namespace user/production)."""
+    from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
+
+    (home / ".globus_compute").mkdir(exist_ok=True)
+    storage = SQLiteTokenStorage(home / ".globus_compute" / "storage.db", namespace="user/production")
+    data = {"resource_server": "funcx_service", "identity_id": None, "scope": "all", "token_type": "Bearer"}
+    storage.store_token_data_by_resource_server({"funcx_service": TokenStorageData(**{**data, **token})})
+    storage.close()
+
+
 def test_credentials_reported_without_their_values(tmp_path):
-    both = {"GLOBUS_COMPUTE_CLIENT_ID": SECRET, "GLOBUS_COMPUTE_CLIENT_SECRET": SECRET}
+    client_id = "11111111-2222-3333-4444-555555555555"
+    both = {"GLOBUS_COMPUTE_CLIENT_ID": client_id, "GLOBUS_COMPUTE_CLIENT_SECRET": SECRET}
     check = doctor.check_credentials(both, home=str(tmp_path))
-    assert check.status == doctor.OK and SECRET not in repr(check)
+    assert check.status == doctor.OK and SECRET not in repr(check) and client_id not in repr(check)
+    not_uuid = doctor.check_credentials(dict(both, GLOBUS_COMPUTE_CLIENT_ID=SECRET), home=str(tmp_path))
+    assert not_uuid.status == doctor.FAIL and "UUID" in not_uuid.found and SECRET not in repr(not_uuid)
     half = doctor.check_credentials({"GLOBUS_COMPUTE_CLIENT_SECRET": SECRET}, home=str(tmp_path))
     assert half.status == doctor.FAIL and "GLOBUS_COMPUTE_CLIENT_ID" in half.fix and SECRET not in repr(half)
     none = doctor.check_credentials({}, home=str(tmp_path))
     assert none.status == doctor.WARN and "login" in none.fix
-    (tmp_path / ".globus_compute").mkdir()
-    (tmp_path / ".globus_compute" / "storage.db").write_bytes(b"tokens")
-    assert doctor.check_credentials({}, home=str(tmp_path)).status == doctor.OK
+
+
+def test_an_empty_or_expired_token_store_is_not_a_login(tmp_path):
+    """The SDK creates storage.db on any login attempt, even an aborted one: existing is not enough."""
+    import time
+
+    from globus_sdk.token_storage import SQLiteTokenStorage
+
+    (tmp_path / ".globus_compute").mkdir(exist_ok=True)
+    SQLiteTokenStorage(tmp_path / ".globus_compute" / "storage.db", namespace="user/production").close()
+    empty = doctor.check_credentials({}, home=str(tmp_path))
+    assert empty.status == doctor.WARN and "no Globus Compute token" in empty.found
+    _store_token(tmp_path, access_token=SECRET, refresh_token=None, expires_at_seconds=int(time.time()) - 10)
+    expired = doctor.check_credentials({}, home=str(tmp_path))
+    assert expired.status == doctor.WARN and "expired" in expired.found and SECRET not in repr(expired)
+    _store_token(tmp_path, access_token=SECRET, refresh_token=SECRET, expires_at_seconds=int(time.time()) - 10)
+    refresh = doctor.check_credentials({}, home=str(tmp_path))
+    assert refresh.status == doctor.OK and "refresh token" in refresh.found and SECRET not in repr(refresh)
+    other_env = doctor.check_credentials({"GLOBUS_SDK_ENVIRONMENT": "sandbox"}, home=str(tmp_path))
+    assert other_env.status == doctor.WARN  # the SDK reads user/sandbox there
+
+
+def test_options_without_a_template_are_refused():
+    check = doctor.check_template(None, {"acount": "m1"})
+    assert check.status == doctor.FAIL and "--template" in check.fix
+    assert doctor.check_template(None, {}).status == doctor.OK
 
 
 def test_scheduler_detection():

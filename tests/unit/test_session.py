@@ -80,7 +80,23 @@ def test_uuid_endpoint_builds_sdk_executor_lazily_with_expected_arguments():
 
 def test_local_only_options_refused_for_uuid():
     with pytest.raises(TypeError, match="local endpoints only"):
-        GCSession.get_executor(EP, None, run_dir="/tmp/x")
+        GCSession.get_executor(EP, None, local_options={"run_dir": "/tmp/x"})
+
+
+def test_old_names_of_local_options_still_work_and_warn(tmp_path):
+    """One name (local_options) for the executor, GCOnlySpecs and GCSession; the old spellings warn."""
+    from bundle import GCOnlySpecs
+
+    with pytest.warns(DeprecationWarning, match="local_options"):
+        specs = GCOnlySpecs(endpoint_options={"start_timeout": 7})
+    assert specs.local_options == {"start_timeout": 7} and specs.endpoint_options is None
+    with pytest.warns(DeprecationWarning, match="local_options"):
+        both = GCOnlySpecs(endpoint_options={"start_timeout": 7, "run_dir": "a"}, local_options={"run_dir": "b"})
+    assert both.local_options == {"start_timeout": 7, "run_dir": "b"}
+    with pytest.warns(DeprecationWarning, match=r"get_executor\(\*\*kwargs\)"):
+        with pytest.raises(TypeError, match="local endpoints only"):
+            GCSession.get_executor(EP, None, run_dir="/tmp/x")
+    assert GCSession.cached() == 0
 
 
 def test_uuid_endpoint_options_checked_against_named_template_before_any_client():

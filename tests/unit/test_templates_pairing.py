@@ -17,7 +17,7 @@ BAD = [
     ("slurm", {"account": "$(id)"}, "account", "matching"),
     ("slurm", {"walltime": "1 day"}, "walltime", "matching"),
     ("slurm", {"nodes_per_block": 0}, "nodes_per_block", "from 1 to 10000"),
-    ("slurm", {"exclusive": "yes"}, "exclusive", "allowed: boolean"),
+    ("slurm", {"exclusive": "yes"}, "exclusive", "not a boolean; write true or false"),
     ("slurm", {"worker_init": "x" * 9000}, "worker_init", "9000 characters is longer than 8192"),
     ("slurm", {"mpi_launcher": "mpirun"}, "mpi_launcher", "one of 'srun', 'mpiexec'"),
     ("slurm", {"partitions": "debug"}, "partitions", "allowed options:.*partition"),

@@ -1,0 +1,78 @@
+"""Stop submitting Python tasks whose first runs all failed with the same error.
+
+In executor mode a sim that submits a Python task (``submit(func=f)`` or a ``pyobj`` app) and
+tolerates its failure would let a systematic bug (a ``NameError``, a module missing on the
+endpoint) fail every task of the run.  When the first ``GlobusComputeExecutor.fail_fast``
+Python tasks to end all failed with the same error (the last line of the remote traceback,
+digits ignored), the next Python ``submit`` raises :class:`SystematicTaskError` in the sim,
+quoting the cause; libEnsemble then ends the run as for any sim that raises.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+from bundle.errors import BundleError
+
+if t.TYPE_CHECKING:
+    from bundle.executor.task import GlobusComputeTask
+
+
+class SystematicTaskError(BundleError, RuntimeError):
+    """The first Python tasks of an executor all failed with the same error.
+
+    Attributes
+    ----------
+    cause : str
+        The line of the remote error that names it.
+    """
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _cause(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def systematic_failure(tasks: t.Iterable[GlobusComputeTask], threshold: int) -> SystematicTaskError | None:
+    """Return the error to raise when the first ``threshold`` ended Python tasks all failed alike.
+
+    Parameters
+    ----------
+    tasks : iterable of GlobusComputeTask
+        The executor's tasks, in submission order.
+    threshold : int
+        How many; 0 never stops.
+
+    Returns
+    -------
+    SystematicTaskError or None
+        None while fewer have ended, when one of them succeeded, or when their errors differ.
+    """
+    if threshold <= 0:
+        return None
+    ended: list[GlobusComputeTask] = []
+    for task in tasks:
+        if task.kind != "python" or not task.finished or task.state == "USER_KILLED":
+            continue
+        if task.state != "FAILED" or task.error is None:
+            return None  # a success among the first: not systematic
+        ended.append(task)
+        if len(ended) == threshold:
+            break
+    if len(ended) < threshold:
+        return None
+    causes = [_cause(t.error) for t in ended if t.error is not None]
+    if len({re.sub(r"\d+", "#", c) for c in causes}) != 1:
+        return None
+    return SystematicTaskError(
+        f"not submitting more Python tasks: the first {threshold} ({', '.join(t.name for t in ended)}) all failed "
+        f"on the endpoint with the same error:\n    {causes[0]}\nFix the function (a name or module missing on the "
+        "endpoint? see 'What travels to the endpoint' in the docs), or set the executor's fail_fast=0 to keep "
+        "submitting.",
+        cause=causes[0],
+    )

@@ -1,0 +1,124 @@
+"""Stop a GC-only run whose first sims all fail the same way, and summarize failed sims at the end.
+
+A systematic bug (``NameError``, ``ImportError``, a malformed return) fails every sim; without a
+stop the run burns its whole budget and ends with exit flag 0.  :class:`FailFast` watches the
+first ``gc_specs.fail_fast`` sims to end: when all of them failed with the same error (the last
+line of the remote traceback, digits ignored), the run stops with :class:`SystematicSimError`,
+which quotes that line and says what to change.  One sim that succeeds disarms it for the run.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+import typing as t
+
+from bundle.gconly.errors import SystematicSimError
+
+_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "NameError",
+        "sim_f reads a name the endpoint does not have: define it (or import it) at module level of the calling "
+        "script before the run starts, or import inside sim_f; see 'What travels to the endpoint' in the docs",
+    ),
+    (
+        "ModuleNotFoundError",
+        "the endpoint's Python cannot import a module sim_f needs: install it there (e.g. in the environment "
+        "worker_init activates), or define sim_f in the calling script so it travels by value",
+    ),
+    ("ImportError", "the endpoint's Python cannot import what sim_f needs: install it (same versions) on the endpoint"),
+    ("SimOutputError", "fix what sim_f returns (see the message above)"),
+    ("returned", "fix what sim_f returns (see the message above)"),
+    ("DeserializationError", "the endpoint refused the task's serializer: check allowed_serializers in the template"),
+)
+
+
+def cause_line(text: str) -> str:
+    """Return the line of an error text that names the error (a traceback's last non-empty line)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no error text)"
+
+
+def _signature(text: str) -> str:
+    return re.sub(r"\d+", "#", cause_line(text))
+
+
+def hint_for(text: str) -> str:
+    """Return what to change for an error text (a generic hint when the error is not a known kind)."""
+    line = cause_line(text)
+    head = line.split(":", 1)[0].strip()
+    for key, hint in _HINTS:
+        if head.endswith(key) or (key == "returned" and line.startswith("sim_f returned")):
+            return hint
+    return "fix sim_f (the remote traceback is in the sim's error file)"
+
+
+class FailFast:
+    """Watch the first sims of a run; raise when they all failed with the same error.
+
+    Parameters
+    ----------
+    threshold : int
+        How many of the first sims must fail alike to stop the run; 0 never stops it.
+    error_dir : pathlib.Path
+        Where the failed sims' error files are (named in the message).
+    """
+
+    def __init__(self, threshold: int, error_dir: pathlib.Path) -> None:
+        self.threshold = threshold
+        self.error_dir = error_dir
+        self._armed = threshold > 0
+        self._signatures: list[str] = []
+        self._first: tuple[int, str] | None = None
+
+    def succeeded(self) -> None:
+        """Record a sim that ended well: the run is not systematically broken."""
+        self._armed = False
+
+    def failed(self, sim_id: int, text: str) -> None:
+        """Record a failed sim.
+
+        Raises
+        ------
+        SystematicSimError
+            When the first ``threshold`` sims to end all failed with the same error.
+        """
+        if not self._armed:
+            return
+        if self._first is None:
+            self._first = (sim_id, text)
+        sig = _signature(text)
+        if self._signatures and sig != self._signatures[0]:
+            self._armed = False  # different errors: not one systematic bug
+            return
+        self._signatures.append(sig)
+        if len(self._signatures) < self.threshold:
+            return
+        first_id, first_text = self._first
+        line = cause_line(first_text)
+        raise SystematicSimError(
+            f"GC-only run stopped early: the first {self.threshold} sims all failed with the same error on the "
+            f"endpoint:\n    {line}\nWhat to change: {hint_for(first_text)}.\nThe full remote traceback is in "
+            f"{(self.error_dir / f'sim_{first_id}.txt').resolve()}. To let a run go on despite failing sims, set "
+            "gc_specs.fail_fast=0.",
+            cause=line,
+        )
+
+
+def failure_summary(errors: t.Mapping[int, str], n_sims: int, error_dir: pathlib.Path) -> str:
+    """Return the one-line summary of a run's failed sims (``""`` when none failed)."""
+    if not errors:
+        return ""
+    first = min(errors)
+    return (
+        f"libe-gc: {len(errors)} of {n_sims} sims failed; first (sim_id {first}): {cause_line(errors[first])}; "
+        f"see {error_dir.resolve()}"
+    )
+
+
+def report_failures(errors: t.Mapping[int, str], n_sims: int, error_dir: pathlib.Path) -> None:
+    """Write :func:`failure_summary` to stderr when any sim failed."""
+    line = failure_summary(errors, n_sims, error_dir)
+    if line:
+        print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,161 @@
+"""``libe-gc`` ends with one clear line, never a traceback or an unanswerable prompt; messages point the right way."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import click
+import globus_sdk
+import pytest
+import requests
+from click.testing import CliRunner
+
+from bundle.cli import main
+from bundle.cli_errors import CleanErrorsGroup, describe, preflight
+from bundle.smoke import smoke_options, with_accepted_defaults
+from bundle.templates import get_template
+
+UUID0 = "00000000-0000-0000-0000-000000000000"
+
+
+def _libe_gc(args: list[str], tmp_path, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GLOBUS_COMPUTE_CLIENT")}
+    environ.update(GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc-user-dir"), COLUMNS="200", **env)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bundle.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    return proc, time.monotonic() - t0
+
+
+def test_smoke_on_a_cloud_endpoint_with_no_network_is_one_line(tmp_path):
+    """Client credentials set, the network gone (an HTTPS proxy that refuses): one line, within seconds."""
+    proc, seconds = _libe_gc(
+        ["smoke", "--endpoint", UUID0],
+        tmp_path,
+        GLOBUS_COMPUTE_CLIENT_ID="11111111-2222-3333-4444-555555555555",
+        GLOBUS_COMPUTE_CLIENT_SECRET="not-a-real-secret",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "not-a-real-secret" not in proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot reach the HTTPS proxy (127.0.0.1:9") and "check the network" in line
+    assert seconds < 60
+
+
+def test_no_credentials_and_no_terminal_says_so_instead_of_prompting(tmp_path):
+    for command in (["smoke", "--endpoint", UUID0], ["demo", "--endpoint", UUID0, "--out", "o"]):
+        proc, _ = _libe_gc(command, tmp_path)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "Traceback" not in out and "auth.globus.org" not in out and "Authorization Code" not in out
+        (line,) = proc.stderr.strip().splitlines()
+        assert "needs Globus credentials and there is no terminal" in line
+        assert "globus-compute-endpoint login" in line and "GLOBUS_COMPUTE_CLIENT_SECRET" in line
+
+
+def test_preflight_checks_nothing_for_local_endpoints(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    preflight("local")
+    preflight("local:slurm")
+    monkeypatch.setenv("GLOBUS_COMPUTE_CLIENT_SECRET", "x")
+    monkeypatch.delenv("GLOBUS_COMPUTE_CLIENT_ID", raising=False)
+    with pytest.raises(click.ClickException, match="without GLOBUS_COMPUTE_CLIENT_ID"):
+        preflight(UUID0, interactive=True)
+
+
+def _api_error(status: int) -> globus_sdk.GlobusAPIError:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps({"code": "AUTHENTICATION_ERROR", "message": "no"}).encode()
+    response.headers["Content-Type"] = "application/json"
+    response.request = requests.Request("GET", "https://compute.api.globus.org/v2/endpoints/x").prepare()
+    return globus_sdk.GlobusAPIError(response)
+
+
+def test_describe_turns_globus_errors_into_what_to_do():
+    down = globus_sdk.GlobusConnectionError("ConnectionError on request", requests.ConnectionError("refused"))
+    assert "cannot reach the Globus service" in (describe(down) or "")
+    try:
+        try:
+            raise down
+        except Exception as err:
+            raise RuntimeError("while registering the function") from err
+    except RuntimeError as chained:
+        assert "check the network" in (describe(chained) or "")
+    assert "globus-compute-endpoint login" in (describe(_api_error(401)) or "")
+    assert "HTTP 429" in (describe(_api_error(429)) or "")
+    assert "login was not completed" in (describe(EOFError()) or "")
+    assert describe(ZeroDivisionError("a bug")) is None
+
+
+def test_unexpected_errors_are_one_line_with_how_to_see_the_traceback(monkeypatch):
+    @click.group(cls=CleanErrorsGroup)
+    def cli() -> None:
+        pass
+
+    @cli.command()
+    def boom() -> None:
+        raise globus_sdk.GlobusConnectionError("ConnectionError on request", requests.ConnectionError("x"))
+
+    @cli.command()
+    def bug() -> None:
+        raise KeyError("k")
+
+    result = CliRunner().invoke(cli, ["boom"])
+    assert result.exit_code == 1 and result.output.strip().startswith("Error: cannot reach the Globus service")
+    result = CliRunner().invoke(cli, ["bug"])
+    assert result.exit_code == 1 and "KeyError: 'k' (set LIBE_GC_DEBUG=1" in result.output
+    monkeypatch.setenv("LIBE_GC_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(cli, ["bug"]).exception, KeyError)
+
+
+def test_doctor_refuses_options_it_cannot_check():
+    result = CliRunner().invoke(main, ["doctor", "--option", "acount=m1"])
+    assert result.exit_code == 1 and "template options" in result.output
+    result = CliRunner().invoke(main, ["doctor", "--template", "slurm", "--option", "acount=m1"])
+    assert result.exit_code == 1 and "failed: template slurm" in result.output
+
+
+def test_smoke_adds_only_defaults_the_template_accepts_with_the_users_options():
+    assert smoke_options("local", None, {}) == {"max_workers_per_block": 2}
+    assert smoke_options("local", None, {"engine_type": "GlobusComputeEngine"}) == {
+        "engine_type": "GlobusComputeEngine"
+    }
+    assert smoke_options(UUID0, None, {"account": "a"}) == {"account": "a"}
+    demo_defaults = {"slots_per_node": 2, "max_workers_per_block": 2}
+    assert with_accepted_defaults("local", {"engine_type": "GlobusComputeEngine"}, demo_defaults) == {
+        "engine_type": "GlobusComputeEngine"
+    }
+    assert with_accepted_defaults("local", {"slots_per_node": 3}, demo_defaults) == {
+        "slots_per_node": 3,
+        "max_workers_per_block": 2,
+    }
+
+
+def test_option_messages_suggest_the_option_and_the_boolean_spelling():
+    with pytest.raises(ValueError, match=r"no option 'acount'; did you mean 'account'\?") as info:
+        get_template("slurm").validate({"acount": "m1"})
+    assert "allowed options:" in str(info.value)
+    with pytest.raises(ValueError, match="'no' is not a boolean; write true or false"):
+        get_template("slurm").validate({"exclusive": "no"})
+
+
+def test_endpoint_render_says_its_file_is_an_input(tmp_path):
+    result = CliRunner().invoke(main, ["endpoint", "render", "--help"])
+    assert "Read user_endpoint_config options from this JSON file" in " ".join(result.output.split())
+    (tmp_path / "opts.json").write_text(json.dumps({"partition": "debug"}))
+    for flag in ("-o", "--options-file", "--user-options"):
+        result = CliRunner().invoke(main, ["endpoint", "render", "slurm", flag, str(tmp_path / "opts.json")])
+        assert result.exit_code == 0 and "debug" in result.output, result.output
