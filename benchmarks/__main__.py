@@ -1,9 +1,10 @@
 """Run every benchmark: ``python -m benchmarks [--quick] [--out DIR]`` (or ``libe-gc bench``).
 
-Runs, in order, ``executor`` (executor mode's overhead and packing), ``gconly`` (GC-only
+Runs, in order, ``executor`` (executor mode's overhead and packing), ``gpus`` (one-GPU tasks
+packed onto a 4-GPU node vs. whole-node), ``gconly`` (GC-only
 throughput), ``scaling`` (GC-only at 1k, 5k and 20k sims), ``payload`` (bytes per GC-only
 task) and ``slurm`` (the slurm template on a real Slurm; skipped without one).  Writes each
-benchmark's own JSON file (``executor.json``, ``gconly.json``, ``scaling.json``,
+benchmark's own JSON file (``executor.json``, ``gpus.json``, ``gconly.json``, ``scaling.json``,
 ``payload.json``, ``slurm.json``) and its table (``<name>.md``) into ``DIR`` (default
 ``benchmark-results``), one combined ``results.json`` with every figure, and ``summary.md`` with
 a table per section for the docs' performance page.  ``--quick`` checks the benchmarks work in
@@ -12,24 +13,21 @@ a minute or two; it says nothing about speed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
-import statistics
+import re
 import sys
 import time
 import traceback
-import types
 import typing as t
 from pathlib import Path
 
-import click
-
-from benchmarks.cli import run_command
-
-STEPS = ("executor", "gconly", "scaling", "payload", "slurm")
+STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm")
 TITLES = {
     "executor": "Executor mode",
+    "gpus": "GPU packing",
     "gconly": "GC-only mode",
     "scaling": "GC-only scaling",
     "payload": "GC-only payload",
@@ -37,26 +35,11 @@ TITLES = {
 }
 HEADER = "| benchmark | ratio (median) | min to max | goal | met | raw numbers (median) |\n|---|---|---|---|---|---|\n"
 
-_GCONLY_WHAT = {
-    "gconly_over_raw_engine": "GC-only sims/s / raw engine tasks/s (trivial task, no arguments)",
-    "gconly_over_raw_engine_same_sim": "GC-only sims/s / raw engine tasks/s (same sim and arguments)",
-    "gconly_batched_over_stock_local": "GC-only sims/s, batched / stock libEnsemble, local comms",
-}
-_GCONLY_RAW = {
-    "gconly_over_raw_engine": ("gconly_sims_per_s", "raw_engine_tasks_per_s"),
-    "gconly_over_raw_engine_same_sim": ("gconly_sims_per_s", "raw_engine_same_sim_tasks_per_s"),
-    "gconly_batched_over_stock_local": ("gconly_batched_sims_per_s", "stock_local_sims_per_s"),
-}
-
-
-def _median(values: t.Any) -> float:
-    return float(statistics.median(values)) if isinstance(values, list) else float(values)
-
 
 def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     """Return one benchmark's figures in one shape: name, what, median, min, max, goal, met, raw."""
     figures = []
-    if step == "executor":
+    if step in ("executor", "gpus"):
         for r in data["results"]:
             raw = {k: v["median"] for k, v in r.items() if isinstance(v, dict) and k != "ratio" and "median" in v}
             figures.append(
@@ -76,13 +59,11 @@ def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
             met, goal = ratio["median"] >= goal, f">= {goal}"
         else:
             met = ratio["met"]
-        raw = ratio.get("raw")
-        if raw is None:
-            raw = {k: _median(data[k]) for k in _GCONLY_RAW.get(name, ()) if k in data}
+        raw = ratio.get("raw") or {}
         figures.append(
             {
                 "name": name,
-                "what": ratio.get("what") or _GCONLY_WHAT.get(name, ""),
+                "what": ratio.get("what", ""),
                 **{k: ratio[k] for k in ("median", "min", "max")},
                 "goal": goal,
                 "met": bool(met),
@@ -112,6 +93,10 @@ def run_step(step: str, quick: bool, out: Path) -> int:
         from benchmarks import bench_executor
 
         return bench_executor.main([*q, "--out", str(out)])
+    if step == "gpus":
+        from benchmarks import bench_gpus
+
+        return bench_gpus.main([*q, "--out", str(out)])
     if step == "gconly":
         from benchmarks import bench_gconly
 
@@ -131,13 +116,20 @@ def run_step(step: str, quick: bool, out: Path) -> int:
     raise ValueError(f"unknown benchmark {step!r}; choose from {', '.join(STEPS)}")
 
 
+def error_line(text: str) -> str:
+    """Return the line of a traceback that names the error (not a warning printed after it)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
+    return (named or lines or ["unknown error"])[-1]
+
+
 def summarize(results: dict[str, t.Any]) -> str:
     """Render ``summary.md``: a table per section, or why a section has none."""
     parts = []
     for step, entry in results["benchmarks"].items():
         parts.append(f"**{TITLES[step]}**\n")
         if "error" in entry:
-            parts.append(f"Failed: {entry['error'].strip().splitlines()[-1]}\n")
+            parts.append(f"Failed: {error_line(entry['error'])}\n")
         elif "skipped" in entry:
             parts.append(f"Skipped: {entry['skipped']}\n")
         else:
@@ -145,17 +137,19 @@ def summarize(results: dict[str, t.Any]) -> str:
     return "\n".join(parts)
 
 
-@click.command(help=__doc__.splitlines()[0])
-@click.option("--quick", is_flag=True, help="a short run that checks the benchmarks work")
-@click.option("--out", default="benchmark-results", help="folder for the results")
-@click.option("--only", default=",".join(STEPS), help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})")
-def cli(**opts: t.Any) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and write their results, ``results.json`` and ``summary.md``."""
-    args = types.SimpleNamespace(**opts)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmarks work")
+    parser.add_argument("--out", default="benchmark-results", help="folder for the results")
+    parser.add_argument(
+        "--only", default=",".join(STEPS), help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})"
+    )
+    args = parser.parse_args(argv)
     steps = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
-        raise click.UsageError(f"unknown benchmark(s) {unknown}; choose from {', '.join(STEPS)}")
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(STEPS)}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
@@ -167,7 +161,8 @@ def cli(**opts: t.Any) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "command": " ".join(["python -m benchmarks", *click.get_current_context().obj["argv"]]),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+            "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
         },
         "benchmarks": {},
     }
@@ -197,6 +192,7 @@ def cli(**opts: t.Any) -> int:
             failed.append(step)
         print(f"[{i}/{len(steps)}] {step}: done in {entry['seconds']:.0f} s", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - begin
+    results["meta"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     summary = summarize(results)
     (out / "summary.md").write_text(summary)
@@ -206,11 +202,6 @@ def cli(**opts: t.Any) -> int:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks and write their results, ``results.json`` and ``summary.md``."""
-    return run_command(cli, argv, "python -m benchmarks")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """GC-only mode scaling: time per sim and manager memory at 1k, 5k and 20k trivial sims.
 
-    python -m benchmarks.bench_scaling            # full: 1000, 5000, 20000 sims, 3 repetitions
+    python -m benchmarks.bench_scaling            # full: 1000, 5000, 20000 sims, 5 repetitions
     python -m benchmarks.bench_scaling --quick    # 200, 400, 800 sims side by side (checks it works)
 
 Every (size, repetition) runs in a fresh Python process, so each starts from a clean
@@ -27,6 +27,7 @@ does not grow with sims), with each size's growth after the warm-up and ``H.nbyt
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import gc
 import json
@@ -39,13 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import typing as t
 
-import click
-
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, run_ensemble
-from benchmarks.cli import run_command
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MIB = 1024.0 * 1024.0
@@ -166,7 +163,7 @@ def child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[
     }
 
 
-def _run_child(sims: int, args: types.SimpleNamespace) -> dict[str, t.Any]:
+def _run_child(sims: int, args: argparse.Namespace) -> dict[str, t.Any]:
     with tempfile.NamedTemporaryFile(prefix="bench-scaling-", suffix=".json", delete=False) as f:
         out = pathlib.Path(f.name)
     try:
@@ -207,19 +204,19 @@ def leftovers(run: dict[str, t.Any]) -> dict[str, int]:
     return {k: int(left.get(k, -1)) for k in keys if left.get(k, -1) != 0}
 
 
-@click.command(help=__doc__.split("\n")[0])
-@click.option("--quick", is_flag=True, help="200, 400 and 800 sims, one repetition")
-@click.option("--sizes", help="comma-separated sims per run (default 1000,5000,20000; quick 200,400,800)")
-@click.option("--reps", type=int, help="repetitions (default 3, quick 1)")
-@click.option("--nworkers", type=int, default=32, help="virtual workers (default 32)")
-@click.option("--engine-workers", type=int, default=2, help="engine workers (default 2)")
-@click.option("--warmup", type=float, default=0.1, help="fraction of the sims that is warm-up (0.1)")
-@click.option("--output", default="scaling.json", help="JSON file to write")
-@click.option("--child", type=int, hidden=True)
-@click.option("--child-out", hidden=True)
-def cli(**opts: t.Any) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run every size in its own process and write the JSON file."""
-    args = types.SimpleNamespace(**opts)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scaling", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200, 400 and 800 sims, one repetition")
+    parser.add_argument("--sizes", help="comma-separated sims per run (default 1000,5000,20000; quick 200,400,800)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
+    parser.add_argument("--nworkers", type=int, default=32, help="virtual workers (default 32)")
+    parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
+    parser.add_argument("--warmup", type=float, default=0.1, help="fraction of the sims that is warm-up (0.1)")
+    parser.add_argument("--output", default="scaling.json", help="JSON file to write")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
 
     if args.child:
         result = child(args.child, args.nworkers, args.engine_workers, args.warmup)
@@ -227,7 +224,7 @@ def cli(**opts: t.Any) -> int:
         return 0
 
     sizes = [int(s) for s in (args.sizes or ("200,400,800" if args.quick else "1000,5000,20000")).split(",")]
-    reps = args.reps or (1 if args.quick else 3)
+    reps = args.reps or (1 if args.quick else 5)
     runs: dict[int, list[dict[str, t.Any]]] = {s: [] for s in sizes}
     plan = [(rep, sims) for rep in range(reps) for sims in (sizes if rep % 2 == 0 else sizes[::-1])]
     # Sizes alternate their order per repetition, so drift hits every size alike.  --quick runs
@@ -327,11 +324,6 @@ def cli(**opts: t.Any) -> int:
         print(f"GC-only runs left state behind (a bug): {bad}", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run every size in its own process and write the JSON file."""
-    return run_command(cli, argv, "python -m benchmarks.bench_scaling")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The ``slurm`` template on a real Slurm: seconds to the first result, and MPI tasks/s with and without packing.
 
-    python -m benchmarks.bench_slurm            # 3 repetitions, 16 tasks of 0.5 s per measurement
+    python -m benchmarks.bench_slurm            # 5 repetitions, 16 tasks of 0.5 s per measurement
     python -m benchmarks.bench_slurm --quick    # 1 repetition, 4 tasks
 
 Each measurement creates a local endpoint from the bundled ``slurm`` template
@@ -25,6 +25,7 @@ left.  Without Slurm (no ``sinfo``, or no node up) it writes ``{"skipped": "no S
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -35,12 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import typing as t
-
-import click
-
-from benchmarks.cli import run_command
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
@@ -143,7 +139,7 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def run(args: types.SimpleNamespace) -> dict[str, t.Any]:
+def run(args: argparse.Namespace) -> dict[str, t.Any]:
     """Run every measurement; return the results (or why they were skipped)."""
     why = slurm_status()
     if why:
@@ -207,21 +203,21 @@ def run(args: types.SimpleNamespace) -> dict[str, t.Any]:
     }
 
 
-@click.command(help=__doc__.split("\n")[0])
-@click.option("--quick", is_flag=True, help="one repetition of 4 tasks")
-@click.option("--reps", type=int, help="repetitions (default 3, quick 1)")
-@click.option("--tasks", type=int, help="MPI tasks per measurement (default 16, quick 4)")
-@click.option("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
-@click.option("--launcher", default="srun", type=click.Choice(["srun", "mpiexec"]), help="mpi_launcher (srun)")
-@click.option("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-@click.option("--network-interface", default="lo", help="network_interface option ('lo': one machine)")
-@click.option("--wait", type=float, default=900.0, help="seconds to wait for a free node (900)")
-@click.option("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
-@click.option("--output", default="slurm.json", help="JSON file to write")
-def cli(**opts: t.Any) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the Slurm benchmark (or record why it was skipped) and write the JSON file."""
-    args = types.SimpleNamespace(**opts)
-    args.reps = args.reps or (1 if args.quick else 3)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_slurm", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition of 4 tasks")
+    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
+    parser.add_argument("--tasks", type=int, help="MPI tasks per measurement (default 16, quick 4)")
+    parser.add_argument("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
+    parser.add_argument("--launcher", default="srun", choices=["srun", "mpiexec"], help="mpi_launcher (srun)")
+    parser.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
+    parser.add_argument("--network-interface", default="lo", help="network_interface option ('lo': one machine)")
+    parser.add_argument("--wait", type=float, default=900.0, help="seconds to wait for a free node (900)")
+    parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
+    parser.add_argument("--output", default="slurm.json", help="JSON file to write")
+    args = parser.parse_args(argv)
+    args.reps = args.reps or (1 if args.quick else 5)
     args.tasks = args.tasks or (4 if args.quick else 16)
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_slurm", *sys.argv[1:]]),
@@ -240,11 +236,6 @@ def cli(**opts: t.Any) -> int:
         )
     print(f"wrote {args.output}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the Slurm benchmark (or record why it was skipped) and write the JSON file."""
-    return run_command(cli, argv, "python -m benchmarks.bench_slurm")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ SERVICE_URLS = {
 }
 NETWORK_HINT = "check the network (or HTTPS_PROXY) and try again"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+PROXY_DEFAULT_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks5": 1080, "socks5h": 1080}
+"""The port a proxy URL without one is reached on (urllib3's default for its scheme)."""
 PREFLIGHT_TIMEOUT = 5.0
 """Seconds allowed to open a connection to the Globus Compute service before a command gives up."""
 
@@ -70,7 +72,9 @@ def preflight(endpoint: str, *, timeout: float = PREFLIGHT_TIMEOUT, interactive:
     proxy = next((os.environ[v] for v in PROXY_VARS if os.environ.get(v)), "")
     if proxy:  # the first hop is the proxy
         parts = urllib.parse.urlsplit(proxy if "//" in proxy else f"http://{proxy}")
-        host, port, what = parts.hostname or "", parts.port or 8080, "the HTTPS proxy"
+        # No port in the URL: the scheme's own, as requests (urllib3) then connects to.
+        port = parts.port or PROXY_DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+        host, what = parts.hostname or "", "the HTTPS proxy"
     else:
         host, port, what = service_host(), 443, "the Globus Compute service"
     try:

@@ -56,11 +56,11 @@ def check_sdk_options(options: t.Mapping[str, t.Any] | None, *, local: bool) -> 
         For an option the SDK does not know (the message lists the known ones), one the bundle
         sets itself, or any option for a local endpoint.
     """
+    if options is not None and not isinstance(options, t.Mapping):
+        raise TypeError(f"sdk_options must be a dict of SDK Executor options, not {type(options).__name__}")
     opts = dict(options or {})
     if not opts:
         return opts
-    if not isinstance(options, t.Mapping):
-        raise TypeError(f"sdk_options must be a dict, not {type(options).__name__}")
     if local:
         raise TypeError(
             f"sdk_options {sorted(opts)} configure the Globus Compute SDK Executor of an endpoint UUID; "

@@ -118,6 +118,8 @@ def _jinja_literal(value: t.Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_jinja_literal(v) for v in value) + "]"
     if isinstance(value, str):
         encoded = json.dumps(value)
         if "'" in encoded or "\\" in encoded:

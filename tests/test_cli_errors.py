@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import typing as t
 
 import click
 import globus_sdk
@@ -73,6 +74,35 @@ def test_preflight_checks_nothing_for_local_endpoints(monkeypatch):
     monkeypatch.delenv("GLOBUS_COMPUTE_CLIENT_ID", raising=False)
     with pytest.raises(click.ClickException, match="without GLOBUS_COMPUTE_CLIENT_ID"):
         preflight(UUID0, interactive=True)
+
+
+@pytest.mark.parametrize(
+    ("proxy", "address"),
+    [
+        ("http://proxy.example:3128", ("proxy.example", 3128)),
+        ("http://proxy.example", ("proxy.example", 80)),
+        ("proxy.example", ("proxy.example", 80)),
+        ("https://proxy.example", ("proxy.example", 443)),
+        ("socks5h://proxy.example", ("proxy.example", 1080)),
+    ],
+)
+def test_preflight_reaches_a_proxy_on_the_port_requests_would_use(monkeypatch, proxy, address):
+    """A proxy URL without a port is reached on its scheme's port, not refused for one nobody listens on."""
+    monkeypatch.setenv("GLOBUS_COMPUTE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("GLOBUS_COMPUTE_CLIENT_SECRET", "not-a-real-secret")
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    tried: list[tuple[str, int]] = []
+
+    def connect(addr: tuple[str, int], timeout: float) -> t.Any:
+        tried.append(addr)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr("bundle.cli_errors.socket.create_connection", connect)
+    with pytest.raises(click.ClickException, match=f"cannot reach the HTTPS proxy \\({address[0]}:{address[1]}:"):
+        preflight(UUID0, interactive=False)
+    assert tried == [address]
 
 
 def _api_error(status: int) -> globus_sdk.GlobusAPIError:

@@ -40,6 +40,7 @@ from libensemble.executors.executor import (
 )
 
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
+from bundle.executor import gpus
 from bundle.executor.failfast import systematic_failure
 from bundle.executor.launch import allocation_hosts, launch_prefix, max_nodes, mpi_spec, template_option
 from bundle.executor.remote import portable
@@ -107,7 +108,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     user_endpoint_config : dict, optional
         Template options, checked against the template's schema now.
     resource_specification : dict, optional
-        Default MPI resources of a task that names none (default: one rank on one node).
+        Default MPI resources of a task that names none (default: one rank on one node).  It may
+        also hold ``num_gpus``: the GPUs of a task that asks for none (see ``submit``).
     remote_workdir : str, optional
         Run tasks under this directory on the endpoint (mirroring each sim's directory below the
         ensemble's) instead of in the submitting sim's working directory.  Use it when the endpoint
@@ -170,7 +172,9 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             from bundle.templates import get_template
 
             get_template(self.template_name).validate(self.user_endpoint_config)
-        self.resource_specification = normalize_mpi_spec(resource_specification)
+        default_spec = dict(resource_specification or {})
+        self.default_num_gpus: int | None = default_spec.pop("num_gpus", None)
+        self.resource_specification = normalize_mpi_spec(default_spec)
         self.remote_workdir = remote_workdir
         self.snippet_lines = int(snippet_lines)
         self.local_options = dict(local_options or {})
@@ -257,6 +261,11 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     def mpi_launcher(self) -> str:
         """The launcher the endpoint's engine prefixes MPI apps with."""
         return str(template_option(self.template, self.user_endpoint_config, "mpi_launcher") or "mpiexec")
+
+    @functools.cached_property
+    def gpu_layout(self) -> gpus.GpuLayout | None:
+        """The GPUs of one node of the endpoint, as its template declares them (None: no GPUs declared)."""
+        return gpus.layout_of(self.template, self.user_endpoint_config, self.mpi_launcher)
 
     def gc_executor(self) -> t.Any:
         """Return this process's endpoint executor (created on first use, then kept per process).
@@ -394,8 +403,15 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             Seconds after which an app is stopped; its ``errcode`` is then 124.
         workdir : str, optional
             Working directory of this task on the endpoint (default: the sim's, or under ``remote_workdir``).
-        num_gpus, machinefile, stage_inout, hyperthreads, auto_assign_gpus, match_procs_to_gpus, env_script, \
-mpi_runner_type
+        num_gpus : int, optional
+            GPUs for the whole task (spread evenly over its nodes; each rank sees only its own share).
+            Needs a template that declares ``gpus_per_node``; the default comes from the executor's
+            ``resource_specification``.
+        auto_assign_gpus : bool
+            Give the task its share of each node's GPUs (``gpus_per_node // slots_per_node``).
+        match_procs_to_gpus : bool
+            One rank per GPU: the rank count is set from the GPUs.
+        machinefile, stage_inout, hyperthreads, env_script, mpi_runner_type
             Accepted for ``MPIExecutor`` compatibility; those that cannot apply to an endpoint are refused
             with an error saying what to use instead.
 
@@ -411,9 +427,7 @@ mpi_runner_type
         ResourceSpecificationError
             Resource words that disagree, do not divide evenly or ask for more nodes than the endpoint has.
         """
-        self._refuse_unsupported(
-            num_gpus, machinefile, auto_assign_gpus, match_procs_to_gpus, env_script, mpi_runner_type
-        )
+        self._refuse_unsupported(machinefile, env_script, mpi_runner_type)
         if stage_inout is not None:
             log.warning("stage_inout option ignored in this executor - runs in-place")
         if hyperthreads:
@@ -422,6 +436,9 @@ mpi_runner_type
             raise ExecutorException(f"walltime must be a positive number of seconds, got {walltime!r}")
 
         app, kind = self._app_of(calc_type, app_name, func)
+        if num_gpus is None and not auto_assign_gpus:
+            num_gpus = self.default_num_gpus
+        gpus.check_task_kind(kind, num_gpus, auto_assign_gpus)
         if kind == "python" and app_args is not None:
             # libEnsemble's Globus Compute design writes submit(func=f, app_args="..."): the string is f's argument.
             if args:
@@ -432,7 +449,10 @@ mpi_runner_type
             args = (app_args,)
         task = self._new_task(app, kind, app_args, workdir, stdout, stderr, dry_run)
         task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
-        cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run)
+        gpu_plan, task.resource_specification = self._gpu_plan(
+            kind, task.resource_specification, num_gpus, auto_assign_gpus, match_procs_to_gpus, num_procs
+        )
+        cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run, gpu_plan)
         if dry_run:
             log.info("Test (No submit) Runline: %s", task.runline)
             task._set_complete()
@@ -444,7 +464,7 @@ mpi_runner_type
                 raise stop
         if task.shared_fs and kind != "python":
             self._remove_stale_output(task)
-        if not self._hand_off(task, app, kind, cmd, args, kwargs, walltime):
+        if not self._hand_off(task, app, kind, cmd, args, kwargs, walltime, gpu_plan):
             return task
         if wait_on_start:
             self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
@@ -495,15 +515,26 @@ mpi_runner_type
         return task
 
     def _command(
-        self, task: GlobusComputeTask, app: Application, kind: str, app_args: str | None, dry_run: bool | None
+        self,
+        task: GlobusComputeTask,
+        app: Application,
+        kind: str,
+        app_args: str | None,
+        dry_run: bool | None,
+        gpu_plan: gpus.GpuPlan | None,
     ) -> str:
         """Return an app task's command for the runner, and set ``task.runline``."""
         # As MPIExecutor does: the app command and app_args split on whitespace; each word is quoted
         # for the shell that ShellFunction / MPIFunction run the command line in.
         tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
         tokens = self._set_sim_dir_env(task, tokens)
+        shown = " ".join(tokens)
+        if gpu_plan is not None and kind == "mpi" and gpu_plan.layout.bind == "wrapper":
+            bind = gpus.wrapper_tokens(gpu_plan)
+            tokens = bind + tokens
+            shown = f"{shlex.join(bind)} {shown}"
         cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
-        task.runline = self._runline(kind, " ".join(tokens), task.resource_specification)
+        task.runline = self._runline(kind, shown, task.resource_specification)
         if not dry_run and self.is_local:
             self._check_app_exists(app)
         return cmd
@@ -517,6 +548,7 @@ mpi_runner_type
         args: t.Sequence[t.Any],
         kwargs: dict[str, t.Any] | None,
         walltime: float | None,
+        gpu_plan: gpus.GpuPlan | None,
     ) -> bool:
         """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task)."""
         try:
@@ -537,6 +569,9 @@ mpi_runner_type
                     self.snippet_lines,
                     dict(task.env),
                 )
+                gpu_args = self._gpu_runner_args(kind, gpu_plan)
+                if gpu_args is not None:  # only GPU tasks carry the claim function
+                    run_args += (gpu_args,)
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
         except (ExecutorException, BundleError, TypeError):
             raise  # the caller's mistakes: not a task that failed to start
@@ -572,22 +607,10 @@ mpi_runner_type
                 log.warning("cannot remove the old %s of task %s: %s", name, task.name, err)
 
     @staticmethod
-    def _refuse_unsupported(
-        num_gpus: int | None,
-        machinefile: str | None,
-        auto_assign_gpus: bool | None,
-        match_procs_to_gpus: bool | None,
-        env_script: str | None,
-        mpi_runner_type: t.Any,
-    ) -> None:
+    def _refuse_unsupported(machinefile: str | None, env_script: str | None, mpi_runner_type: t.Any) -> None:
         if machinefile:
             raise ExecutorException(
                 "machinefile cannot apply to an endpoint: the engine chooses the nodes; ask for num_nodes instead"
-            )
-        if num_gpus or auto_assign_gpus or match_procs_to_gpus:
-            raise ExecutorException(
-                "GPU assignment is done on the endpoint: set GPU binding in extra_args (launcher_options) or in "
-                "the template's worker_init, and drop num_gpus / auto_assign_gpus / match_procs_to_gpus"
             )
         if env_script:
             raise ExecutorException(
@@ -651,6 +674,43 @@ mpi_runner_type
                 f"gives a task at most {limit} node(s); ask for fewer nodes or {how}"
             )
         return spec
+
+    def _gpu_plan(
+        self,
+        kind: str,
+        spec: dict[str, t.Any] | None,
+        num_gpus: int | None,
+        auto_assign_gpus: bool | None,
+        match_procs_to_gpus: bool | None,
+        num_procs: int | None,
+    ) -> tuple[gpus.GpuPlan | None, dict[str, t.Any] | None]:
+        """Check the task's GPU request on the submitting side; return the plan and the (MPI) spec to send."""
+        if not (num_gpus or auto_assign_gpus or match_procs_to_gpus):
+            return None, spec
+        if kind != "mpi" and match_procs_to_gpus:
+            raise ResourceSpecificationError("match_procs_to_gpus applies to MPI apps only (this is a shell app)")
+        given = dict(spec) if spec is not None else dict(ONE_RANK)
+        plan, out = gpus.plan(
+            self.gpu_layout,
+            self.template_name,
+            num_gpus,
+            auto_assign_gpus,
+            match_procs_to_gpus,
+            given,
+            num_procs is not None,
+        )
+        if kind != "mpi":
+            if plan is not None and plan.per_node != plan.num_gpus:
+                raise ResourceSpecificationError("a shell app runs on one node: ask for at most gpus_per_node GPUs")
+            return plan, spec
+        return plan, out
+
+    @staticmethod
+    def _gpu_runner_args(kind: str, plan: gpus.GpuPlan | None) -> dict[str, t.Any] | None:
+        """Return the runner's GPU argument: devices are claimed on the endpoint unless ``srun`` binds them."""
+        if plan is None or (kind == "mpi" and plan.layout.bind == "launcher"):
+            return None
+        return plan.runner_args()
 
     def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
         if kind != "mpi" or spec is None:

@@ -10,10 +10,10 @@ quoting the cause; libEnsemble then ends the run as for any sim that raises.
 
 from __future__ import annotations
 
-import re
 import typing as t
 
 from bundle.errors import BundleError
+from bundle.remote_cause import cause_line, cause_signature
 
 if t.TYPE_CHECKING:
     from bundle.executor.task import GlobusComputeTask
@@ -34,8 +34,7 @@ class SystematicTaskError(BundleError, RuntimeError):
 
 
 def _cause(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(err).__name__
+    return cause_line(str(err)) if str(err).strip() else type(err).__name__
 
 
 def systematic_failure(tasks: t.Iterable[GlobusComputeTask], threshold: int) -> SystematicTaskError | None:
@@ -67,7 +66,7 @@ def systematic_failure(tasks: t.Iterable[GlobusComputeTask], threshold: int) -> 
     if len(ended) < threshold:
         return None
     causes = [_cause(t.error) for t in ended if t.error is not None]
-    if len({re.sub(r"\d+", "#", c) for c in causes}) != 1:
+    if len({cause_signature(c) for c in causes}) != 1:
         return None
     return SystematicTaskError(
         f"not submitting more Python tasks: the first {threshold} ({', '.join(t.name for t in ended)}) all failed "

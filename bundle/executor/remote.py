@@ -39,6 +39,7 @@ def run_app(
     marker: str,
     snippet_lines: int = 1000,
     env: dict[str, str] | None = None,
+    gpus: dict[str, t.Any] | None = None,
 ) -> t.Any:
     """Run ``cmd`` in ``workdir`` with its output in ``stdout`` and ``stderr``; stop it at ``walltime`` or when asked.
 
@@ -60,6 +61,9 @@ def run_app(
         Lines of output kept in the returned ``ShellResult``.
     env : dict, optional
         Extra environment variables for the app (``LIBENSEMBLE_SIM_DIR``).
+    gpus : dict, optional
+        The task's GPUs (see ``bundle.executor.gpus``): free devices of its nodes are claimed with
+        ``gpus["claim"]`` before the app starts and released when it ends.
 
     Returns
     -------
@@ -92,6 +96,15 @@ def run_app(
                 return
 
     result = None
+    held: list[t.Any] = []
+    if gpus:
+        gpu_env, held = gpus["claim"](gpus)  # waits until enough devices are free
+        if os.path.exists(kill_file):  # killed while it waited for devices
+            for handle in held:
+                handle.close()
+            os.remove(kill_file)
+            return ShellResult(cmd, "", "killed before it started\n", 143, "KilledBeforeStart")
+        env = {**(env or {}), **gpu_env}
     saved_cwd = os.getcwd()
     saved_env = {k: os.environ.get(k) for k in (marker_env, "GC_TASK_SANDBOX_DIR", *(env or {}))}
     watcher = threading.Thread(target=watch_kill_file, daemon=True)
@@ -121,6 +134,8 @@ def run_app(
             stop_marked()
         if os.path.exists(kill_file):
             os.remove(kill_file)
+        for handle in held:  # frees the task's GPUs
+            handle.close()
         os.chdir(saved_cwd)
         for key, value in saved_env.items():
             if value is None:

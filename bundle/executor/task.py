@@ -309,9 +309,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
 
         By the task's state:
 
-        * queued here (an SDK ``Executor`` has not sent it yet, ``gc_task_id`` is None): its future
-          is cancelled and it is taken out of the SDK's send queue, so it never runs;
-        * sent, not seen running (``WAITING``): its future is cancelled (its result will be ignored);
+        * queued here (still in an SDK ``Executor``'s send queue): its future is cancelled and it is
+          taken out of that queue, so it never runs;
+        * being sent (``gc_task_id`` may still be None) or sent, not seen running (``WAITING``): its
+          future is cancelled (its result will be ignored);
           an app on a shared filesystem also gets its kill file, so it returns at once if it starts;
         * running: as below.
 

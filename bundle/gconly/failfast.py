@@ -10,11 +10,13 @@ which quotes that line and says what to change.  One sim that succeeds disarms i
 from __future__ import annotations
 
 import pathlib
-import re
 import sys
 import typing as t
 
 from bundle.gconly.errors import SystematicSimError
+from bundle.remote_cause import cause_line, cause_signature
+
+__all__ = ["FailFast", "cause_line", "failure_summary", "hint_for", "report_failures"]
 
 _HINTS: tuple[tuple[str, str], ...] = (
     (
@@ -32,16 +34,6 @@ _HINTS: tuple[tuple[str, str], ...] = (
     ("returned", "fix what sim_f returns (see the message above)"),
     ("DeserializationError", "the endpoint refused the task's serializer: check allowed_serializers in the template"),
 )
-
-
-def cause_line(text: str) -> str:
-    """Return the line of an error text that names the error (a traceback's last non-empty line)."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no error text)"
-
-
-def _signature(text: str) -> str:
-    return re.sub(r"\d+", "#", cause_line(text))
 
 
 def hint_for(text: str) -> str:
@@ -88,7 +80,7 @@ class FailFast:
             return
         if self._first is None:
             self._first = (sim_id, text)
-        sig = _signature(text)
+        sig = cause_signature(text)
         if self._signatures and sig != self._signatures[0]:
             self._armed = False  # different errors: not one systematic bug
             return

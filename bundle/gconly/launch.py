@@ -130,7 +130,8 @@ def run_gconly(
     workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
     plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
     choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
-    log.info("GC-only engine: %s", choice.note)
+    # A one-rank spec per sim is a cost the user should see (a node or slot per sim), not only a detail.
+    log.log(logging.WARNING if choice.resource_specification else logging.INFO, "GC-only engine: %s", choice.note)
     if gc.sdk_options and ep_name == LOCAL:
         raise GCOnlyConfigError("gc_specs.sdk_options configure the SDK Executor of an endpoint UUID, not 'local'")
     executor = GCSession.get_executor(
@@ -142,8 +143,6 @@ def run_gconly(
     )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
-    previous_spec = executor.resource_specification
-    executor.resource_specification = choice.resource_specification
 
     for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
         if callable(sim_d.get(key)):
@@ -173,6 +172,10 @@ def run_gconly(
 
     log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
     manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
+
+    # The executor is cached and shared: its spec is this run's only while the manager runs, restored on close.
+    previous_spec = executor.resource_specification
+    executor.resource_specification = choice.resource_specification
 
     def restore_spec() -> None:
         executor.resource_specification = previous_spec

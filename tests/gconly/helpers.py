@@ -40,3 +40,19 @@ def uniform_specs(
         "persis_info": add_unique_random_streams({}, nworkers + 1, seed=seed),
         "alloc_specs": {"alloc_f": only_persistent_gens},
     }
+
+
+def run_specs(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
+    """Run ``specs`` (from :func:`uniform_specs`) in GC-only mode with ``GCOnlySpecs(**gc)``."""
+    from bundle.gconly import GCOnlySpecs
+    from bundle.gconly.launch import run_gconly
+
+    return run_gconly(
+        specs["sim_specs"],
+        specs["gen_specs"],
+        specs["exit_criteria"],
+        specs["persis_info"],
+        specs["alloc_specs"],
+        {"nworkers": nworkers},
+        gc_specs=GCOnlySpecs(**gc),
+    )

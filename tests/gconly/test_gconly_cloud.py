@@ -19,10 +19,10 @@ import pytest
 from globus_compute_sdk.serialize import ComputeSerializer
 
 from bundle.errors import TemplateOptionError
-from bundle.gconly import GCOnlySpecs, SimSerializationError
+from bundle.gconly import SimSerializationError
 from bundle.gconly.launch import run_gconly
 from tests.gconly import sims
-from tests.gconly.helpers import uniform_specs
+from tests.gconly.helpers import run_specs, uniform_specs
 
 EP = "6f3fa8a6-8a3b-4c64-9a8f-0ad4d3f6f1d1"
 
@@ -86,16 +86,7 @@ def sent_args(call: t.Any) -> tuple[t.Any, ...]:
     return args
 
 
-def run(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
-    return run_gconly(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
-        {"nworkers": nworkers},
-        gc_specs=GCOnlySpecs(**gc),
-    )
+run = run_specs
 
 
 def test_uuid_endpoint_registers_once_and_submits_packed_arguments_only(cloud: t.Any) -> None:

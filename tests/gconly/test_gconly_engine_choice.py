@@ -14,29 +14,18 @@ from unittest import mock
 import globus_compute_sdk
 import pytest
 
-from bundle.gconly import GCOnlySpecs
 from bundle.gconly.engine_choice import ONE_RANK
-from bundle.gconly.errors import GCOnlyConfigError
-from bundle.gconly.launch import run_gconly
+from bundle.gconly.errors import GCOnlyConfigError, SimSerializationError
 from bundle.session import GCSession
 from tests.contract.interchange import InterchangeEndpoint
 from tests.gconly import sims
-from tests.gconly.helpers import uniform_specs
+from tests.gconly.helpers import run_specs, uniform_specs
 
 EP = "0b7d3c57-3f0e-4a53-9d1c-6a1f8c2e4b90"
 SDK_EXECUTOR = globus_compute_sdk.Executor
 
 
-def run(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
-    return run_gconly(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
-        {"nworkers": nworkers},
-        gc_specs=GCOnlySpecs(**gc),
-    )
+run = run_specs
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +100,24 @@ def test_default_local_endpoint_runs(monkeypatch, tmp_path):
     (ep,) = [e for e in GCSession._executors.values()]
     assert ep.user_endpoint_config == {"engine_type": "GlobusComputeEngine"}
     GCSession.clear()
+
+
+def reads_an_undefined_name(H: t.Any, persis_info: t.Any, sim_specs: t.Any, libE_info: t.Any) -> t.Any:
+    return NOT_DEFINED_ANYWHERE  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_run_refused_before_it_starts_leaves_the_shared_executors_spec_alone(monkeypatch, tmp_path, caplog):
+    """The cached executor outlives the run: a refusal at set-up must not leave it the run's one-rank spec."""
+    monkeypatch.chdir(tmp_path)
+    opts = {"engine_type": "GlobusMPIEngine", "max_workers_per_block": 2}
+    try:
+        with pytest.raises(SimSerializationError, match="NOT_DEFINED_ANYWHERE"):
+            run(uniform_specs(reads_an_undefined_name, 2, 4), 2, user_endpoint_config=opts)
+        # the cost of a one-rank task per sim is a warning, seen without configuring logging
+        costs = [r for r in caplog.records if "holds one node or slot" in r.getMessage()]
+        assert costs and costs[0].levelname == "WARNING", caplog.records
+        (ep,) = list(GCSession._executors.values())
+        assert ep.user_endpoint_config == opts
+        assert ep.resource_specification is None, "the run's per-sim spec stayed on the shared executor"
+    finally:
+        GCSession.clear()

@@ -46,6 +46,10 @@ def test_unknown_and_bundle_set_options_are_refused_with_the_known_list():
         check_sdk_options({"user_endpoint_config": {}}, local=False)
     with pytest.raises(TypeError, match="local endpoint takes none"):
         check_sdk_options({"amqp_port": 443}, local=True)
+    # a non-mapping is named as such (dict() of a list would fail with an unrelated message, or pass pairs)
+    for wrong in (["amqp_port"], [("amqp_port", 443)], "amqp_port=443"):
+        with pytest.raises(TypeError, match="sdk_options must be a dict of SDK Executor options, not"):
+            check_sdk_options(wrong, local=False)  # type: ignore[arg-type]
 
 
 def test_session_passes_options_and_keys_on_them(sdk):
