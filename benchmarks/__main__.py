@@ -1,9 +1,10 @@
 """Run every benchmark: ``python -m benchmarks [--quick] [--out DIR]`` (or ``libe-gc bench``).
 
-Runs, in order, ``executor`` (executor mode's overhead and packing), ``gconly`` (GC-only
+Runs, in order, ``executor`` (executor mode's overhead and packing), ``gpus`` (one-GPU tasks
+packed onto a 4-GPU node vs. whole-node), ``gconly`` (GC-only
 throughput), ``scaling`` (GC-only at 1k, 5k and 20k sims), ``payload`` (bytes per GC-only
 task) and ``slurm`` (the slurm template on a real Slurm; skipped without one).  Writes each
-benchmark's own JSON file (``executor.json``, ``gconly.json``, ``scaling.json``,
+benchmark's own JSON file (``executor.json``, ``gpus.json``, ``gconly.json``, ``scaling.json``,
 ``payload.json``, ``slurm.json``) and its table (``<name>.md``) into ``DIR`` (default
 ``benchmark-results``), one combined ``results.json`` with every figure, and ``summary.md`` with
 a table per section for the docs' performance page.  ``--quick`` checks the benchmarks work in
@@ -16,16 +17,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
+import re
 import sys
 import time
 import traceback
 import typing as t
 from pathlib import Path
 
-STEPS = ("executor", "gconly", "scaling", "payload", "slurm")
+STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm")
 TITLES = {
     "executor": "Executor mode",
+    "gpus": "GPU packing",
     "gconly": "GC-only mode",
     "scaling": "GC-only scaling",
     "payload": "GC-only payload",
@@ -33,26 +35,11 @@ TITLES = {
 }
 HEADER = "| benchmark | ratio (median) | min to max | goal | met | raw numbers (median) |\n|---|---|---|---|---|---|\n"
 
-_GCONLY_WHAT = {
-    "gconly_over_raw_engine": "GC-only sims/s / raw engine tasks/s (trivial task, no arguments)",
-    "gconly_over_raw_engine_same_sim": "GC-only sims/s / raw engine tasks/s (same sim and arguments)",
-    "gconly_batched_over_stock_local": "GC-only sims/s, batched / stock libEnsemble, local comms",
-}
-_GCONLY_RAW = {
-    "gconly_over_raw_engine": ("gconly_sims_per_s", "raw_engine_tasks_per_s"),
-    "gconly_over_raw_engine_same_sim": ("gconly_sims_per_s", "raw_engine_same_sim_tasks_per_s"),
-    "gconly_batched_over_stock_local": ("gconly_batched_sims_per_s", "stock_local_sims_per_s"),
-}
-
-
-def _median(values: t.Any) -> float:
-    return float(statistics.median(values)) if isinstance(values, list) else float(values)
-
 
 def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     """Return one benchmark's figures in one shape: name, what, median, min, max, goal, met, raw."""
     figures = []
-    if step == "executor":
+    if step in ("executor", "gpus"):
         for r in data["results"]:
             raw = {k: v["median"] for k, v in r.items() if isinstance(v, dict) and k != "ratio" and "median" in v}
             figures.append(
@@ -72,13 +59,11 @@ def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
             met, goal = ratio["median"] >= goal, f">= {goal}"
         else:
             met = ratio["met"]
-        raw = ratio.get("raw")
-        if raw is None:
-            raw = {k: _median(data[k]) for k in _GCONLY_RAW.get(name, ()) if k in data}
+        raw = ratio.get("raw") or {}
         figures.append(
             {
                 "name": name,
-                "what": ratio.get("what") or _GCONLY_WHAT.get(name, ""),
+                "what": ratio.get("what", ""),
                 **{k: ratio[k] for k in ("median", "min", "max")},
                 "goal": goal,
                 "met": bool(met),
@@ -108,6 +93,10 @@ def run_step(step: str, quick: bool, out: Path) -> int:
         from benchmarks import bench_executor
 
         return bench_executor.main([*q, "--out", str(out)])
+    if step == "gpus":
+        from benchmarks import bench_gpus
+
+        return bench_gpus.main([*q, "--out", str(out)])
     if step == "gconly":
         from benchmarks import bench_gconly
 
@@ -127,13 +116,20 @@ def run_step(step: str, quick: bool, out: Path) -> int:
     raise ValueError(f"unknown benchmark {step!r}; choose from {', '.join(STEPS)}")
 
 
+def error_line(text: str) -> str:
+    """Return the line of a traceback that names the error (not a warning printed after it)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
+    return (named or lines or ["unknown error"])[-1]
+
+
 def summarize(results: dict[str, t.Any]) -> str:
     """Render ``summary.md``: a table per section, or why a section has none."""
     parts = []
     for step, entry in results["benchmarks"].items():
         parts.append(f"**{TITLES[step]}**\n")
         if "error" in entry:
-            parts.append(f"Failed: {entry['error'].strip().splitlines()[-1]}\n")
+            parts.append(f"Failed: {error_line(entry['error'])}\n")
         elif "skipped" in entry:
             parts.append(f"Skipped: {entry['skipped']}\n")
         else:
@@ -165,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
             "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
         },
         "benchmarks": {},
@@ -195,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(step)
         print(f"[{i}/{len(steps)}] {step}: done in {entry['seconds']:.0f} s", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - begin
+    results["meta"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     summary = summarize(results)
     (out / "summary.md").write_text(summary)

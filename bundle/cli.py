@@ -153,7 +153,9 @@ def doctor(endpoint: str | None, template: str | None, options: tuple[str, ...])
     type=click.Path(file_okay=False),
     help="Folder for the JSON results and the markdown summary.",
 )
-@click.option("--only", default=None, help="Comma-separated benchmarks to run (executor,gconly,scaling,payload,slurm).")
+@click.option(
+    "--only", default=None, help="Comma-separated benchmarks to run (executor,gpus,gconly,scaling,payload,slurm)."
+)
 def bench(quick: bool, out_dir: str, only: str | None) -> None:
     """Run the benchmark suite (python -m benchmarks): every figure a ratio measured side by side in one run.
 

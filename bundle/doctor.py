@@ -188,6 +188,40 @@ def check_template(name: str | None, options: dict[str, t.Any]) -> Check:
     return Check(f"template {name}", OK, f"options {sorted(options)} valid" if options else "defaults valid")
 
 
+def check_gpus(name: str | None, options: dict[str, t.Any]) -> Check:
+    """Report the template's GPU layout: GPUs per node, the visible-devices variable, binding and packing."""
+    from bundle.errors import BundleError
+    from bundle.executor.gpus import layout_of
+    from bundle.executor.launch import template_option
+    from bundle.templates import get_template
+
+    if name is None:
+        return Check("GPU layout", OK, "no template given (use --template NAME to see its GPU layout)")
+    try:
+        template = get_template(name)
+        template.validate(options)
+    except (BundleError, ValueError):
+        return Check("GPU layout", WARN, "not read: the template options are invalid", "fix the options first")
+    try:
+        launcher = str(template_option(template, options, "mpi_launcher") or "mpiexec")
+        layout = layout_of(template, options, launcher)
+    except (BundleError, ValueError) as err:
+        return Check("GPU layout", FAIL, str(err).splitlines()[0], "make gpus_per_node and gpu_ids agree")
+    if layout is None:
+        return Check(
+            "GPU layout",
+            OK,
+            "no GPUs declared: tasks asking for num_gpus are refused at submit",
+            "",
+        )
+    found = layout.describe()
+    engine = template_option(template, options, "engine_type")
+    if engine == "GlobusComputeEngine":
+        pinned = bool(template_option(template, options, "pin_workers_to_gpus"))
+        found += "; Python workers " + ("pinned one per GPU" if pinned else "not pinned (pin_workers_to_gpus)")
+    return Check("GPU layout", OK, found)
+
+
 def run_checks(template: str | None = None, options: dict[str, t.Any] | None = None) -> list[Check]:
     """Run every offline check.
 
@@ -209,6 +243,7 @@ def run_checks(template: str | None = None, options: dict[str, t.Any] | None = N
         check_scheduler(),
         check_credentials(),
         check_template(template, dict(options or {})),
+        check_gpus(template, dict(options or {})),
     ]
 
 

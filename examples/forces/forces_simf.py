@@ -14,7 +14,9 @@ def run_forces(H, persis_info, sim_specs, libE_info):
     args = f"{particles} {sim_specs['user']['steps']} {particles}"
     exctr = libE_info["executor"]
 
-    task = exctr.submit(app_name="forces", app_args=args, num_procs=sim_specs["user"]["num_procs"])
+    num_procs = sim_specs["user"]["num_procs"]
+    num_gpus = sim_specs["user"].get("gpus_per_rank", 0) * num_procs or None  # one GPU per rank when asked
+    task = exctr.submit(app_name="forces", app_args=args, num_procs=num_procs, num_gpus=num_gpus)
     calc_status = exctr.polling_loop(task, timeout=sim_specs["user"]["timeout"], poll_manager=True)
 
     output = np.zeros(1, dtype=sim_specs["out"])

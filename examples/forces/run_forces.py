@@ -1,6 +1,12 @@
 """Forces ensemble in executor mode: an MPI app launched through GlobusComputeExecutor.
 
-    python run_forces.py [--nworkers 2] [--sim-max 8] [--num-procs 2]
+    python run_forces.py [--nworkers 2] [--sim-max 8] [--num-procs 2] [--gpus-per-node 4]
+
+With ``--gpus-per-node N`` the local endpoint declares N GPUs and every sim asks
+for one GPU per rank (``num_gpus=num_procs``): each rank's CUDA_VISIBLE_DEVICES
+names its own device, and sims running side by side never share one.  No real
+GPU is needed to try it (the CPU forces app ignores the variable); a GPU build
+of the app (libEnsemble's ``forces_gpu``) uses it.
 
 Runs as written on the bundle's local endpoint (the real Globus Compute engine
 in this process, MPICH's mpiexec). For a site endpoint, change ENDPOINT to its
@@ -54,13 +60,18 @@ def main() -> int:
     parser.add_argument("--sim-max", type=int, default=8)
     parser.add_argument("--num-procs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--gpus-per-node", type=int, default=0, help="declare GPUs; each sim asks one per rank")
     args = parser.parse_args()
 
     app = build_forces(FORCES_APP) if ENDPOINT == "local" else FORCES_APP
     exctr = GlobusComputeExecutor(
         ENDPOINT,
         template=TEMPLATE,
-        user_endpoint_config={"slots_per_node": args.nworkers} if ENDPOINT == "local" else {},
+        user_endpoint_config=(
+            {"slots_per_node": args.nworkers, **({"gpus_per_node": args.gpus_per_node} if args.gpus_per_node else {})}
+            if ENDPOINT == "local"
+            else {}
+        ),
     )
     exctr.register_app(full_path=str(app), app_name="forces")
 
@@ -77,7 +88,12 @@ def main() -> int:
             sim_f=run_forces,
             inputs=["x"],
             outputs=[("energy", float)],
-            user={"num_procs": args.num_procs, "steps": args.steps, "timeout": 600},
+            user={
+                "num_procs": args.num_procs,
+                "steps": args.steps,
+                "timeout": 600,
+                "gpus_per_rank": 1 if args.gpus_per_node else 0,
+            },
         ),
         gen_specs=GenSpecs(
             gen_f=uniform_random_sample,

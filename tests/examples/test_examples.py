@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -19,8 +20,10 @@ def _run(script: pathlib.Path, *args: str, cwd: pathlib.Path) -> subprocess.Comp
     )
 
 
-def test_forces_executor_mode(tmp_path):
-    out = _run(EXAMPLES / "forces" / "run_forces.py", "--sim-max", "4", "--nworkers", "2", cwd=tmp_path)
+@pytest.mark.parametrize("gpus", [0, 4], ids=["cpu", "one-gpu-per-rank"])
+def test_forces_executor_mode(tmp_path, gpus):
+    extra = ["--gpus-per-node", str(gpus)] if gpus else []
+    out = _run(EXAMPLES / "forces" / "run_forces.py", "--sim-max", "4", "--nworkers", "2", *extra, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "4 sims, 4 with an energy; exit flag 0" in out.stdout
     (history,) = tmp_path.glob("run_forces_history_*.npy")

@@ -49,3 +49,17 @@ def run_until_told(H, persis_info, sim_specs, libE_info):
     with open("task.txt", "w") as fh:
         fh.write(f"{task.marker} {task.state}\n")
     return output, persis_info, calc_status
+
+
+def run_gpu_probe(H, persis_info, sim_specs, libE_info):
+    """A forces-style GPU sim: one GPU per rank (``match_procs_to_gpus``); report what each rank saw."""
+    exctr = libE_info["executor"]
+    ranks = sim_specs["user"]["ranks"]
+    task = exctr.submit(app_name="gpu_probe", app_args="--sleep 1", num_gpus=ranks, match_procs_to_gpus=True)
+    task.wait()
+    lines = [dict(kv.split("=", 1) for kv in line.split()) for line in task.read_stdout().splitlines() if line]
+    output = np.zeros(1, dtype=sim_specs["out"])
+    output["devices"] = ";".join(rank["cuda"] for rank in lines)
+    output["start"] = min((float(rank["start"]) for rank in lines), default=np.nan)
+    output["end"] = max((float(rank["end"]) for rank in lines), default=np.nan)
+    return output, persis_info, WORKER_DONE if task.state == "FINISHED" and len(lines) == ranks else TASK_FAILED

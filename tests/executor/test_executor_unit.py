@@ -113,13 +113,14 @@ def test_unknown_app_and_unsupported_options_fail_clearly():
         exctr.submit()
     for opts, word in [
         ({"machinefile": "hosts"}, "machinefile"),
-        ({"num_gpus": 1}, "GPU"),
-        ({"auto_assign_gpus": True}, "GPU"),
         ({"env_script": "/x.sh"}, "worker_init"),
         ({"mpi_runner_type": "srun"}, "mpi_launcher"),
         ({"walltime": 0}, "walltime"),
     ]:
         with pytest.raises(ExecutorException, match=word):
+            exctr.submit(app_name="forces", dry_run=True, **opts)
+    for opts in ({"num_gpus": 1}, {"auto_assign_gpus": True}):  # the template declares no GPUs
+        with pytest.raises(ResourceSpecificationError, match="declares none; set gpus_per_node"):
             exctr.submit(app_name="forces", dry_run=True, **opts)
     with pytest.raises(ExecutorException, match="does not exist"):
         exctr.submit(app_name="forces")  # the local endpoint shares this filesystem: the path is checked

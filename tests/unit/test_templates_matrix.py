@@ -75,13 +75,18 @@ def test_schema_is_strict(name):
         elif prop.get("type") == "integer":
             assert "minimum" in prop and "maximum" in prop, f"{name}.{option}: integers need bounds"
         elif prop.get("type") == "array":
-            assert "enum" in prop["items"] and "maxItems" in prop, f"{name}.{option}: lists need enum items and a bound"
+            items = prop["items"]
+            pattern = items.get("pattern", "") if items.get("type") == "string" else ""
+            anchored = pattern.startswith("^") and pattern.endswith("$(?!\\n)")
+            assert ("enum" in items or anchored) and "maxItems" in prop, (
+                f"{name}.{option}: lists need enum items (or anchored string patterns) and a bound"
+            )
         else:
             assert "enum" in prop or prop.get("type") == "boolean", f"{name}.{option}: {prop}"
         values = [prop["default"]] if "default" in prop else []
         for value in values + prop.get("examples", []):
             opts = {**_required(name), option: value}
-            if option == "max_workers_per_node":
+            if option in ("max_workers_per_node", "pin_workers_to_gpus"):
                 opts["engine_type"] = "GlobusComputeEngine"
             get_template(name).validate(opts)
 
