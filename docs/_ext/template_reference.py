@@ -41,6 +41,7 @@ PATTERN_WORDS: dict[str, str] = {
     "^([a-z0-9_]{1,32}(:[a-z0-9_]{1,32}){0,15})?$": (
         "empty, or up to 16 names (lower-case letters, digits, ``_``; at most 32 characters each) joined by ``:``"
     ),
+    "^[0-9]{1,3}(\\.[0-9]{1,2})?$": "a device number (``0``) or a device and a tile (``0.1``)",
     "^([A-Za-z0-9_]{1,32}=[A-Za-z0-9_.]{1,32}(:[A-Za-z0-9_]{1,32}=[A-Za-z0-9_.]{1,32}){0,15})?$": (
         "empty, or up to 16 ``key=value`` pairs joined by ``:`` (keys of letters, digits and ``_``; values "
         "also ``.``; at most 32 characters each)"
