@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
+import re
 import sys
 import time
 import traceback
@@ -34,21 +34,6 @@ TITLES = {
     "slurm": "Slurm",
 }
 HEADER = "| benchmark | ratio (median) | min to max | goal | met | raw numbers (median) |\n|---|---|---|---|---|---|\n"
-
-_GCONLY_WHAT = {
-    "gconly_over_raw_engine": "GC-only sims/s / raw engine tasks/s (trivial task, no arguments)",
-    "gconly_over_raw_engine_same_sim": "GC-only sims/s / raw engine tasks/s (same sim and arguments)",
-    "gconly_batched_over_stock_local": "GC-only sims/s, batched / stock libEnsemble, local comms",
-}
-_GCONLY_RAW = {
-    "gconly_over_raw_engine": ("gconly_sims_per_s", "raw_engine_tasks_per_s"),
-    "gconly_over_raw_engine_same_sim": ("gconly_sims_per_s", "raw_engine_same_sim_tasks_per_s"),
-    "gconly_batched_over_stock_local": ("gconly_batched_sims_per_s", "stock_local_sims_per_s"),
-}
-
-
-def _median(values: t.Any) -> float:
-    return float(statistics.median(values)) if isinstance(values, list) else float(values)
 
 
 def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
@@ -74,13 +59,11 @@ def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
             met, goal = ratio["median"] >= goal, f">= {goal}"
         else:
             met = ratio["met"]
-        raw = ratio.get("raw")
-        if raw is None:
-            raw = {k: _median(data[k]) for k in _GCONLY_RAW.get(name, ()) if k in data}
+        raw = ratio.get("raw") or {}
         figures.append(
             {
                 "name": name,
-                "what": ratio.get("what") or _GCONLY_WHAT.get(name, ""),
+                "what": ratio.get("what", ""),
                 **{k: ratio[k] for k in ("median", "min", "max")},
                 "goal": goal,
                 "met": bool(met),
@@ -133,13 +116,20 @@ def run_step(step: str, quick: bool, out: Path) -> int:
     raise ValueError(f"unknown benchmark {step!r}; choose from {', '.join(STEPS)}")
 
 
+def error_line(text: str) -> str:
+    """Return the line of a traceback that names the error (not a warning printed after it)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
+    return (named or lines or ["unknown error"])[-1]
+
+
 def summarize(results: dict[str, t.Any]) -> str:
     """Render ``summary.md``: a table per section, or why a section has none."""
     parts = []
     for step, entry in results["benchmarks"].items():
         parts.append(f"**{TITLES[step]}**\n")
         if "error" in entry:
-            parts.append(f"Failed: {entry['error'].strip().splitlines()[-1]}\n")
+            parts.append(f"Failed: {error_line(entry['error'])}\n")
         elif "skipped" in entry:
             parts.append(f"Skipped: {entry['skipped']}\n")
         else:
@@ -171,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
             "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
         },
         "benchmarks": {},
@@ -201,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(step)
         print(f"[{i}/{len(steps)}] {step}: done in {entry['seconds']:.0f} s", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - begin
+    results["meta"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     summary = summarize(results)
     (out / "summary.md").write_text(summary)

@@ -4,8 +4,13 @@
    :class:`~bundle.GlobusComputeExecutor` (submit, then ``task.wait()``) divided by
    the time per the same ``MPIFunction`` submitted straight to the same engine
    (``future.result()``).  Goal: <= 1.15.
-2. ``packing``: throughput of 1-rank 0.5 s MPI tasks with ``slots_per_node=2``
+2. ``packing``: throughput of 1-rank 0.5 s ``sleep`` MPI tasks with ``slots_per_node=2``
    divided by ``slots_per_node=1`` (two engines, same machine).  Goal: >= 1.8 on 2 cores.
+   It shows that tasks overlap, not that they share a node well.
+3. ``packing_cpu``: the same ratio for CPU-bound tasks: libEnsemble's forces app
+   (``forces.c`` from the installed ``libensemble``, built by the benchmark with ``mpicc``),
+   a fixed number of particles and steps per task.  Two tasks on two cores contend with
+   each other and with anything else the machine runs.
 
 Run ``python -m benchmarks.bench_executor`` (add ``--quick`` for a short run that
 checks the benchmark works; it asserts nothing about speed).  Results go to a JSON
@@ -92,46 +97,87 @@ def executor_overhead(reps: int, tasks: int) -> dict[str, t.Any]:
     }
 
 
-def packing(reps: int, tasks: int, seconds: float) -> dict[str, t.Any]:
-    """Throughput of 1-rank sleep tasks with two slots on the node vs. one."""
-    sleep = shutil.which("sleep") or "/bin/sleep"
+FORCES_SOURCE = "tests/scaling_tests/forces/forces_app/forces.c"
+"""libEnsemble's forces app (an n-body step loop, MPI), relative to the installed ``libensemble`` package."""
+
+
+def build_forces(folder: str) -> str:
+    """Compile libEnsemble's ``forces.c`` with ``mpicc`` into ``folder``; return the path of ``forces.x``.
+
+    Raises
+    ------
+    RuntimeError
+        When ``mpicc`` is not on PATH or the build fails.
+    """
+    import subprocess
+
+    import libensemble
+
+    mpicc = shutil.which("mpicc")
+    if mpicc is None:
+        raise RuntimeError("mpicc not found on PATH: install the 'mpich' extra or an MPI compiler wrapper")
+    source = Path(libensemble.__file__).parent / FORCES_SOURCE
+    exe = str(Path(folder) / "forces.x")
+    proc = subprocess.run([mpicc, "-O2", "-o", exe, str(source), "-lm"], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"building {source} with {mpicc} failed:\n{proc.stderr}")
+    return exe
+
+
+def packing(reps: int, tasks: int, app: str, app_args: str, what: str, name: str = "packing") -> dict[str, t.Any]:
+    """Throughput of 1-rank tasks of ``app`` with two slots on the node vs. one."""
     execs = {}
     for slots in (1, 2):
         ex = GlobusComputeExecutor(
             "local", user_endpoint_config={"slots_per_node": slots, "max_workers_per_block": slots}
         )
-        ex.register_app(sleep, app_name="sleep")
+        ex.register_app(app, app_name=name)
         execs[slots] = ex
 
     def throughput(slots: int) -> float:
         ex = execs[slots]
         start = time.perf_counter()
-        batch = [ex.submit(app_name="sleep", app_args=str(seconds), num_procs=1) for _ in range(tasks)]
+        batch = [ex.submit(app_name=name, app_args=app_args, num_procs=1) for _ in range(tasks)]
         for task in batch:
             task.wait()
             assert task.state == "FINISHED", task.state
         return tasks / (time.perf_counter() - start)
 
-    for slots in (1, 2):  # warm-up: start both engines
-        execs[slots].submit(app_name="sleep", app_args="0").wait()
-    one, two = [], []
+    for slots in (1, 2):  # warm-up: start both engines (start-up is timed on neither side)
+        execs[slots].submit(app_name=name, app_args=app_args).wait()
+    one, two, loads = [], [], []
     for i in range(reps):
+        loads.append(os.getloadavg()[0])
         order = (1, 2) if i % 2 == 0 else (2, 1)
         got = {s: throughput(s) for s in order}
         one.append(got[1])
         two.append(got[2])
     ratios = [b / a for a, b in zip(one, two, strict=True)]
     return {
-        "name": "packing",
-        "what": f"tasks/s of 1-rank {seconds} s MPI tasks: slots_per_node=2 / slots_per_node=1",
+        "name": name,
+        "what": f"tasks/s of 1-rank {what} MPI tasks: slots_per_node=2 / slots_per_node=1",
         "goal": ">= 1.8",
         "ratio": _summary(ratios),
         "slots2_tasks_per_s": _summary(two),
         "slots1_tasks_per_s": _summary(one),
         "tasks_per_rep": tasks,
         "reps": reps,
+        "load_average_per_rep": loads,
         "met": statistics.median(ratios) >= 1.8,
     }
+
+
+def packing_sleep(reps: int, tasks: int, seconds: float) -> dict[str, t.Any]:
+    """Packing of 1-rank ``sleep`` tasks: shows that tasks overlap."""
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    return packing(reps, tasks, sleep, str(seconds), f"{seconds} s sleep")
+
+
+def packing_cpu(reps: int, tasks: int, particles: int, steps: int, work: str) -> dict[str, t.Any]:
+    """Packing of 1-rank CPU-bound tasks (libEnsemble's forces app, fixed size): shows that they share the node."""
+    exe = build_forces(work)
+    args = f"{particles} {steps} 3"
+    return packing(reps, tasks, exe, args, f"forces.x ({particles} particles, {steps} steps)", "packing_cpu")
 
 
 def markdown(results: list[dict[str, t.Any]]) -> str:
@@ -165,14 +211,23 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(work)  # the tasks' stdout/stderr files land here
     try:
         if args.quick:
-            results = [executor_overhead(reps=2, tasks=5), packing(reps=1, tasks=4, seconds=0.5)]
+            results = [
+                executor_overhead(reps=2, tasks=5),
+                packing_sleep(reps=1, tasks=4, seconds=0.5),
+                packing_cpu(reps=1, tasks=4, particles=1000, steps=10, work=work),
+            ]
         else:
-            results = [executor_overhead(reps=7, tasks=40), packing(reps=5, tasks=16, seconds=0.5)]
+            results = [
+                executor_overhead(reps=7, tasks=40),
+                packing_sleep(reps=5, tasks=16, seconds=0.5),
+                packing_cpu(reps=5, tasks=16, particles=3000, steps=10, work=work),
+            ]
     finally:
         os.chdir(cwd)
         GCSession.clear()
         shutil.rmtree(work, ignore_errors=True)
     meta = {
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpus": os.cpu_count(),

@@ -4,16 +4,24 @@
     python -m benchmarks.bench_gconly --quick    # under a minute
     python -m benchmarks.bench_gconly --compare  # GC-only's packed calls vs plain calls, alternately
 
-Each repetition measures, back to back on the same started local endpoint
-(GlobusComputeEngine, ``--engine-workers`` workers):
+Each repetition measures, back to back on the same started and warmed local endpoint
+(GlobusComputeEngine, ``--engine-workers`` workers), the same trivial ensemble (persistent uniform
+sampler on the manager, trivial sim, ``--sims`` sims) or as many trivial tasks:
 
-* ``raw``: trivial tasks (no arguments) submitted straight to the endpoint
-  (``submit_to_registered_function``), all at once -> tasks/s;
-* ``raw_sim``: the trivial sim submitted straight to the endpoint, all at once, with the arguments
-  GC-only mode sends (H row, ``persis_info`` with its random stream, ``sim_specs``) -> tasks/s;
-* ``gconly``: GC-only mode, trivial sim, ``--nworkers`` virtual workers, batch size 1 -> sims/s;
-* ``gconly_batched``: the same with ``--batch-size`` sims per task -> sims/s;
-* ``stock``: stock libEnsemble, ``local`` comms, the same sim, generator and ``--nworkers`` -> sims/s.
+* ``raw``: trivial tasks (no arguments) submitted straight to the endpoint, all at once -> tasks/s;
+* ``raw_same``: the tasks GC-only mode submitted in a recorded run (same registered function, same
+  argument objects, so the same bytes), replayed straight to the endpoint, all at once -> tasks/s;
+* ``gconly``: GC-only mode, ``--nworkers`` virtual workers, batch size 1 -> sims/s;
+* ``gconly_batched``: ``--batched-nworkers`` virtual workers, ``--batch-size`` sims per task -> sims/s;
+* ``libe_gc``: libEnsemble's own Globus Compute path (``benchmarks/anchor.py``), ``--nworkers``
+  worker threads, on the same engine -> sims/s;
+* ``stock_threads`` / ``stock_local``: stock libEnsemble running the sim in-process, ``threads`` /
+  ``local`` comms, ``--stock-nworkers`` workers -> sims/s.
+
+Ensemble rates are timed in libEnsemble's history (first sim given out to last sim returned), so
+start-up counts on no side; each run's whole call (``call_seconds``) and the endpoint's start-up are
+recorded apart.  The driver process's CPU time per sim or task (all threads) is recorded beside
+every rate: it is disturbed less by other load than rates are.
 
 ``--compare`` measures instead, per repetition and on the same endpoint: ``raw``, then GC-only mode
 with plain calls (every sim's arguments through the endpoint's serializer, ``sim_f`` registered
@@ -22,10 +30,10 @@ itself: the wire format before packed calls) and with packed calls (stdlib-pickl
 plus the driver process's CPU time per task or sim (all its threads: the manager, the engine's
 result thread), which other load on the machine disturbs less than rates do.
 
-Ratios per repetition: ``gconly / raw`` and ``gconly / raw_sim`` (goal >= 0.9; the second isolates
-GC-only mode's own cost from the cost of serializing libEnsemble's arguments) and
-``gconly_batched / stock`` (goal >= 1.0; batching pays off once ``nworkers`` >= batch size x engine workers);
-the JSON file holds every raw number and, per ratio, the median and spread (min, max).
+Ratios per repetition (``FIGURES``): GC-only over the raw engine (goal >= 0.9, trivial task and
+same tasks), over libEnsemble's own GC path (goal >= 2 at equal concurrency, >= 10 batched) and
+batched GC-only over stock libEnsemble (goal >= 1.0, ``threads`` and ``local``); the JSON file
+holds every raw number, the load average per repetition and, per ratio, the median and spread.
 """
 
 from __future__ import annotations
@@ -34,14 +42,15 @@ import argparse
 import json
 import os
 import pathlib
-import platform
-import statistics
 import sys
 import tempfile
 import time
 import typing as t
 
 import numpy as np
+
+from benchmarks.anchor import measure_anchor, run_libe
+from benchmarks.common import MIN_REPS, h_window_rate, load_average, machine, ratios, summary
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -110,22 +119,26 @@ def measure_raw(endpoint: t.Any, tasks: int) -> float:
     return tasks / (time.perf_counter() - start)
 
 
-def measure_raw_sim(endpoint: t.Any, tasks: int) -> float:
-    """Submit ``tasks`` calls of the trivial sim, with the arguments GC-only mode sends, at once; return tasks/s."""
-    from libensemble.tools import add_unique_random_streams
+def record_submits(endpoint: t.Any) -> tuple[list[tuple[str, tuple[t.Any, ...]]], t.Callable[[], None]]:
+    """Record every ``(function_id, args)`` submitted to ``endpoint``; return the list and a function that stops it."""
+    calls: list[tuple[str, tuple[t.Any, ...]]] = []
+    submit = endpoint.submit_to_registered_function
 
-    fid = getattr(measure_raw_sim, "fid", None) or endpoint.register_function(importable("trivial_sim"))
-    measure_raw_sim.fid = fid  # type: ignore[attr-defined]
-    specs = ensemble_specs(1, tasks)["sim_specs"]
-    persis_info = add_unique_random_streams({}, 2, seed=11)[1]
-    rows = np.zeros(tasks, dtype=[("x", float, (2,))])
+    def recorded(function_id: str, args: t.Any = None, kwargs: t.Any = None) -> t.Any:
+        calls.append((function_id, tuple(args or ())))
+        return submit(function_id, args=args, kwargs=kwargs)
+
+    endpoint.submit_to_registered_function = recorded
+    return calls, lambda: endpoint.__dict__.pop("submit_to_registered_function", None)
+
+
+def measure_replay(endpoint: t.Any, calls: list[tuple[str, tuple[t.Any, ...]]]) -> float:
+    """Submit exactly the recorded GC-only tasks (same function, same argument objects) at once; return tasks/s."""
     start = time.perf_counter()
-    futures = [
-        endpoint.submit_to_registered_function(fid, args=(rows[i : i + 1], persis_info, specs)) for i in range(tasks)
-    ]
+    futures = [endpoint.submit_to_registered_function(fid, args=args) for fid, args in calls]
     for fut in futures:
         fut.result(timeout=600)
-    return tasks / (time.perf_counter() - start)
+    return len(calls) / (time.perf_counter() - start)
 
 
 def run_ensemble(
@@ -167,8 +180,11 @@ def run_ensemble(
 
 def measure_gconly(
     sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any], *, packed: bool = True
-) -> float:
-    """Run a GC-only ensemble of trivial sims; return sims/s (``packed=False``: plain calls)."""
+) -> tuple[float, float]:
+    """Run a GC-only ensemble of trivial sims; return (sims/s in the H window, call seconds).
+
+    ``packed=False``: plain calls, the wire format before packed calls.
+    """
     from bundle.gconly import GCOnlySpecs, wire
 
     specs = ensemble_specs(nworkers, sims)
@@ -177,44 +193,17 @@ def measure_gconly(
         res, elapsed = run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size))
     finally:
         wire.PACK_CALLS = True
-    done = int(res.H["sim_ended"].sum())
-    return done / elapsed
+    return h_window_rate(res.H), elapsed
 
 
-def measure_stock(sims: int, nworkers: int) -> float:
-    """Run stock libEnsemble (local comms, generator on the manager); return sims/s."""
-    from libensemble.libE import libE
-
-    specs = ensemble_specs(nworkers, sims, "")
-    with tempfile.TemporaryDirectory(prefix="bench-stock-") as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            start = time.perf_counter()
-            H, _, flag = libE(
-                specs["sim_specs"],
-                specs["gen_specs"],
-                specs["exit_criteria"],
-                specs["persis_info"],
-                specs["alloc_specs"],
-                {"nworkers": nworkers, "comms": "local", "gen_on_manager": True},
-            )
-            elapsed = time.perf_counter() - start
-        finally:
-            os.chdir(cwd)
-    done = int(H["sim_ended"].sum())
-    if flag != 0 or done < sims:
-        raise RuntimeError(f"stock run failed: flag {flag}, {done} sims")
-    return done / elapsed
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    """Median and spread of a list of numbers."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+def measure_stock(sims: int, nworkers: int, comms: str) -> tuple[float, float]:
+    """Run stock libEnsemble (``comms`` "threads" or "local", generator on the manager); return (sims/s, call s)."""
+    H, elapsed = run_libe(ensemble_specs(nworkers, sims, ""), {"nworkers": nworkers, "comms": comms}, "bench-stock-")
+    return h_window_rate(H), elapsed
 
 
 def _gconly_run(sims: int, nworkers: int, config: dict[str, t.Any], packed: bool) -> t.Callable[[], float]:
-    return lambda: measure_gconly(sims, nworkers, 1, config, packed=packed)
+    return lambda: measure_gconly(sims, nworkers, 1, config, packed=packed)[0]
 
 
 def compare(endpoint: t.Any, reps: int, sims: int, nworkers: int, config: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -256,14 +245,59 @@ def compare(endpoint: t.Any, reps: int, sims: int, nworkers: int, config: dict[s
     }
 
 
+FIGURES: dict[str, tuple[str, str, str, float]] = {
+    # name: (numerator series, denominator series, what, goal: the ratio's lower bound)
+    "gconly_over_raw_engine": (
+        "gconly",
+        "raw",
+        "GC-only sims/s / raw engine tasks/s (trivial task, no arguments)",
+        0.9,
+    ),
+    "gconly_over_raw_engine_same_sim": (
+        "gconly",
+        "raw_same",
+        "GC-only sims/s / raw engine tasks/s replaying GC-only's own tasks (same function, same argument bytes)",
+        0.9,
+    ),
+    "gconly_over_libe_gc": (
+        "gconly",
+        "libe_gc",
+        "GC-only sims/s / libEnsemble's own Globus Compute path, equal concurrency",
+        2.0,
+    ),
+    "gconly_batched_over_libe_gc": (
+        "gconly_batched",
+        "libe_gc",
+        "GC-only sims/s, batched / libEnsemble's own Globus Compute path",
+        10.0,
+    ),
+    "gconly_batched_over_stock_threads": (
+        "gconly_batched",
+        "stock_threads",
+        "GC-only sims/s, batched / stock libEnsemble, threads comms, sim in-process",
+        1.0,
+    ),
+    "gconly_batched_over_stock_local": (
+        "gconly_batched",
+        "stock_local",
+        "GC-only sims/s, batched / stock libEnsemble, local comms, sim in-process",
+        1.0,
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON file."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gconly", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer sims and repetitions (under a minute)")
-    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 2)")
-    parser.add_argument("--sims", type=int, help="sims (and raw tasks) per measurement (default 3000, quick 400)")
-    parser.add_argument("--nworkers", type=int, default=32, help="virtual workers / stock workers (default 32)")
+    parser.add_argument("--reps", type=int, help=f"repetitions (default {MIN_REPS}, quick 2)")
+    parser.add_argument("--sims", type=int, help="sims (and raw tasks) per measurement (default 3000, quick 300)")
+    parser.add_argument(
+        "--nworkers", type=int, default=32, help="GC-only virtual workers and libEnsemble GC path workers (default 32)"
+    )
+    parser.add_argument("--batched-nworkers", type=int, default=32, help="batched GC-only virtual workers (default 32)")
     parser.add_argument("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
+    parser.add_argument("--stock-nworkers", type=int, default=4, help="stock libEnsemble workers (default 4)")
     parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
     parser.add_argument(
         "--output", help="JSON file to write (default bench_gconly.json, compare: bench_gconly_compare.json)"
@@ -272,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         "--compare", action="store_true", help="measure GC-only mode's packed calls against plain calls, side by side"
     )
     args = parser.parse_args(argv)
-    reps = args.reps or (2 if args.quick else 5)
-    sims = args.sims or (400 if args.quick else 3000)
+    reps = args.reps or (2 if args.quick else MIN_REPS)
+    sims = args.sims or (300 if args.quick else 3000)
     output = args.output or ("bench_gconly_compare.json" if args.compare else "bench_gconly.json")
 
     from bundle.session import GCSession
@@ -288,7 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     startup = time.perf_counter() - t0
 
     command = " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_gconly", *sys.argv[1:]])
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     if args.compare:
         try:
             found = compare(endpoint, reps, sims, args.nworkers, config)
@@ -296,64 +329,82 @@ def main(argv: list[str] | None = None) -> int:
             GCSession.clear()
         cfg = {"reps": reps, "sims": sims, "nworkers": args.nworkers, "engine_workers": args.engine_workers}
         pathlib.Path(output).write_text(
-            json.dumps({"command": command, "machine": machine, "config": cfg, **found}, indent=2) + "\n"
+            json.dumps({"command": command, "machine": machine(), "config": cfg, **found}, indent=2) + "\n"
         )
         for name, ratio in found["ratios"].items():
             print(f"{name}: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
         print(f"wrote {output}")
         return 0
 
-    raw: list[float] = []
-    raw_sim: list[float] = []
-    gc1: list[float] = []
-    gcb: list[float] = []
-    stock: list[float] = []
+    rates: dict[str, list[float]] = {k: [] for k in ("raw", "raw_same", "gconly", "gconly_batched", "libe_gc")}
+    rates.update(stock_threads=[], stock_local=[])
+    call_s: dict[str, list[float]] = {k: [] for k in ("gconly", "gconly_batched", "libe_gc", "stock_threads")}
+    call_s["stock_local"] = []
+    cpu_us: dict[str, list[float]] = {k: [] for k in rates}
+    loads: list[float] = []
     try:
+        # GC-only's own tasks, recorded once, for the raw engine to replay byte for byte
+        calls, stop = record_submits(endpoint)
+        try:
+            measure_gconly(sims, args.nworkers, 1, config)
+        finally:
+            stop()
         for rep in range(reps):
-            raw.append(measure_raw(endpoint, sims))
-            raw_sim.append(measure_raw_sim(endpoint, sims))
-            gc1.append(measure_gconly(sims, args.nworkers, 1, config))
-            gcb.append(measure_gconly(sims, args.nworkers, args.batch_size, config))
-            stock.append(measure_stock(sims, args.nworkers))
+            loads.append(load_average()[0])
+            runs: dict[str, t.Callable[[], tuple[float, float]]] = {
+                "raw": lambda: (measure_raw(endpoint, sims), 0.0),
+                "raw_same": lambda: (measure_replay(endpoint, calls), 0.0),
+                "gconly": lambda: measure_gconly(sims, args.nworkers, 1, config),
+                "gconly_batched": lambda: measure_gconly(sims, args.batched_nworkers, args.batch_size, config),
+                "libe_gc": lambda: measure_anchor(endpoint, ensemble_specs(args.nworkers, sims, ""), args.nworkers),
+                "stock_threads": lambda: measure_stock(sims, args.stock_nworkers, "threads"),
+                "stock_local": lambda: measure_stock(sims, args.stock_nworkers, "local"),
+            }
+            for name, run in runs.items():
+                cpu0 = time.process_time()
+                rate, seconds = run()
+                cpu_us[name].append((time.process_time() - cpu0) / sims * 1e6)
+                rates[name].append(rate)
+                if name in call_s:
+                    call_s[name].append(seconds)
             print(
-                f"rep {rep + 1}/{reps}: raw {raw[-1]:.0f} tasks/s, raw sim {raw_sim[-1]:.0f} tasks/s, "
-                f"gconly {gc1[-1]:.0f} sims/s, "
-                f"gconly batch {args.batch_size} {gcb[-1]:.0f} sims/s, stock local {stock[-1]:.0f} sims/s",
+                f"rep {rep + 1}/{reps} (load {loads[-1]}): "
+                + ", ".join(f"{n} {v[-1]:.0f}/s ({cpu_us[n][-1]:.0f} us CPU)" for n, v in rates.items()),
                 flush=True,
             )
     finally:
         GCSession.clear()
 
-    ratio_raw = [g / r for g, r in zip(gc1, raw, strict=True)]
-    ratio_raw_sim = [g / r for g, r in zip(gc1, raw_sim, strict=True)]
-    ratio_stock = [g / s for g, s in zip(gcb, stock, strict=True)]
+    found_ratios = {}
+    for name, (num, den, what, goal) in FIGURES.items():
+        values = ratios(rates[num], rates[den])
+        raw = {f"{num}_per_s": summary(rates[num])["median"], f"{den}_per_s": summary(rates[den])["median"]}
+        found_ratios[name] = {**summary(values), "values": values, "goal": goal, "what": what, "raw": raw}
     result = {
         "command": command,
-        "machine": machine,
+        "machine": machine(),
         "config": {
             "reps": reps,
             "sims": sims,
             "nworkers": args.nworkers,
+            "batched_nworkers": args.batched_nworkers,
             "batch_size": args.batch_size,
+            "stock_nworkers": args.stock_nworkers,
             "engine_workers": args.engine_workers,
             "endpoint_startup_s": startup,
         },
-        "raw_engine_tasks_per_s": raw,
-        "raw_engine_same_sim_tasks_per_s": raw_sim,
-        "gconly_sims_per_s": gc1,
-        "gconly_batched_sims_per_s": gcb,
-        "stock_local_sims_per_s": stock,
-        "ratios": {
-            "gconly_over_raw_engine": {**summary(ratio_raw), "values": ratio_raw, "goal": 0.9},
-            "gconly_over_raw_engine_same_sim": {**summary(ratio_raw_sim), "values": ratio_raw_sim, "goal": 0.9},
-            "gconly_batched_over_stock_local": {**summary(ratio_stock), "values": ratio_stock, "goal": 1.0},
-        },
+        "load_average_per_rep": loads,
+        "rates_per_s": {name: {**summary(v), "values": v} for name, v in rates.items()},
+        "call_seconds": {name: {**summary(v), "values": v} for name, v in call_s.items()},
+        # CPU time of this process (all its threads) per sim or task; stock local comms' workers are other processes
+        "driver_cpu_us_per_sim": {name: {**summary(v), "values": v} for name, v in cpu_us.items()},
+        "ratios": found_ratios,
     }
     pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
-    for name, ratio in result["ratios"].items():  # type: ignore[union-attr]
+    for name, ratio in found_ratios.items():
         spread = f"min {ratio['min']:.3f}, max {ratio['max']:.3f}"
         print(f"{name}: median {ratio['median']:.3f} ({spread}), goal >= {ratio['goal']}")
-    print(f"wrote {output}")
+    print(f"wrote {output} (load average per repetition: {loads})")
     return 0
 
 

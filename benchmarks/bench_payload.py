@@ -1,32 +1,26 @@
-"""GC-only mode payload: bytes sent per task with the function registered once versus shipped with every task.
+"""Bytes per sim as the engine receives them: GC-only mode against libEnsemble's own Globus Compute path.
 
-    python -m benchmarks.bench_payload            # 200 sims per variant
-    python -m benchmarks.bench_payload --quick    # 20 sims per variant
+    python -m benchmarks.bench_payload            # 200 sims per run
+    python -m benchmarks.bench_payload --quick    # 20 sims per run
 
-GC-only mode registers ``sim_f`` once per endpoint and then submits only arguments.  This
-benchmark runs a real GC-only ensemble of trivial sims on a local endpoint
-(GlobusComputeEngine) and records, for every task, what GC-only mode passed to
-``submit_to_registered_function`` and the messagepack ``Task`` the engine received.  From
-those real arguments it measures, with the installed Globus Compute SDK's own code:
+Both sides run the same trivial ensemble on the same started local endpoint (GlobusComputeEngine):
+GC-only mode (packed calls, ``sim_specs`` bound into a runner registered once) and stock
+libEnsemble with ``sim_specs["globus_compute_endpoint"]`` set (its ``GlobusComputeRunner``, see
+``benchmarks/anchor.py``: ``(H rows, persis_info, sim_specs, libE_info)`` through the endpoint's
+serializer with every sim).  Nothing is computed from sizes: every byte count is of what was sent.
 
-* ``registered``: the bytes a task adds to the SDK's submit request (``Batch.add(function_id,
-  args, kwargs)`` then ``Batch.prepare()``, JSON-encoded as the SDK posts it): arguments only;
-* ``shipped``: the bytes of the same task when the function travels with it: the SDK's
-  function registration request (``FunctionRegistrationData(function=sim_f).to_dict()``) plus
-  the task's entry;
-* ``local_task``: the packed ``Task`` the local endpoint's engine received.  It holds the
-  function body too, because a real endpoint receives each task that way from the Globus
-  Compute service (the service adds the registered function); it is reported, not compared.
+* ``engine``: the length of the messagepack ``Task`` the engine received for each task (what a real
+  endpoint receives from the Globus Compute service: the registered function's body and the
+  task's arguments);
+* ``request``: the bytes each task adds to the SDK's submit request, from the arguments each side
+  really passed to ``submit_to_registered_function``, put through the installed SDK's own
+  ``Batch.add`` + ``Batch.prepare()`` and JSON-encoded as the SDK posts it.
 
-Two variants of the same trivial sim: ``module`` (``sim_f`` importable from a module, so its
-code serializer sends a reference) and ``main`` (``sim_f`` defined in the calling script, so it
-is serialized by value).  ``sim_specs`` is one of ``sim_f``'s arguments and holds ``sim_f``
-itself, so the bytes of ``sim_f`` inside the arguments are reported too.
-
-Ratio per variant: ``registered / shipped`` (smaller is better).  Goal "args only": a task's
-entry is exactly its serialized arguments (checked byte for byte) and carries no copy of
-``sim_f``'s code: ``sim_f`` adds less than half of its by-value size to the arguments (a
-reference by name, as in the ``module`` variant, is a few dozen bytes).
+Two variants of the same sim: ``module`` (``sim_f`` importable from a module) and ``main``
+(``sim_f`` defined in the calling script, which dill sends by value).  Ratio per variant and per
+task and per measure (``request``, ``engine``): GC-only bytes / libEnsemble GC path bytes; goal <= 1
+(GC-only sends no more).  GC-only's engine ``Task`` is the larger one: its registered runner travels by
+value with ``sim_specs`` bound, and a real endpoint receives the function's body with every task.
 """
 
 from __future__ import annotations
@@ -36,7 +30,6 @@ import builtins
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import types
@@ -44,7 +37,10 @@ import typing as t
 import uuid
 
 from benchmarks import bench_gconly
+from benchmarks.anchor import measure_anchor
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, trivial_sim
+from benchmarks.common import machine, summary
+from benchmarks.common import ratios as ratio_list
 
 VARIANTS = ("module", "main")
 
@@ -92,156 +88,104 @@ class Recorder:
         self.packed.clear()
 
 
-def run_ensemble(sims: int, nworkers: int, sim_f: t.Callable[..., t.Any], config: dict[str, t.Any]) -> None:
-    """Run one GC-only ensemble of ``sims`` trivial sims with ``sim_f``."""
-    from bundle.gconly import GCOnlySpecs
-
-    specs = ensemble_specs(nworkers, sims)
-    specs["sim_specs"]["sim_f"] = sim_f
-    bench_gconly.run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config), "bench-payload-")
-
-
 def _json_len(data: object) -> int:
     return len(json.dumps(data).encode())
 
 
-def measure(
-    calls: list[tuple[str, tuple[t.Any, ...], dict[str, t.Any]]],
-    sim_f: t.Callable[..., t.Any],
-    config: dict[str, t.Any],
-    serializer: t.Any,
-) -> dict[str, t.Any]:
-    """Bytes per task of the recorded calls, registered (args only) and with the function shipped."""
+def request_bytes(calls: list[tuple[str, tuple[t.Any, ...], dict[str, t.Any]]], serializer: t.Any) -> list[int]:
+    """Return the bytes each recorded call adds to the SDK's submit request (``Batch.add`` + ``prepare()``)."""
     from globus_compute_sdk.sdk.batch import Batch, create_user_runtime
-    from globus_compute_sdk.sdk.client import FunctionRegistrationData
 
-    function_ids = {fid for fid, _, _ in calls}
-    if len(function_ids) != 1:
-        raise RuntimeError(f"GC-only mode used {len(function_ids)} function ids, expected one: {function_ids}")
     group = uuid.uuid4()
     runtime = create_user_runtime()
+    sizes = []
+    for fid, args, kwargs in calls:
+        b = Batch(group, None, None, True, serializer=serializer, user_runtime=runtime)
+        b.add(fid, args, kwargs)
+        sizes.append(_json_len(next(iter(b.prepare()["tasks"].values()))[0]))  # type: ignore[union-attr]
+    return sizes
 
-    def batch(tasks: list[tuple[str, tuple[t.Any, ...], dict[str, t.Any]]]) -> Batch:
-        b = Batch(group, None, config, True, serializer=serializer, user_runtime=runtime)
-        for fid, args, kwargs in tasks:
-            b.add(fid, args, kwargs)
-        return b
 
-    entries = [batch([c]).prepare()["tasks"] for c in calls]
-    entry_bytes = [_json_len(next(iter(e.values()))[0]) for e in entries]  # type: ignore[union-attr]
-    args_only = [
-        len(serializer.pack_buffers([serializer.serialize(args), serializer.serialize(kwargs)]))
-        for _, args, kwargs in calls
-    ]
-    payloads = [next(iter(e.values()))[0] for e in entries]  # type: ignore[union-attr]
-    exactly_args = all(
-        p == serializer.pack_buffers([serializer.serialize(a), serializer.serialize(k)])
-        for p, (_, a, k) in zip(payloads, calls, strict=True)
-    )
-    one_request = _json_len(batch(calls[:1]).prepare())
-    all_request = _json_len(batch(calls).prepare())
-    per_task_in_batch = (all_request - one_request) / max(1, len(calls) - 1)
-    registration = _json_len(FunctionRegistrationData(function=sim_f, serializer=serializer).to_dict())
-    shipped = [registration + e for e in entry_bytes]
-    registered = entry_bytes
-    sim_f_bytes = len(serializer.serialize(sim_f))
-    code_bytes = len(serializer.serialize(_by_value(sim_f)))  # sim_f sent by value, with its code
+def run_side(side: str, sims: int, nworkers: int, sim_f: t.Callable[..., t.Any], endpoint: t.Any) -> None:
+    """Run the trivial ensemble with ``sim_f`` through GC-only mode (``side="gconly"``) or libEnsemble's GC path."""
+    from bundle.gconly import GCOnlySpecs
 
-    def without_sim_f(args: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
-        return tuple({**a, "sim_f": None} if isinstance(a, dict) and a.get("sim_f") is sim_f else a for a in args)
-
-    # What sim_f itself adds to a task's arguments (sim_specs, one of sim_f's arguments, holds it).
-    in_args = [
-        n - len(serializer.pack_buffers([serializer.serialize(without_sim_f(a)), serializer.serialize(k)]))
-        for n, (_, a, k) in zip(args_only, calls, strict=True)
-    ]
-    return {
-        "tasks": len(calls),
-        "registered_bytes_per_task": statistics.median(registered),
-        "shipped_bytes_per_task": statistics.median(shipped),
-        "args_only_bytes_per_task": statistics.median(args_only),
-        "task_entry_is_exactly_args": exactly_args,
-        "per_task_bytes_in_one_batch": per_task_in_batch,
-        "one_task_request_bytes": one_request,
-        "registration_request_bytes": registration,
-        "sim_f_serialized_bytes": sim_f_bytes,
-        "sim_f_bytes_inside_args": statistics.median(in_args),
-        # "args only": no task carries the function's code (a reference by name is a few dozen bytes)
-        "sim_f_code_bytes": code_bytes,
-        "bytes_per_argument": {
-            name: statistics.median(len(serializer.serialize(a[i])) for _, a, _ in calls if len(a) > i)
-            for i, name in enumerate(("H rows", "persis_info", "sim_specs", "libE_info"))
-            if len(calls[0][1]) > i
-        },
-        "args_only": exactly_args and statistics.median(in_args) < code_bytes / 2,
-        "ratios": [r / s for r, s in zip(registered, shipped, strict=True)],
-    }
+    specs = ensemble_specs(nworkers, sims, "local" if side == "gconly" else "")
+    specs["sim_specs"]["sim_f"] = sim_f
+    if side == "gconly":
+        gc_specs = GCOnlySpecs(user_endpoint_config=endpoint_config(2))
+        bench_gconly.run_ensemble(specs, nworkers, gc_specs, "bench-payload-")
+    else:
+        measure_anchor(endpoint, specs, nworkers)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the payload benchmark and write the JSON file."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_payload", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 sims per variant")
-    parser.add_argument("--sims", type=int, help="sims per variant (default 200, quick 20)")
-    parser.add_argument("--nworkers", type=int, default=8, help="virtual workers (default 8)")
+    parser.add_argument("--quick", action="store_true", help="20 sims per run")
+    parser.add_argument("--sims", type=int, help="sims per run (default 200, quick 20)")
+    parser.add_argument("--nworkers", type=int, default=4, help="workers on both sides (default 4)")
     parser.add_argument("--output", default="payload.json", help="JSON file to write")
     args = parser.parse_args(argv)
     sims = args.sims or (20 if args.quick else 200)
 
     from bundle.session import GCSession
 
-    config = endpoint_config(2)
-    endpoint = GCSession.get_executor("local", config)
+    endpoint = GCSession.get_executor("local", endpoint_config(2))
     endpoint.start()
     if not endpoint.wait_ready(120):
         raise RuntimeError("local endpoint did not become ready")
     recorder = Recorder(endpoint)
     sim_fs = {"module": importable("trivial_sim"), "main": _by_value(trivial_sim)}
-    variants: dict[str, dict[str, t.Any]] = {}
+    found: dict[str, dict[str, t.Any]] = {}
     try:
-        for name in VARIANTS:
-            recorder.reset()
-            run_ensemble(sims, args.nworkers, sim_fs[name], config)
-            m = measure(recorder.calls, sim_fs[name], config, endpoint.serializer)
-            m["local_task_bytes_per_task"] = statistics.median(recorder.packed)
-            variants[name] = m
+        for name, sim_f in sim_fs.items():
+            for side in ("gconly", "libe_gc"):
+                recorder.reset()
+                run_side(side, sims, args.nworkers, sim_f, endpoint)
+                if len(recorder.packed) != sims:
+                    raise RuntimeError(f"{side}: the engine received {len(recorder.packed)} tasks for {sims} sims")
+                found[f"{name}/{side}"] = {
+                    "engine_bytes": list(recorder.packed),
+                    "request_bytes": request_bytes(recorder.calls, endpoint.serializer),
+                }
+            g, a = found[f"{name}/gconly"], found[f"{name}/libe_gc"]
             print(
-                f"payload ({name} sim_f): registered {m['registered_bytes_per_task']:.0f} B/task, shipped "
-                f"{m['shipped_bytes_per_task']:.0f} B/task, local engine Task {m['local_task_bytes_per_task']:.0f} B",
+                f"payload ({name} sim_f): engine Task GC-only {statistics.median(g['engine_bytes']):.0f} B, "
+                f"libEnsemble GC path {statistics.median(a['engine_bytes']):.0f} B; SDK request per task "
+                f"{statistics.median(g['request_bytes']):.0f} B vs {statistics.median(a['request_bytes']):.0f} B",
                 flush=True,
             )
     finally:
         GCSession.clear()
 
     ratios = {}
-    for name, m in variants.items():
-        values = m.pop("ratios")
-        ratios[f"payload_registered_over_shipped_{name}"] = {
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-            "n": len(values),
-            "goal": "args only",
-            "met": bool(m["args_only"]),
-            "what": f"bytes per GC-only task, sim_f {'importable' if name == 'module' else 'in __main__'}: "
-            "registered once / shipped with every task",
-            "raw": {
-                "registered_bytes_per_task": m["registered_bytes_per_task"],
-                "shipped_bytes_per_task": m["shipped_bytes_per_task"],
-                "sim_f_bytes_inside_args": m["sim_f_bytes_inside_args"],
-                "local_engine_task_bytes": m["local_task_bytes_per_task"],
-            },
-        }
+    for name in sim_fs:
+        g, a = found[f"{name}/gconly"], found[f"{name}/libe_gc"]
+        where = "importable" if name == "module" else "in __main__"
+        for kind, what in (("request", "added to the SDK's submit request"), ("engine", "as the engine receives them")):
+            # per task: the i-th task on each side (both sides run the same sims)
+            values = ratio_list(g[f"{kind}_bytes"], a[f"{kind}_bytes"])
+            ratios[f"payload_{kind}_gconly_over_libe_gc_{name}"] = {
+                **summary(values),
+                "goal": "<= 1",
+                "met": statistics.median(values) <= 1.0,
+                "what": f"bytes per task {what}, sim_f {where}: GC-only / libEnsemble's own Globus Compute path",
+                "raw": {
+                    f"gconly_{kind}_bytes": statistics.median(g[f"{kind}_bytes"]),
+                    f"libe_gc_{kind}_bytes": statistics.median(a[f"{kind}_bytes"]),
+                },
+            }
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_payload", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "config": {"sims": sims, "nworkers": args.nworkers, "quick": args.quick},
-        "variants": variants,
+        "measured": {k: {m: summary(v) for m, v in d.items()} for k, d in found.items()},
         "ratios": ratios,
     }
     pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     for name, ratio in ratios.items():
-        print(f"{name}: median {ratio['median']:.3f}, args only: {'yes' if ratio['met'] else 'no'}")
+        print(f"{name}: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
     print(f"wrote {args.output}")
     return 0
 

@@ -1,6 +1,6 @@
 """GC-only mode scaling: time per sim and manager memory at 1k, 5k and 20k trivial sims.
 
-    python -m benchmarks.bench_scaling            # full: 1000, 5000, 20000 sims, 3 repetitions
+    python -m benchmarks.bench_scaling            # full: 1000, 5000, 20000 sims, 5 repetitions
     python -m benchmarks.bench_scaling --quick    # 200, 400, 800 sims side by side (checks it works)
 
 Every (size, repetition) runs in a fresh Python process, so each starts from a clean
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scaling", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="200, 400 and 800 sims, one repetition")
     parser.add_argument("--sizes", help="comma-separated sims per run (default 1000,5000,20000; quick 200,400,800)")
-    parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
     parser.add_argument("--nworkers", type=int, default=32, help="virtual workers (default 32)")
     parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
     parser.add_argument("--warmup", type=float, default=0.1, help="fraction of the sims that is warm-up (0.1)")
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = [int(s) for s in (args.sizes or ("200,400,800" if args.quick else "1000,5000,20000")).split(",")]
-    reps = args.reps or (1 if args.quick else 3)
+    reps = args.reps or (1 if args.quick else 5)
     runs: dict[int, list[dict[str, t.Any]]] = {s: [] for s in sizes}
     plan = [(rep, sims) for rep in range(reps) for sims in (sizes if rep % 2 == 0 else sizes[::-1])]
     # Sizes alternate their order per repetition, so drift hits every size alike.  --quick runs

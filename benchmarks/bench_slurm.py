@@ -1,6 +1,6 @@
 """The ``slurm`` template on a real Slurm: seconds to the first result, and MPI tasks/s with and without packing.
 
-    python -m benchmarks.bench_slurm            # 3 repetitions, 16 tasks of 0.5 s per measurement
+    python -m benchmarks.bench_slurm            # 5 repetitions, 16 tasks of 0.5 s per measurement
     python -m benchmarks.bench_slurm --quick    # 1 repetition, 4 tasks
 
 Each measurement creates a local endpoint from the bundled ``slurm`` template
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the Slurm benchmark (or record why it was skipped) and write the JSON file."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_slurm", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repetition of 4 tasks")
-    parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
     parser.add_argument("--tasks", type=int, help="MPI tasks per measurement (default 16, quick 4)")
     parser.add_argument("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
     parser.add_argument("--launcher", default="srun", choices=["srun", "mpiexec"], help="mpi_launcher (srun)")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
     parser.add_argument("--output", default="slurm.json", help="JSON file to write")
     args = parser.parse_args(argv)
-    args.reps = args.reps or (1 if args.quick else 3)
+    args.reps = args.reps or (1 if args.quick else 5)
     args.tasks = args.tasks or (4 if args.quick else 16)
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_slurm", *sys.argv[1:]]),

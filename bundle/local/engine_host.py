@@ -20,6 +20,7 @@ import time
 import typing as t
 import uuid
 
+from bundle import proctree
 from bundle.errors import EndpointShutdownError, EndpointStartError
 from bundle.local import reaper
 from bundle.local.blocks import BlockWatch, LostBlock, tolerate_lost_blocks
@@ -368,13 +369,13 @@ class EngineHost:
                 return
             self._stop.set()
             pending = list(self._pending.values())
-        pids = reaper.descendants(self._root_pids())  # before shutdown, while the tree is intact
+        pids = proctree.descendants(self._root_pids())  # before shutdown, while the tree is intact
         try:
             self.engine.shutdown(block=True)
         except Exception:
             log.exception("engine shutdown raised; stopping its processes directly")
         self._cancel_batch_jobs()
-        reaper.terminate(pids, grace=3.0)
+        proctree.terminate(pids, grace=3.0)
         exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
         for fut in pending:
             if not fut.done():
