@@ -89,8 +89,9 @@ class LocalEndpoint:
         default a new temporary folder, removed at shutdown unless an engine
         failed to start (so its logs stay for you to read).
     start_timeout : float
-        Seconds the workers have to connect before pending and new tasks fail
-        with :class:`~bundle.errors.EndpointStartError` (default 60).
+        Seconds the workers have to connect, counted from the launch of their first
+        block, before pending and new tasks fail with
+        :class:`~bundle.errors.EndpointStartError` (default 60).
     serializer : ComputeSerializer, optional
         Serializer for functions, arguments and results.
 

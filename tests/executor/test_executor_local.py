@@ -13,7 +13,7 @@ from libensemble.executors.executor import TimeoutExpired
 from libensemble.message_numbers import WORKER_DONE, WORKER_KILL_ON_TIMEOUT
 
 from bundle import GlobusComputeExecutor
-from bundle.executor.remote import MARKER_ENV
+from bundle.executor.remote import KILL_FILE, MARKER_ENV
 from bundle.local import reaper
 from bundle.session import GCSession
 
@@ -112,13 +112,26 @@ def test_kill_before_start_means_the_app_never_runs(exctr, tmp_path):
     assert queued.state == "WAITING" and not _marked(queued)
     queued.kill()
     assert queued.state == "USER_KILLED"
+    # its future is cancelled (the result will be ignored); the task API still reports the kill, never raising
+    assert queued.future.cancelled()
+    queued.poll()
+    queued.wait(timeout=5)
+    assert (queued.state, queued.finished, queued.success, queued.result()) == (
+        "USER_KILLED",
+        True,
+        False,
+        "USER_KILLED",
+    )
+    kill_file = tmp_path / KILL_FILE.format(marker=queued.marker)
+    assert kill_file.exists(), "a queued app on a shared filesystem gets its kill file"
     for b in blockers:
         b.kill()
         assert b.state == "USER_KILLED" and not _marked(b), "kill() returns once a running app has ended"
-    # the engine hands the queued task a freed slot: it must return without starting the app
-    assert _until(queued.future.done, 60), "the queued task should end soon after its slot frees"
-    assert queued.future.result().returncode == 143
+    # The engine still hands the queued task a freed slot: the runner takes the kill file away before it would
+    # start the app, and returns without starting it.
+    assert _until(lambda: not kill_file.exists(), 60), "the queued task should reach the runner once a slot frees"
     assert not (tmp_path / queued.stdout).exists(), "the killed task's app started"
+    assert not _marked(queued), "the killed task's app started"
     assert not list(tmp_path.glob(".libe-gc-kill-*")), "kill files are removed once seen"
 
 
