@@ -12,20 +12,57 @@ executor per (endpoint, template, user_endpoint_config) key:
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import threading
 import typing as t
 import uuid
 import warnings
+from concurrent.futures import Future
+
+from bundle.forksafe import KeyedLocks, after_fork_in_child
+from bundle.templates import config_key
 
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
 
-ExecutorLike = t.Any
-"""A ``globus_compute_sdk.Executor`` or a :class:`~bundle.local.LocalEndpoint`."""
+
+class ExecutorLike(t.Protocol):
+    """What the bundle uses of an endpoint executor.
+
+    A ``globus_compute_sdk.Executor`` or a :class:`~bundle.local.LocalEndpoint`; mypy checks that both match.
+    """
+
+    @property
+    def resource_specification(self) -> dict[str, t.Any] | None:
+        """The ``resource_specification`` sent with each task."""
+
+    @resource_specification.setter
+    def resource_specification(self, value: dict[str, t.Any] | None) -> None: ...
+
+    def register_function(self, fn: t.Callable[..., t.Any], function_id: str | None = None, **kwargs: t.Any) -> str:
+        """Register ``fn`` with the endpoint; return its function id."""
+
+    def submit(self, fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> Future[t.Any]:
+        """Run ``fn(*args, **kwargs)`` on the endpoint."""
+
+    def submit_to_registered_function(
+        self, function_id: str, args: tuple[t.Any, ...] | None = None, kwargs: dict[str, t.Any] | None = None
+    ) -> Future[t.Any]:
+        """Run a registered function on the endpoint."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the executor."""
+
+
+if t.TYPE_CHECKING:
+    from globus_compute_sdk import Executor
+
+    from bundle.local import LocalEndpoint
+
+    def _both_are_executor_like(local: LocalEndpoint, cloud: Executor) -> tuple[ExecutorLike, ExecutorLike]:
+        return local, cloud  # mypy fails here when either stops matching the protocol
 
 
 def parse_endpoint(endpoint: str | uuid.UUID, template: str | None = None) -> tuple[str, str | None]:
@@ -108,6 +145,7 @@ class GCSession:
     """
 
     _lock = threading.Lock()
+    _creating: t.ClassVar[KeyedLocks] = KeyedLocks()
     _executors: t.ClassVar[dict[tuple[str, str | None, str, str], ExecutorLike]] = {}
     _function_ids: t.ClassVar[dict[tuple[int, t.Any], str]] = {}
     _exit_hooked: t.ClassVar[int | None] = None
@@ -122,7 +160,7 @@ class GCSession:
         from bundle.sdk_options import options_key
 
         try:
-            cfg = json.dumps(config or {}, sort_keys=True)
+            cfg = config_key(config)
         except (TypeError, ValueError) as err:
             raise TypeError(f"user_endpoint_config must be JSON-serializable: {err}") from err
         return endpoint, template, cfg, options_key(sdk_options)
@@ -182,10 +220,18 @@ class GCSession:
             get_template(tmpl).validate(user_endpoint_config)
         with cls._lock:
             executor = cls._executors.get(key)
+        if executor is not None:
+            return executor
+        # Creating one may be slow (a cloud endpoint's metadata check, a local engine): only callers of
+        # this key wait for it, under this key's lock; the shared lock guards the dictionary only.
+        with cls._creating.of(key):
+            with cls._lock:
+                executor = cls._executors.get(key)
             if executor is None:
                 executor = cls._create(ep, tmpl, user_endpoint_config, local_kwargs, sdk_opts)
-                cls._executors[key] = executor
-                cls._hook_process_exit()
+                with cls._lock:
+                    cls._executors[key] = executor
+                    cls._hook_process_exit()
             return executor
 
     @staticmethod
@@ -337,6 +383,7 @@ class GCSession:
 atexit.register(GCSession.clear)
 
 
+@after_fork_in_child
 def _forget_parent_executors() -> None:
     """In a forked child (a libEnsemble worker on ``local`` comms): start with an empty cache.
 
@@ -347,7 +394,3 @@ def _forget_parent_executors() -> None:
     GCSession._executors = {}
     GCSession._function_ids = {}
     GCSession._exit_hooked = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_executors)

@@ -32,6 +32,8 @@ import sys
 import types
 import typing as t
 
+from bundle.byvalue import main_copy
+
 SOURCE_STRATEGIES = frozenset({"DillCodeSource", "DillCodeTextInspect", "PureSourceTextInspect", "PureSourceDill"})
 """Code strategies of the Globus Compute SDK that send a function's source text only (no globals)."""
 
@@ -97,11 +99,7 @@ def ship(fn: t.Callable[..., t.Any], _memo: dict[int, t.Any] | None = None) -> t
     closure = fn.__closure__
     if closure is not None:  # e.g. a decorator's wrapper: the wrapped function of __main__ travels shipped too
         closure = tuple(types.CellType(_ship_cell(cell, memo)) for cell in closure)
-    copy = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, closure)
-    copy.__kwdefaults__ = fn.__kwdefaults__
-    copy.__qualname__ = fn.__qualname__
-    copy.__module__ = "__main__"
-    copy.__doc__ = fn.__doc__
+    copy = main_copy(fn, glb, closure=closure)
     copy.__dict__.update(fn.__dict__)
     memo[id(fn)] = copy
     source = fn.__globals__

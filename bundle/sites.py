@@ -2,15 +2,18 @@
 
 A site preset (``perlmutter``, ``frontier``, ``polaris``, ``aurora``) is a full
 template folder: the base template with the site's documented values as
-defaults.  ``globus-compute-endpoint configure --template-config`` copies a
-single file, so each preset's ``user_config_template.yaml.j2`` is
-self-contained; this module keeps the copies in step with their base::
+defaults.  The site's facts and prose are data, written by hand beside the
+templates: ``endpoint_configs/<site>/preset.json`` (base, title, summary,
+defaults, required options, examples, sources) and, for a base template,
+``endpoint_configs/<base>/intro.md`` (its README's introduction).
+``globus-compute-endpoint configure --template-config`` copies a single file, so
+each preset's ``user_config_template.yaml.j2`` is self-contained; this module keeps the copies in step with their base::
 
     python -m bundle.sites          # rewrite the generated files
     python -m bundle.sites --check  # exit 1 if any is out of date (a unit test runs this)
 
-Generated: each preset folder, and the ``README.md`` of ``slurm``, ``pbs`` and
-every preset (their option tables come from the schemas).
+Generated: each preset folder (but its ``preset.json``), and the ``README.md`` of
+``slurm``, ``pbs`` and every preset (their option tables come from the schemas).
 """
 
 from __future__ import annotations
@@ -65,216 +68,48 @@ class SitePreset:
     sources: tuple[str, ...] = ()
 
 
-PRESETS: tuple[SitePreset, ...] = (
-    SitePreset(
-        name="perlmutter",
-        base="slurm",
-        title="NERSC Perlmutter (Slurm)",
-        summary=(
-            "CPU nodes in the debug QOS, whole nodes, `srun` as MPI launcher, workers reaching the endpoint over "
-            "the Slingshot interface `hsn0`, and the scratch file system requested as a Slurm license. For GPU "
-            "nodes set `constraint` to `gpu` and `gpus_per_node` to 4 (four NVIDIA A100 per node, bound per rank "
-            "with `srun --gpus-per-task` and seen as `CUDA_VISIBLE_DEVICES`); for production runs set `qos` to "
-            "`regular`."
-        ),
-        defaults={
-            "qos": "debug",
-            "constraint": "cpu",
-            "licenses": "scratch",
-            "network_interface": "hsn0",
-            "mpi_launcher": "srun",
-            "walltime": "00:30:00",
-            "cmd_timeout": 120,
-            "gpu_env": "CUDA_VISIBLE_DEVICES",
-        },
-        examples={
-            "mpi": {
-                "account": "m1234",
-                "nodes_per_block": 2,
-                "worker_init": "module load python; source activate myenv",
-            },
-            "gpu": {
-                "account": "m1234",
-                "constraint": "gpu",
-                "gpus_per_node": 4,
-                "slots_per_node": 4,
-                "qos": "regular",
-                "walltime": "02:00:00",
-            },
-            "python": {"engine_type": "GlobusComputeEngine", "account": "m1234", "max_workers_per_node": 64},
-        },
-        sources=(
-            "https://docs.nersc.gov/jobs/policy/",
-            "https://docs.nersc.gov/systems/perlmutter/architecture/ (GPU nodes: 4 NVIDIA A100)",
-            "https://docs.nersc.gov/jobs/affinity/ (GPU binding with srun --gpus-per-task)",
-            "https://github.com/globus/globus-compute/blob/main/docs/endpoints/configs/perlmutter.yaml",
-        ),
-    ),
-    SitePreset(
-        name="frontier",
-        base="slurm",
-        title="OLCF Frontier (Slurm)",
-        summary=(
-            "The `batch` partition, whole nodes, `srun` as MPI launcher (Frontier's supported launcher) and "
-            "workers reaching the endpoint over the Slingshot interface `hsn0`. Each node has 4 AMD MI250X, "
-            "seen as 8 GCDs (`gpus_per_node: 8`), bound per rank with `srun --gpus-per-task` and visible as "
-            "`ROCR_VISIBLE_DEVICES`. Frontier requires a project: `account` must be given."
-        ),
-        defaults={
-            "partition": "batch",
-            "network_interface": "hsn0",
-            "mpi_launcher": "srun",
-            "walltime": "00:30:00",
-            "cmd_timeout": 120,
-            "gpus_per_node": 8,
-            "gpu_env": "ROCR_VISIBLE_DEVICES",
-        },
-        required=("account",),
-        examples={
-            "mpi": {"account": "abc123", "nodes_per_block": 2, "worker_init": "module load cray-python"},
-            "gpu": {"account": "abc123", "slots_per_node": 8},
-            "python": {"engine_type": "GlobusComputeEngine", "account": "abc123", "max_workers_per_node": 56},
-        },
-        sources=(
-            "https://docs.olcf.ornl.gov/systems/frontier_user_guide.html (node: 4 MI250X = 8 GCDs; "
-            "srun --gpus-per-task)",
-        ),
-    ),
-    SitePreset(
-        name="polaris",
-        base="pbs",
-        title="ALCF Polaris (PBS Pro)",
-        summary=(
-            "The `debug` queue, the `home` and `eagle` file systems, nodes placed with `scatter`, 64 CPUs and 4 "
-            "GPUs per node (NVIDIA A100; `mpiexec` ranks are bound by a per-rank wrapper setting "
-            "`CUDA_VISIBLE_DEVICES` from `PMI_LOCAL_RANK`, as ALCF's `set_affinity_gpu_polaris.sh` does), workers "
-            "reaching the endpoint over `bond0`, and, for GlobusComputeEngine, one worker "
-            "pool per node started with `mpiexec --cpu-bind none --depth=64 --ppn 1` as ALCF's Parsl example does. "
-            "Polaris requires a project: `account` must be given."
-        ),
-        defaults={
-            "queue": "debug",
-            "filesystems": "home:eagle",
-            "place": "scatter",
-            "cpus_per_node": 64,
-            "select_options": "ngpus=4",
-            "network_interface": "bond0",
-            "walltime": "00:30:00",
-            "gpus_per_node": 4,
-            "gpu_env": "CUDA_VISIBLE_DEVICES",
-        },
-        internal={"gce_bind_cmd": "--cpu-bind", "gce_overrides": "--depth=64 --ppn 1"},
-        required=("account",),
-        examples={
-            "mpi": {
-                "account": "MyProject",
-                "nodes_per_block": 2,
-                "worker_init": "module use /soft/modulefiles; module load conda; conda activate",
-            },
-            "prod": {
-                "account": "MyProject",
-                "queue": "prod",
-                "nodes_per_block": 16,
-                "walltime": "03:00:00",
-                "filesystems": "home:eagle",
-            },
-            "python": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "max_workers_per_node": 32},
-            "gpu": {"account": "MyProject", "slots_per_node": 4},
-            "python_gpu": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "pin_workers_to_gpus": True},
-        },
-        sources=(
-            "https://docs.alcf.anl.gov/polaris/workflows/parsl/",
-            "https://docs.alcf.anl.gov/polaris/hardware-overview/machine-overview/ (4 NVIDIA A100 per node)",
-            "https://docs.alcf.anl.gov/polaris/running-jobs/ (GPU affinity: set_affinity_gpu_polaris.sh)",
-            "https://github.com/Parsl/parsl/blob/master/parsl/configs/polaris.py",
-            "https://github.com/globus/globus-compute/blob/main/docs/endpoints/configs/polaris.yaml",
-        ),
-    ),
-    SitePreset(
-        name="aurora",
-        base="pbs",
-        title="ALCF Aurora (PBS Pro)",
-        summary=(
-            "The `debug` queue, the `home` and `flare` file systems, nodes placed with `scatter`, 208 CPU threads "
-            "per node, 6 Intel Data Center GPU Max (PVC) per node used as 12 tiles (`gpu_ids` `0.0` ... `5.1`, "
-            "bound per rank through `ZE_AFFINITY_MASK` by a per-rank wrapper, as ALCF's `gpu_tile_compact.sh` does), "
-            "workers reaching the endpoint over `bond0`, and, for GlobusComputeEngine, one worker pool "
-            "per node started with `mpiexec --cpu-bind none --ppn 1`. Aurora requires a project: `account` must "
-            "be given."
-        ),
-        defaults={
-            "queue": "debug",
-            "filesystems": "home:flare",
-            "place": "scatter",
-            "cpus_per_node": 208,
-            "network_interface": "bond0",
-            "walltime": "00:30:00",
-            "gpu_ids": [f"{gpu}.{tile}" for gpu in range(6) for tile in range(2)],
-            "gpu_env": "ZE_AFFINITY_MASK",
-        },
-        internal={"gce_bind_cmd": "--cpu-bind", "gce_overrides": "--ppn 1"},
-        required=("account",),
-        examples={
-            "mpi": {"account": "MyProject", "nodes_per_block": 2, "worker_init": "module load frameworks"},
-            "python": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "max_workers_per_node": 12},
-            "gpu": {"account": "MyProject", "slots_per_node": 12},
-            "python_gpu": {"engine_type": "GlobusComputeEngine", "account": "MyProject", "pin_workers_to_gpus": True},
-        },
-        sources=(
-            "https://docs.alcf.anl.gov/aurora/workflows/parsl/",
-            "https://docs.alcf.anl.gov/aurora/hardware-overview/machine-overview/ (6 PVC GPUs, 12 tiles per node)",
-            "https://docs.alcf.anl.gov/aurora/running-jobs-aurora/ (ZE_AFFINITY_MASK, gpu_tile_compact.sh)",
-        ),
-    ),
-)
+PRESET_FILE = "preset.json"
+"""A preset folder's hand-written facts: the :class:`SitePreset` fields but ``name`` (the folder's name)."""
 
-BASE_INTROS: dict[str, str] = {
-    "slurm": (
-        "Blocks of workers as Slurm batch jobs, for either engine. With `GlobusMPIEngine` (the default) one worker "
-        "pool runs on the first node of each job and every `MPIFunction` task is launched across the job's nodes "
-        "through `$PARSL_MPI_PREFIX` (`srun` or `mpiexec`); each task needs a `resource_specification` with integer "
-        "`num_nodes`, `ranks_per_node` and `num_ranks` (the bundle's executors fill these in). With "
-        "`GlobusComputeEngine` `srun` starts one worker pool per node for Python and `ShellFunction` tasks.\n\n"
-        "Jobs request whole nodes (`exclusive: true`, the default): without `--exclusive` Slurm gives the job one "
-        'CPU, and `srun --ntasks 2` inside it fails with "More processors requested than permitted".\n\n'
-        "Parsl's MPI mode gives each task whole nodes. `slots_per_node: N` lets N tasks share a node: the job's "
-        "node list is written to a node file with every node listed N times, and `srun` is told to give each "
-        "task exactly the CPUs its ranks need (`SLURM_EXACT=1`). Use it for tasks with `num_nodes: 1`; a "
-        "multi-node task may be handed the same node twice. On sites that track memory per job, add "
-        "`export SLURM_MEM_PER_CPU=...` to `worker_init` so concurrent `srun` steps do not wait for each other's "
-        "memory.\n\n"
-        "GPUs: `gpus_per_node` requests them (`#SBATCH --gpus-per-node`) and declares the layout executor tasks' "
-        "`num_gpus` is checked against. With `srun` each rank of a task is bound by Slurm (`--gpus-per-node` and "
-        "`--gpus-per-task` join the task's launcher options); with `mpiexec` (`gpu_bind: wrapper`) the endpoint "
-        "claims free devices with lock files and a per-rank wrapper sets `gpu_env` from the local rank. "
-        "`slots_per_node: 4` on a 4-GPU node runs four one-GPU tasks at once, on disjoint devices. With "
-        "`GlobusComputeEngine`, `pin_workers_to_gpus: true` pins one Python worker per GPU.\n\n"
-        "When the engine shuts down it cancels its jobs; the bundle's local endpoint also has its watcher run "
-        "`scancel` if the driver is killed.\n\n"
-        "`allowed_serializers` hardens the workers: they deserialize submitted functions and arguments only "
-        "with the strategies listed (the bundle's own tasks need `globus_compute_sdk.serialize.DillCode` and "
-        "`globus_compute_sdk.serialize.DillDataBase64`; see the `local` template's README)."
-    ),
-    "pbs": (
-        "Blocks of workers as PBS Pro batch jobs, for either engine. With `GlobusMPIEngine` (the default) one "
-        "worker pool runs on the first node of each job and every `MPIFunction` task is launched across the "
-        "job's nodes through `$PARSL_MPI_PREFIX` (`mpiexec`); each task needs a `resource_specification` with "
-        "integer `num_nodes`, `ranks_per_node` and `num_ranks`. With `GlobusComputeEngine`, `mpiexec` starts one "
-        "worker pool per node for Python and `ShellFunction` tasks.\n\n"
-        "`PBS_NODEFILE` lists a node once per MPI process requested in the select statement; in MPI mode the "
-        "template writes a node file listing each node of the job `slots_per_node` times (once by default, so "
-        "each task gets whole nodes; more lets that many one-node tasks share a node).\n\n"
-        "`queue` and `account` are passed to `qsub` and also written as `#PBS -q` / `#PBS -A` directives.\n\n"
-        "GPUs: `gpus_per_node` (or `gpu_ids`) declares the layout executor tasks' `num_gpus` is checked against "
-        "(request the GPUs themselves in `select_options`, e.g. `ngpus=4`). Ranks launched by `mpiexec` are "
-        "bound by a per-rank wrapper that sets `gpu_env` from the local rank, on devices the endpoint claims "
-        "with lock files so concurrent tasks never share one; `slots_per_node` lets several GPU tasks share a "
-        "node. With `GlobusComputeEngine`, `pin_workers_to_gpus: true` pins one Python worker per GPU.\n\n"
-        "`allowed_serializers` hardens the workers: they deserialize submitted functions and arguments only "
-        "with the strategies listed (the bundle's own tasks need `globus_compute_sdk.serialize.DillCode` and "
-        "`globus_compute_sdk.serialize.DillDataBase64`; see the `local` template's README)."
-    ),
-}
+INTRO_FILE = "intro.md"
+"""A base template folder's hand-written README introduction."""
+
+
+def load_presets(root: pathlib.Path | None = None) -> tuple[SitePreset, ...]:
+    """Read every site preset from its folder's :data:`PRESET_FILE`.
+
+    Parameters
+    ----------
+    root : pathlib.Path, optional
+        The ``endpoint_configs`` folder (the installed one by default).
+
+    Returns
+    -------
+    tuple of SitePreset
+        By folder name.
+
+    Raises
+    ------
+    ValueError
+        When a preset file names a field :class:`SitePreset` does not have, or lacks one.
+    """
+    root = root or endpoint_configs_dir()
+    presets = []
+    for path in sorted(root.glob(f"*/{PRESET_FILE}")):
+        data = json.loads(path.read_text())
+        data["required"] = tuple(data.get("required", ()))
+        data["sources"] = tuple(data.get("sources", ()))
+        try:
+            presets.append(SitePreset(name=path.parent.name, **data))
+        except TypeError as err:
+            raise ValueError(f"{path}: {err}") from None
+    return tuple(presets)
+
+
+def base_intros(root: pathlib.Path | None = None) -> dict[str, str]:
+    """Return each base template's README introduction (its :data:`INTRO_FILE`), by template name."""
+    root = root or endpoint_configs_dir()
+    return {p.parent.name: p.read_text().rstrip("\n") for p in sorted(root.glob(f"*/{INTRO_FILE}"))}
 
 
 def _jinja_literal(value: t.Any) -> str:
@@ -283,13 +118,13 @@ def _jinja_literal(value: t.Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_jinja_literal(v) for v in value) + "]"
     if isinstance(value, str):
         encoded = json.dumps(value)
         if "'" in encoded or "\\" in encoded:
             raise ValueError(f"preset default {value!r} cannot be written as a Jinja literal")
         return f"'{encoded}'"
-    if isinstance(value, list):
-        return "[" + ", ".join(_jinja_literal(v) for v in value) + "]"
     raise TypeError(f"unsupported preset default {value!r}")
 
 
@@ -373,7 +208,7 @@ def readme(
     parts = [
         f"# `{name}` endpoint template: {title}",
         "",
-        "<!-- Generated by `python -m bundle.sites`; edit bundle/sites.py or the schema instead. -->",
+        "<!-- Generated by `python -m bundle.sites`; edit preset.json, intro.md or the schema instead. -->",
         "",
         intro,
         "",
@@ -424,11 +259,11 @@ def generated_files(root: pathlib.Path | None = None) -> dict[pathlib.Path, str]
     """
     root = root or endpoint_configs_dir()
     out: dict[pathlib.Path, str] = {}
-    for base, intro in BASE_INTROS.items():
+    for base, intro in base_intros(root).items():
         schema = json.loads((root / base / SCHEMA_FILE).read_text())
         examples = sorted(p.name for p in (root / base / "examples").glob("*.json"))
         out[root / base / "README.md"] = readme(base, schema["description"].split(";")[0], intro, schema, examples)
-    for preset in PRESETS:
+    for preset in load_presets(root):
         folder = root / preset.name
         base_schema = json.loads((root / preset.base / SCHEMA_FILE).read_text())
         schema = preset_schema(preset, base_schema)

@@ -37,6 +37,27 @@ TEMPLATE_FILE = "user_config_template.yaml.j2"
 SCHEMA_FILE = "user_config_schema.json"
 
 
+def config_key(config: t.Mapping[str, t.Any] | None) -> str:
+    """Return the text that identifies a ``user_endpoint_config`` (same options, same text).
+
+    Parameters
+    ----------
+    config : Mapping or None
+        Template options.
+
+    Returns
+    -------
+    str
+        Canonical JSON (keys sorted).
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the options are not JSON-serializable.
+    """
+    return json.dumps(config or {}, sort_keys=True)
+
+
 def _data_dir(name: str) -> pathlib.Path:
     """Return a data folder shipped with the package.
 

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
-import sys
-
 from bundle.templates import get_template, list_templates
-
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+from tests.docs.helpers import build_docs
 
 
 def test_docs_build_clean_and_reference_every_template_option(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "text", str(DOCS), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = build_docs(tmp_path, builder="text")
     assert out.returncode == 0, out.stdout + out.stderr
     reference = (tmp_path / "templates.txt").read_text()
     for name in list_templates():

@@ -159,10 +159,13 @@ def gconly_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
         options = {"engine_type": "GlobusComputeEngine", "max_workers_per_node": cfg.workers}
     live = RichProgress("GC-only mode: Python sims from the manager", cfg.sims, progress)
     if cfg.endpoint == "local":  # start the engine now, so the first sims do not carry its start-up
+        from bundle.local import LocalEndpoint
         from bundle.session import GCSession
 
         progress.update(live.task_id, note="starting the local endpoint")
-        GCSession.get_executor(cfg.endpoint, options, template=cfg.template).wait_ready()
+        endpoint = GCSession.get_executor(cfg.endpoint, options, template=cfg.template)
+        assert isinstance(endpoint, LocalEndpoint)
+        endpoint.wait_ready()
         progress.update(live.task_id, note="")
     work = (cfg.out_dir / "gconly").resolve()
     work.mkdir(parents=True, exist_ok=True)

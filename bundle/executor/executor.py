@@ -46,6 +46,7 @@ from bundle.executor.launch import allocation_hosts, launch_prefix, mpi_spec, te
 from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
+from bundle.forksafe import KeyedLocks
 from bundle.resource_spec import normalize_mpi_spec
 from bundle.session import LOCAL, GCSession, parse_endpoint
 from bundle.shipping import ship_task_function
@@ -55,20 +56,12 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SUBMIT_LOCK = threading.Lock()
-"""Held while a task's ``resource_specification`` is set on a shared endpoint executor and the task submitted."""
+_ENDPOINT_LOCKS = KeyedLocks(weak=True)
+"""Per endpoint executor: held while a task's ``resource_specification`` is set on it and the task submitted,
+and while the runners are registered with it.  One slow endpoint never stalls submissions to another."""
 
 _RUNNER_IDS: weakref.WeakKeyDictionary[t.Any, dict[str, str]] = weakref.WeakKeyDictionary()
 """Per endpoint executor: the function ids of the registered runners (``run_app``, ``run_python``)."""
-
-
-def _reset_after_fork() -> None:
-    global _SUBMIT_LOCK
-    _SUBMIT_LOCK = threading.Lock()  # another thread may have held the parent's at fork time
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 
@@ -298,7 +291,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     @staticmethod
     def _runner_id(gce: t.Any, which: str) -> str:
         """Register ``run_app`` or ``run_python`` with this endpoint executor once; return its function id."""
-        with _SUBMIT_LOCK:
+        with _ENDPOINT_LOCKS.of(gce):
             ids = _RUNNER_IDS.setdefault(gce, {})
             if which not in ids:
                 ids[which] = gce.register_function(portable(which))
@@ -443,24 +436,10 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         if walltime is not None and (isinstance(walltime, bool) or walltime <= 0):
             raise ExecutorException(f"walltime must be a positive number of seconds, got {walltime!r}")
 
-        if func is not None:
-            if not callable(func):
-                raise ExecutorException(f"func must be callable, got {type(func).__name__}")
-            name = getattr(func, "__name__", "func")
-            app = Application(name, name, None, None, func)
-            kind = "python"
-        elif app_name is not None:
-            app = self.get_app(app_name)
-            kind = self._kind(app)
-        elif calc_type is not None:
-            app = self.default_app(calc_type)
-            kind = self._kind(app)
-        else:
-            raise ExecutorException("Either app_name, calc_type or func must be set")
+        app, kind = self._app_of(calc_type, app_name, func)
         if num_gpus is None and not auto_assign_gpus:
             num_gpus = self.default_num_gpus
         gpus.check_task_kind(kind, num_gpus, auto_assign_gpus)
-
         if kind == "python" and app_args is not None:
             # libEnsemble's Globus Compute design writes submit(func=f, app_args="..."): the string is f's argument.
             if args:
@@ -469,7 +448,57 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
                     "string argument), not both"
                 )
             args = (app_args,)
+        task = self._new_task(app, kind, app_args, workdir, stdout, stderr, dry_run)
+        task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
+        gpu_plan, task.resource_specification = self._gpu_plan(
+            kind, task.resource_specification, num_gpus, auto_assign_gpus, match_procs_to_gpus, num_procs
+        )
+        cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run, gpu_plan)
+        if dry_run:
+            log.info("Test (No submit) Runline: %s", task.runline)
+            task._set_complete()
+            self.list_of_tasks.append(task)
+            return task
+        if kind == "python":
+            stop = systematic_failure(self.list_of_tasks, self.fail_fast)
+            if stop is not None:
+                raise stop
+        if task.shared_fs and kind != "python":
+            self._remove_stale_output(task)
+        if not self._hand_off(task, app, kind, cmd, args, kwargs, walltime, gpu_plan):
+            return task
+        if wait_on_start:
+            self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
+        return task
 
+    def _app_of(
+        self, calc_type: str | None, app_name: str | None, func: t.Callable[..., t.Any] | None
+    ) -> tuple[Application, str]:
+        """Return the app to run and its kind (``python``, ``mpi`` or ``serial``), as ``MPIExecutor`` finds it."""
+        if func is not None:
+            if not callable(func):
+                raise ExecutorException(f"func must be callable, got {type(func).__name__}")
+            name = getattr(func, "__name__", "func")
+            return Application(name, name, None, None, func), "python"
+        if app_name is not None:
+            app = self.get_app(app_name)
+        elif calc_type is not None:
+            app = self.default_app(calc_type)
+        else:
+            raise ExecutorException("Either app_name, calc_type or func must be set")
+        return app, self._kind(app)
+
+    def _new_task(
+        self,
+        app: Application,
+        kind: str,
+        app_args: str | None,
+        workdir: str | None,
+        stdout: str | None,
+        stderr: str | None,
+        dry_run: bool | None,
+    ) -> GlobusComputeTask:
+        """Create the task object (not yet submitted)."""
         task = GlobusComputeTask(
             app,
             app_args,
@@ -484,38 +513,46 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         )
         task.pending_timeout = self.pending_timeout
         task.endpoint_label = str(self.endpoint)
-        task.resource_specification = self._task_spec(kind, num_procs, num_nodes, procs_per_node, extra_args)
-        gpu_plan, task.resource_specification = self._gpu_plan(
-            kind, task.resource_specification, num_gpus, auto_assign_gpus, match_procs_to_gpus, num_procs
-        )
-        cmd = ""
-        if kind != "python":
-            # As MPIExecutor does: the app command and app_args split on whitespace; each word is quoted
-            # for the shell that ShellFunction / MPIFunction run the command line in.
-            tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
-            tokens = self._set_sim_dir_env(task, tokens)
-            shown = " ".join(tokens)
-            if gpu_plan is not None and kind == "mpi" and gpu_plan.layout.bind == "wrapper":
-                bind = gpus.wrapper_tokens(gpu_plan)
-                tokens = bind + tokens
-                shown = f"{shlex.join(bind)} {shown}"
-            cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
-            task.app_line = shown
-            task.runline = self._runline(kind, shown, task.resource_specification)
-            if not dry_run and self.is_local:
-                self._check_app_exists(app)
-        if dry_run:
-            log.info("Test (No submit) Runline: %s", task.runline)
-            task._set_complete()
-            self.list_of_tasks.append(task)
-            return task
+        return task
 
-        if kind == "python":
-            stop = systematic_failure(self.list_of_tasks, self.fail_fast)
-            if stop is not None:
-                raise stop
-        if task.shared_fs and kind != "python":
-            self._remove_stale_output(task)
+    def _command(
+        self,
+        task: GlobusComputeTask,
+        app: Application,
+        kind: str,
+        app_args: str | None,
+        dry_run: bool | None,
+        gpu_plan: gpus.GpuPlan | None,
+    ) -> str:
+        """Return an app task's command for the runner, and set ``task.runline``."""
+        # As MPIExecutor does: the app command and app_args split on whitespace; each word is quoted
+        # for the shell that ShellFunction / MPIFunction run the command line in.
+        tokens = app.app_cmd.split() + (app_args.split() if app_args else [])
+        tokens = self._set_sim_dir_env(task, tokens)
+        shown = " ".join(tokens)
+        if gpu_plan is not None and kind == "mpi" and gpu_plan.layout.bind == "wrapper":
+            bind = gpus.wrapper_tokens(gpu_plan)
+            tokens = bind + tokens
+            shown = f"{shlex.join(bind)} {shown}"
+        cmd = " ".join(shlex.quote(tok) for tok in tokens).replace("{", "{{").replace("}", "}}")
+        task.app_line = shown
+        task.runline = self._runline(kind, shown, task.resource_specification)
+        if not dry_run and self.is_local:
+            self._check_app_exists(app)
+        return cmd
+
+    def _hand_off(
+        self,
+        task: GlobusComputeTask,
+        app: Application,
+        kind: str,
+        cmd: str,
+        args: t.Sequence[t.Any],
+        kwargs: dict[str, t.Any] | None,
+        walltime: float | None,
+        gpu_plan: gpus.GpuPlan | None,
+    ) -> bool:
+        """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task)."""
         try:
             gce = self.gc_executor()
             if kind == "python":
@@ -538,8 +575,8 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
                 if gpu_args is not None:  # only GPU tasks carry the claim function
                     run_args += (gpu_args,)
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
-        except (ExecutorException, BundleError, TypeError) as err:
-            raise err
+        except (ExecutorException, BundleError, TypeError):
+            raise  # the caller's mistakes: not a task that failed to start
         except (
             Exception
         ) as err:  # the endpoint is gone or refused the task: as MPIExecutor, a task that failed to start
@@ -553,14 +590,12 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             task.state = "FAILED_TO_START"
             task.finished = True
             self.list_of_tasks.append(task)
-            return task
+            return False
         task._submitted(future, gce)
         task.block_report = getattr(gce, "lost_block_report", None)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
-        if wait_on_start:
-            self._wait_started(task, None if wait_on_start is True else float(wait_on_start))
-        return task
+        return True
 
     @staticmethod
     def _remove_stale_output(task: GlobusComputeTask) -> None:
@@ -621,7 +656,14 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
                 f"template {self.template_name!r} with engine_type GlobusComputeEngine cannot launch MPI apps; "
                 "use engine_type 'GlobusMPIEngine' or register the app with mpi=False"
             )
-        spec = mpi_spec(num_procs, num_nodes, procs_per_node, extra_args, default=self.resource_specification)
+        spec = mpi_spec(
+            num_procs,
+            num_nodes,
+            procs_per_node,
+            extra_args,
+            default=self.resource_specification,
+            mpi_launcher=self.mpi_launcher,
+        )
         check_fits(block_shape(self.template, self.user_endpoint_config), spec["num_nodes"], self.template_name)
         return spec
 
@@ -672,7 +714,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     @staticmethod
     def _submit(gce: t.Any, spec: dict[str, t.Any] | None, function_id: str, args: tuple[t.Any, ...]) -> t.Any:
         """Submit with ``spec`` as the task's resource specification on a possibly shared endpoint executor."""
-        with _SUBMIT_LOCK:
+        with _ENDPOINT_LOCKS.of(gce):
             previous = gce.resource_specification
             gce.resource_specification = spec
             try:

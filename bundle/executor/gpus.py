@@ -394,6 +394,6 @@ def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
 
 def portable_claim() -> t.Any:
     """Return a copy of :func:`claim_devices` that serializes by value (the endpoint need not import the bundle)."""
-    from bundle.executor.remote import _by_value
+    from bundle.byvalue import by_value
 
-    return _by_value(claim_devices)
+    return by_value(claim_devices)

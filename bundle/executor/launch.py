@@ -2,7 +2,7 @@
 
 ``MPIExecutor.submit`` takes ``num_procs``, ``num_nodes``, ``procs_per_node`` and
 ``extra_args`` (in which ``-n``/``-N``/``--ntasks-per-node``-style options also
-count).  :func:`mpi_spec` turns them into the integer ``num_nodes``,
+count, read with the endpoint launcher's own table).  :func:`mpi_spec` turns them into the integer ``num_nodes``,
 ``ranks_per_node`` and ``num_ranks`` that Parsl's MPI mode needs (never empty,
 never fractional), with the rest of ``extra_args`` as ``launcher_options``.
 :func:`launch_prefix` composes the prefix the engine's launcher will use, with
@@ -15,14 +15,72 @@ import os
 import re
 import shlex
 import typing as t
+from dataclasses import dataclass
 
 from bundle.errors import ResourceSpecificationError
 from bundle.resource_spec import normalize_mpi_spec
 
-# Launcher options that carry resource words, as libEnsemble's MPI runners read them from ``extra_args``.
-_RANKS = ("-n", "-np", "--np", "--ntasks")
-_NODES = ("-N", "--nodes")
-_PPN = ("-ppn", "--ppn", "--ntasks-per-node", "-npernode", "--npernode")
+
+@dataclass(frozen=True)
+class LauncherFlags:
+    """The options of one MPI launcher that carry libEnsemble's resource words.
+
+    Attributes
+    ----------
+    ranks, nodes, ranks_per_node : tuple of str
+        Option names read from ``extra_args`` as ``num_procs``, ``num_nodes`` and ``procs_per_node``
+        (empty when the launcher has no such option).
+    """
+
+    ranks: tuple[str, ...]
+    nodes: tuple[str, ...]
+    ranks_per_node: tuple[str, ...]
+
+    def names(self) -> set[str]:
+        """Return every option name of this table."""
+        return {*self.ranks, *self.nodes, *self.ranks_per_node}
+
+
+#: One table per launcher Parsl's MPI mode composes (``mpi_launcher``), after libEnsemble's MPI runners
+#: (``libensemble/executors/mpi_runner.py``); the words Parsl's composer writes are among them.  The same
+#: option can mean different things: ``-N`` is a node count for ``srun`` but ranks per node for ``aprun``.
+LAUNCHER_FLAGS: dict[str, LauncherFlags] = {
+    "mpiexec": LauncherFlags(
+        ranks=("-n", "-np", "--np", "--n"),
+        nodes=(),
+        ranks_per_node=("-ppn", "--ppn", "-npernode", "--npernode"),
+    ),
+    "srun": LauncherFlags(ranks=("-n", "--ntasks"), nodes=("-N", "--nodes"), ranks_per_node=("--ntasks-per-node",)),
+    "aprun": LauncherFlags(ranks=("-n",), nodes=(), ranks_per_node=("-N",)),
+}
+
+
+def launcher_flags(mpi_launcher: str) -> LauncherFlags:
+    """Return the resource-word table of ``mpi_launcher``.
+
+    Raises
+    ------
+    ResourceSpecificationError
+        When the launcher is not one Parsl's MPI mode knows.
+    """
+    try:
+        return LAUNCHER_FLAGS[mpi_launcher]
+    except KeyError:
+        raise ResourceSpecificationError(
+            f"unknown mpi_launcher {mpi_launcher!r}; use one of {', '.join(sorted(LAUNCHER_FLAGS))}"
+        ) from None
+
+
+def _refuse_foreign(tokens: list[str], mpi_launcher: str, flags: LauncherFlags) -> None:
+    """Refuse another launcher's resource option that ``mpi_launcher`` would not read the same way."""
+    foreign = set().union(*(f.names() for f in LAUNCHER_FLAGS.values())) - flags.names()
+    for tok in tokens:
+        name = tok.partition("=")[0]
+        if name in foreign:
+            raise ResourceSpecificationError(
+                f"extra_args option {name} is not a resource option of {mpi_launcher}; "
+                "give num_procs, num_nodes or procs_per_node instead"
+            )
 
 
 def _take(tokens: list[str], names: tuple[str, ...]) -> int | None:
@@ -55,6 +113,7 @@ def mpi_spec(
     procs_per_node: int | None = None,
     extra_args: str | None = None,
     default: t.Mapping[str, t.Any] | None = None,
+    mpi_launcher: str = "mpiexec",
 ) -> dict[str, t.Any]:
     """Map ``MPIExecutor.submit``'s resource words to a normalized MPI ``resource_specification``.
 
@@ -67,6 +126,8 @@ def mpi_spec(
         rest is passed to the launcher as ``launcher_options``.
     default : Mapping, optional
         The executor's default ``resource_specification``, used when no resource word is given.
+    mpi_launcher : str
+        The endpoint's launcher; its table in :data:`LAUNCHER_FLAGS` says which options are resource words.
 
     Returns
     -------
@@ -77,10 +138,13 @@ def mpi_spec(
     Raises
     ------
     ResourceSpecificationError
-        When the words disagree, do not divide evenly, or are not positive integers.
+        When the words disagree, do not divide evenly, are not positive integers, or ``extra_args``
+        holds another launcher's resource option.
     """
+    flags = launcher_flags(mpi_launcher)
     tokens = shlex.split(extra_args) if extra_args else []
-    x_ranks, x_nodes, x_ppn = _take(tokens, _RANKS), _take(tokens, _NODES), _take(tokens, _PPN)
+    x_ranks, x_nodes, x_ppn = (_take(tokens, names) for names in (flags.ranks, flags.nodes, flags.ranks_per_node))
+    _refuse_foreign(tokens, mpi_launcher, flags)
     words = {
         "num_ranks": num_procs if num_procs is not None else x_ranks,
         "num_nodes": num_nodes if num_nodes is not None else x_nodes,

@@ -8,14 +8,19 @@ engine's launcher starts the ranks) or :class:`~globus_compute_sdk.ShellFunction
 (a serial app) and returns its ``ShellResult``.
 
 The endpoint need not have this package installed: :func:`portable` makes copies
-that are serialized by value.  For that, these functions may use only builtins
-and what they import themselves (no module globals).
+that are serialized by value (:mod:`bundle.byvalue`).  For that, these functions may use only
+builtins, what they import themselves, and the names :func:`portable` binds: the marker
+constants below and :func:`bundle.proctree.find_with_env` / :func:`bundle.proctree.terminate`
+(by-value copies; they import psutil, which ``globus-compute-endpoint`` depends on).
 """
 
 from __future__ import annotations
 
 import types
 import typing as t
+
+from bundle.byvalue import by_value
+from bundle.proctree import find_with_env, terminate
 
 MARKER_ENV = "LIBE_GC_TASK"
 """Environment variable set for an app's processes (launcher and ranks); its value names the task."""
@@ -67,44 +72,15 @@ def run_app(
         app also ``launch_prefix``, the ``$PARSL_MPI_PREFIX`` the ranks were launched with.
     """
     import os
-    import signal
     import threading
-    import time
 
-    from globus_compute_sdk import MPIFunction, ShellFunction
-    from globus_compute_sdk.sdk.shell_function import ShellResult
+    from globus_compute_sdk import MPIFunction, ShellFunction, ShellResult
 
-    marker_env = "LIBE_GC_TASK"
-    kill_file = os.path.abspath(os.path.join(workdir or ".", f".libe-gc-kill-{marker}"))
-
-    def marked() -> list[int]:
-        needle = f"{marker_env}={marker}".encode()
-        me = os.getpid()
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != me:
-                try:
-                    with open(f"/proc/{entry}/environ", "rb") as fh:
-                        if needle in fh.read().split(b"\0"):
-                            found.append(int(entry))
-                except OSError:
-                    pass
-        return found
+    marker_env = MARKER_ENV
+    kill_file = os.path.abspath(os.path.join(workdir or ".", KILL_FILE.format(marker=marker)))
 
     def stop_marked() -> None:
-        left = marked()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in left:
-                try:
-                    os.kill(pid, sig)
-                except OSError:
-                    pass
-            deadline = time.monotonic() + 3
-            while left and time.monotonic() < deadline:
-                time.sleep(0.05)
-                left = [p for p in left if os.path.exists(f"/proc/{p}")]
-            if not left:
-                return
+        terminate(find_with_env(marker_env, marker), grace=3.0)
 
     if os.path.exists(kill_file):  # killed before it started
         os.remove(kill_file)
@@ -202,18 +178,6 @@ def run_python(
         os.chdir(saved)
 
 
-def _by_value(fn: t.Callable[..., t.Any]) -> types.FunctionType:
-    import builtins
-
-    assert isinstance(fn, types.FunctionType)
-    glb: dict[str, t.Any] = {"__builtins__": builtins, "__name__": "__main__"}
-    copy = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__)
-    copy.__module__ = "__main__"
-    copy.__qualname__ = fn.__name__
-    copy.__doc__ = fn.__doc__
-    return copy
-
-
 def portable(which: str = "run_app") -> types.FunctionType:
     """Return a copy of :func:`run_app` or :func:`run_python` that serializes by value.
 
@@ -227,5 +191,6 @@ def portable(which: str = "run_app") -> types.FunctionType:
     function
         Same code and defaults, with only builtins as globals (the endpoint need not import this package).
     """
-    runners: dict[str, t.Callable[..., t.Any]] = {"run_app": run_app, "run_python": run_python}
-    return _by_value(runners[which])
+    if which == "run_app":
+        return by_value(run_app, callees=(find_with_env, terminate), MARKER_ENV=MARKER_ENV, KILL_FILE=KILL_FILE)
+    return by_value({"run_python": run_python}[which])

@@ -158,7 +158,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.error = err
             self.state = "FAILED"
             self.success = False
-            log.info("Task %s failed: %s", self.name, _first_line(err))
+            log.info("Task %s failed: %s", self.name, _last_line(err))
             return
         if self.kind == "python":
             self._value = value
@@ -378,6 +378,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.calc_task_timing()
 
 
-def _first_line(err: BaseException) -> str:
+def _last_line(err: BaseException) -> str:
+    """Return the last line of an error's text: for a remote traceback, the exception and its message."""
     text = str(err).strip()
     return text.splitlines()[-1] if text else type(err).__name__

@@ -127,3 +127,28 @@ class ResultWatch:
             return 0.0
         quiet = time.monotonic() - self.last
         return quiet if quiet > self.timeout else 0.0
+
+    def stalled(self, quiet: float, sim_ids: list[int], endpoint: str) -> EndpointUnavailableError:
+        """Return the error that ends a run after ``quiet`` seconds without a result.
+
+        Parameters
+        ----------
+        quiet : float
+            Seconds since the last result (from :meth:`expired`).
+        sim_ids : list of int
+            The sims in flight, sorted.
+        endpoint : str
+            The endpoint.
+
+        Returns
+        -------
+        EndpointUnavailableError
+            Saying what to check and which option to raise.
+        """
+        return EndpointUnavailableError(
+            f"no result from endpoint {endpoint!r} for {quiet:.0f} s (gc_specs.result_timeout="
+            f"{self.timeout:g}) while {len(sim_ids)} sims were in flight (sim_ids {sim_ids[:20]}"
+            f"{' ...' if len(sim_ids) > 20 else ''}). Check that the endpoint is running and its workers can "
+            "start (endpoint log, batch queue); raise gc_specs.result_timeout if one sim can take longer.",
+            endpoint=endpoint,
+        )

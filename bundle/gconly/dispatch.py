@@ -5,6 +5,12 @@ through :class:`~bundle.gconly.comms.VirtualWorkerComm`; futures only put finish
 queue (from the executor's threads), and every state change happens on the manager thread.
 A work order is answered exactly once (done, failed or killed), and forgotten once answered,
 so the manager's memory stays flat however many sims run.
+
+The dispatcher keeps the orders and answers; the rest lives in a module each: how calls cross
+the wire (:mod:`~bundle.gconly.wire`), a finished task's per-sim outcomes
+(:mod:`~bundle.gconly.outcomes`), the task journal (:mod:`~bundle.gconly.journal`), the error
+files (:mod:`~bundle.gconly.sim_errors`), ``libE_stats.txt`` lines (:mod:`~bundle.gconly.stats`)
+and the result watchdog (:class:`~bundle.gconly.availability.ResultWatch`).
 """
 
 from __future__ import annotations
@@ -31,16 +37,12 @@ from libensemble.message_numbers import (
 from bundle.errors import block_lost_message, lost_worker_pool
 from bundle.gconly.availability import ResultWatch, endpoint_failure
 from bundle.gconly.engine_choice import mpi_spec_refusal
-from bundle.gconly.errors import (
-    EndpointUnavailableError,
-    GCOnlyConfigError,
-    SimOutputError,
-    SimSerializationError,
-    SystematicSimError,
-)
+from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError, SystematicSimError
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
+from bundle.gconly.outcomes import sim_outcomes
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
+from bundle.gconly.sim_errors import record_sim_errors
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
 from bundle.gconly.wire import SimWire
 from bundle.unsent import withdraw
@@ -108,6 +110,7 @@ class SimDispatcher:
         batch_size: int,
         error_dir: pathlib.Path,
         poll_interval: float = 0.05,
+        pack_calls: bool = True,
     ) -> None:
         self.executor = executor
         self.sim_specs = sim_specs
@@ -141,7 +144,7 @@ class SimDispatcher:
         self.watch = ResultWatch(None)
         self.failfast: FailFast | None = None
         self._check_function()
-        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1)
+        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
         self.function_id = self.wire.function_id
 
     # --- checks -------------------------------------------------------------------------
@@ -342,27 +345,15 @@ class SimDispatcher:
             for order in live:
                 self._fail(order, text, task.submitted, task.finished)
             return
-        result = future.result()
-        if task.packed:
-            try:
-                result = self.wire.answer(result)
-            except Exception as err:
-                for order in live:
-                    self._fail(
-                        order,
-                        f"cannot read the result here: {type(err).__name__}: {err}",
-                        task.submitted,
-                        task.finished,
-                    )
-                return
-        if not task.batched:
-            self._succeed(live[0], result, task.submitted, task.finished)
-            return
-        if not isinstance(result, list) or len(result) != len(task.orders):
-            for order in live:
-                self._fail(order, f"malformed batch result: {result!r:.200}", task.submitted, task.finished)
-            return
-        for order, (ok, payload, start, end) in zip(task.orders, result, strict=True):
+        outcomes = sim_outcomes(
+            future.result(),
+            count=len(task.orders),
+            batched=task.batched,
+            packed=task.packed,
+            submitted=task.submitted,
+            finished=task.finished,
+        )
+        for order, (ok, payload, start, end) in zip(task.orders, outcomes, strict=True):
             if order.done:
                 continue
             if ok:
@@ -387,13 +378,7 @@ class SimDispatcher:
         self._log.warning(
             "sim_id %s on virtual worker %d failed (TASK_FAILED):\n%s", sim_ids, order.w, text, extra={"worker": 0}
         )
-        for sim_id in sim_ids:
-            self.errors[sim_id] = text
-            try:
-                self.error_dir.mkdir(parents=True, exist_ok=True)
-                (self.error_dir / f"sim_{sim_id}.txt").write_text(text + "\n")
-            except OSError as err:
-                self._log.warning("could not write the error of sim_id %d: %s", sim_id, err)
+        record_sim_errors(self.errors, self.error_dir, sim_ids, text, self._log)
         self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], TASK_FAILED)
         log_stats(order.w, stats_line(order.work, start, end, TASK_FAILED))
         if self.failfast is not None:
@@ -469,19 +454,7 @@ class SimDispatcher:
         if not quiet:
             return
         sim_ids = sorted(int(i) for o in self._orders.values() for i in o.work["libE_info"].get("H_rows", []))
-        self._raise_fatal(
-            EndpointUnavailableError(
-                f"no result from endpoint {self.endpoint!r} for {quiet:.0f} s (gc_specs.result_timeout="
-                f"{self.watch.timeout:g}) while {len(sim_ids)} sims were in flight (sim_ids {sim_ids[:20]}"
-                f"{' ...' if len(sim_ids) > 20 else ''}). Check that the endpoint is running and its workers can "
-                "start (endpoint log, batch queue); raise gc_specs.result_timeout if one sim can take longer.",
-                endpoint=self.endpoint,
-            )
-        )
-
-    def in_flight(self) -> int:
-        """Return the number of work orders not yet answered."""
-        return len(self._orders)
+        self._raise_fatal(self.watch.stalled(quiet, sim_ids, self.endpoint))
 
     def close(self) -> None:
         """Cancel every task still in flight (the run is over); idempotent."""

@@ -93,21 +93,18 @@ def run_gconly(
         history is saved first; the message names the file).
     """
     import numpy as np
-    from libensemble import specs as lspecs
     from libensemble.comms.logs import manager_logging_config
     from libensemble.history import History
-    from libensemble.libE import manager
     from libensemble.resources.resources import Resources
     from libensemble.tools.alloc_support import AllocSupport
-    from libensemble.utils.misc import specs_dump
 
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
     from bundle.gconly.comms import VirtualWorkerComm
     from bundle.gconly.dispatch import SimDispatcher
     from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.failfast import FailFast, report_failures
-    from bundle.gconly.journal import JOURNAL_FILE, Journal, JournalState, load_journal
-    from bundle.gconly.resume import Reattach, find_saved_history, plan_resume, remaining_exit_criteria, resume_dir
+    from bundle.gconly.journal import JOURNAL_FILE, Journal
+    from bundle.gconly.resume import Reattach
     from bundle.gconly.serialization import serializer_of, ship_checked
     from bundle.session import LOCAL, GCSession, parse_endpoint
     from bundle.templates import get_template
@@ -118,6 +115,92 @@ def run_gconly(
         raise GCOnlyConfigError("GC-only mode needs sim_specs.globus_compute_endpoint ('local' or an endpoint UUID)")
     ep_name, ep_template = parse_endpoint(endpoint, gc.template)
 
+    persis_info = {} if persis_info is None else persis_info
+    H0_run, sim_d, gen_d, alloc_d, libE_d, exit_d = _spec_dicts(
+        sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
+    )
+    n = _virtual_workers(sim_d, libE_d, nworkers)
+
+    # The manager's and the generator thread's copy: libEnsemble's worker would build its
+    # legacy Globus Compute runner from a set globus_compute_endpoint.
+    mgr_sim_d = dict(sim_d, globus_compute_endpoint="")
+
+    if gc.local_options and ep_name != LOCAL:
+        raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
+    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
+    plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
+    choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
+    # A one-rank spec per sim is a cost the user should see (a node or slot per sim), not only a detail.
+    log.log(logging.WARNING if choice.resource_specification else logging.INFO, "GC-only engine: %s", choice.note)
+    if gc.sdk_options and ep_name == LOCAL:
+        raise GCOnlyConfigError("gc_specs.sdk_options configure the SDK Executor of an endpoint UUID, not 'local'")
+    executor = GCSession.get_executor(
+        endpoint,
+        choice.user_endpoint_config,
+        template=gc.template,
+        sdk_options=gc.sdk_options or None,
+        local_options=gc.local_options,
+    )
+    if ep_name != LOCAL and gc.require_online:
+        check_endpoint_online(executor, endpoint)
+
+    for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
+        if callable(sim_d.get(key)):
+            sim_d = dict(sim_d, **{key: ship_checked(serializer_of(executor), key, sim_d[key])})
+    error_dir = workflow_dir / ERROR_DIR
+    dispatcher: SimDispatcher = SimDispatcher(
+        executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval, pack_calls=gc.pack_calls
+    )
+    dispatcher.check_inputs(persis_info)
+    dispatcher.endpoint = endpoint
+    dispatcher.watch = ResultWatch(gc.result_timeout)
+    dispatcher.failfast = FailFast(gc.fail_fast, error_dir)
+    if plan is not None and ep_name != LOCAL:
+        dispatcher.reattach = Reattach(executor, plan, endpoint)
+    journal = None
+    if libE_d.get("save_every_k_sims") or plan is not None:
+        journal = Journal(
+            workflow_dir / JOURNAL_FILE, executor, endpoint, journal_state.next_seq, resume=plan is not None
+        )
+        dispatcher.journal = journal
+
+    Resources.resources = None  # no resource sets: sims run on the endpoint
+    AllocSupport.gen_counter = 0
+    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, H0_run)
+    wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
+    exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
+
+    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
+
+    # The executor is cached and shared: its spec is this run's only while the manager runs, restored on close.
+    previous_spec = executor.resource_specification
+    executor.resource_specification = choice.resource_specification
+
+    def restore_spec() -> None:
+        executor.resource_specification = previous_spec
+
+    H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, [exit_logger, restore_spec], workflow_dir)
+    if dispatcher.errors:
+        ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
+        report_failures(dispatcher.errors, ended, error_dir)
+    return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+
+
+def _spec_dicts(
+    sim_specs: t.Any,
+    gen_specs: t.Any,
+    exit_criteria: t.Any,
+    persis_info: dict[t.Any, t.Any],
+    alloc_specs: t.Any,
+    libE_specs: t.Any,
+    H0: npt.NDArray[t.Any] | None,
+) -> tuple[t.Any, dict[str, t.Any], dict[str, t.Any], dict[str, t.Any], dict[str, t.Any], dict[str, t.Any]]:
+    """Validate the specs as ``libE()`` does; return ``(H0, sim, gen, alloc, libE_specs, exit_criteria)`` as dicts."""
+    import numpy as np
+    from libensemble import specs as lspecs
+    from libensemble.utils.misc import specs_dump
+
     def coerce(value: t.Any, cls: t.Any) -> t.Any:
         # As libE()'s validate_call does: dicts become libEnsemble's spec classes with all their
         # validators (the ones _EnsembleSpecs' annotations name lack them).
@@ -125,7 +208,6 @@ def run_gconly(
             return cls()
         return cls(**value) if isinstance(value, t.Mapping) else value
 
-    persis_info = {} if persis_info is None else persis_info
     ensemble = lspecs._EnsembleSpecs(
         H0=np.empty([0]) if H0 is None else H0,
         libE_specs=coerce(libE_specs, lspecs.LibeSpecs),
@@ -142,7 +224,11 @@ def run_gconly(
     exit_d = specs_dump(ensemble.exit_criteria, by_alias=True, exclude_none=True)
     if getattr(ensemble.gen_specs, "generator", None) is not None:
         gen_d["generator"] = ensemble.gen_specs.generator  # the object itself, as libE() does
+    return ensemble.H0, sim_d, gen_d, alloc_d, libE_d, exit_d
 
+
+def _virtual_workers(sim_d: dict[str, t.Any], libE_d: dict[str, t.Any], nworkers: int | None) -> int:
+    """Refuse options GC-only mode cannot honour; set libE_specs for a one-process run; return ``nworkers``."""
     bad = [k for k in _SIM_DIR_OPTIONS if libE_d.get(k)]
     if bad:
         raise GCOnlyConfigError(
@@ -167,15 +253,21 @@ def run_gconly(
     if not libE_d.get("gen_on_manager"):
         log.info("GC-only mode: the generator runs on the manager (gen_on_manager=True)")
     libE_d.update(nworkers=n, gen_on_manager=True, disable_resource_manager=True, comms="threads")
+    return n
 
-    # The manager's and the generator thread's copy: libEnsemble's worker would build its
-    # legacy Globus Compute runner from a set globus_compute_endpoint.
-    mgr_sim_d = dict(sim_d, globus_compute_endpoint="")
 
-    if gc.local_options and ep_name != LOCAL:
-        raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
-    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
-    H0_run = ensemble.H0
+def _resume_plan(
+    gc: GCOnlySpecs,
+    gen_d: dict[str, t.Any],
+    libE_d: dict[str, t.Any],
+    exit_d: dict[str, t.Any],
+    workflow_dir: pathlib.Path,
+    H0_run: t.Any,
+) -> tuple[t.Any, t.Any, t.Any, dict[str, t.Any]]:
+    """Return ``(plan, journal state, H0, exit_criteria)``: for ``gc_specs.resume``, what the earlier run left."""
+    from bundle.gconly.journal import JOURNAL_FILE, JournalState, load_journal
+    from bundle.gconly.resume import plan_resume, remaining_exit_criteria, resume_dir
+
     plan = None
     journal_state = JournalState()
     if gc.resume:
@@ -191,60 +283,38 @@ def run_gconly(
         )
         H0_run = plan.H0
         exit_d = remaining_exit_criteria(exit_d, plan)
-    choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
-    # A one-rank spec per sim is a cost the user should see (a node or slot per sim), not only a detail.
-    log.log(logging.WARNING if choice.resource_specification else logging.INFO, "GC-only engine: %s", choice.note)
-    if gc.sdk_options and ep_name == LOCAL:
-        raise GCOnlyConfigError("gc_specs.sdk_options configure the SDK Executor of an endpoint UUID, not 'local'")
-    executor = GCSession.get_executor(
-        endpoint,
-        choice.user_endpoint_config,
-        template=gc.template,
-        sdk_options=gc.sdk_options or None,
-        local_options=gc.local_options,
-    )
-    if ep_name != LOCAL and gc.require_online:
-        check_endpoint_online(executor, endpoint)
+    return plan, journal_state, H0_run, exit_d
 
-    for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
-        if callable(sim_d.get(key)):
-            sim_d = dict(sim_d, **{key: ship_checked(serializer_of(executor), key, sim_d[key])})
-    error_dir = workflow_dir / ERROR_DIR
-    dispatcher: SimDispatcher = SimDispatcher(executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval)
-    dispatcher.check_inputs(persis_info)
-    dispatcher.endpoint = endpoint
-    dispatcher.watch = ResultWatch(gc.result_timeout)
-    dispatcher.failfast = FailFast(gc.fail_fast, error_dir)
-    if plan is not None and ep_name != LOCAL:
-        dispatcher.reattach = Reattach(executor, plan, endpoint)
-    journal = None
-    if libE_d.get("save_every_k_sims") or plan is not None:
-        journal = Journal(
-            workflow_dir / JOURNAL_FILE, executor, endpoint, journal_state.next_seq, resume=plan is not None
-        )
-        dispatcher.journal = journal
 
-    Resources.resources = None  # no resource sets: sims run on the endpoint
-    AllocSupport.gen_counter = 0
-    hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, H0_run)
-    wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
-    exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
+def _run_manager(
+    manager_args: tuple[t.Any, ...],
+    dispatcher: SimDispatcher,
+    journal: t.Any,
+    on_close: list[t.Callable[[], None] | None],
+    workflow_dir: pathlib.Path,
+) -> tuple[t.Any, dict[t.Any, t.Any], int]:
+    """Run libEnsemble's manager; close the dispatcher and journal, then run ``on_close``, once, however it ends."""
+    from libensemble.libE import manager
+
+    from bundle.gconly.resume import find_saved_history
+
+    closed = False
 
     def cleanup() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
         dispatcher.close()
         if journal is not None:
             journal.close()
-        if exit_logger is not None:
-            exit_logger()
+        for close in on_close:
+            if close is not None:
+                close()
 
-    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
-    # The executor is cached and shared: its spec is this run's only inside the try, restored in its finally.
-    previous_spec = executor.resource_specification
-    executor.resource_specification = choice.resource_specification
+    libE_d = manager_args[6]
     try:
-        H, persis_out, flag = manager(
-            wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist, on_cleanup=cleanup
-        )
+        H, persis_out, flag = manager(*manager_args, on_cleanup=cleanup)
     except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
         _stop_generator_thread(exc)
         fatal = dispatcher.fatal
@@ -261,14 +331,8 @@ def run_gconly(
             raise fatal from None
         raise
     finally:
-        dispatcher.close()
-        if journal is not None:
-            journal.close()
-        executor.resource_specification = previous_spec
-    if dispatcher.errors:
-        ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
-        report_failures(dispatcher.errors, ended, error_dir)
-    return RunResult(H, persis_out, flag, dict(dispatcher.errors), dispatcher.submitted)
+        cleanup()
+    return H, persis_out, flag
 
 
 def _stop_generator_thread(exc: BaseException, timeout: float = 10.0) -> None:

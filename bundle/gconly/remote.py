@@ -22,9 +22,9 @@ A call's arguments arrive in one of two forms, and the answer comes back in the 
 
 from __future__ import annotations
 
-import builtins
-import types
 import typing as t
+
+from bundle.byvalue import by_value
 
 SIM_FUNCTION_NAME = "libe_gconly_sim"
 BATCH_FUNCTION_NAME = "libe_gconly_sim_batch"
@@ -93,22 +93,6 @@ def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
     return _answer(results) if packed else results
 
 
-def _by_value(
-    code_of: t.Callable[..., t.Any], name: str, sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None
-) -> types.FunctionType:
-    glb: dict[str, t.Any] = {"__builtins__": builtins, "sim_f": sim_f, "sim_specs": sim_specs}
-    for helper in (_call_sim, _answer):  # by value too, sharing the runner's globals
-        glb[helper.__name__] = _main_copy(helper, glb, helper.__name__)
-    return _main_copy(code_of, glb, name)
-
-
-def _main_copy(code_of: t.Callable[..., t.Any], glb: dict[str, t.Any], name: str) -> types.FunctionType:
-    fn = types.FunctionType(code_of.__code__, glb, name)
-    fn.__module__ = "__main__"
-    fn.__qualname__ = name
-    return fn
-
-
 def make_sim_function(
     sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None
 ) -> t.Callable[[t.Any], t.Any]:
@@ -130,7 +114,7 @@ def make_sim_function(
     callable
         ``f(call) -> answer``, see the module docstring for the two forms.
     """
-    fn = _by_value(_sim_one, SIM_FUNCTION_NAME, sim_f, sim_specs)
+    fn = by_value(_sim_one, SIM_FUNCTION_NAME, (_call_sim, _answer), sim_f=sim_f, sim_specs=sim_specs)
     fn.__doc__ = f"Run one {getattr(sim_f, '__qualname__', sim_f)!s} simulation."
     return t.cast(t.Callable[[t.Any], t.Any], fn)
 
@@ -153,6 +137,6 @@ def make_batch_function(
         ``f(calls) -> [(ok, out_or_error_text, start, end), ...]`` for a list of argument tuples;
         the same list pickled (or plain, if it cannot be pickled) for a packed call.
     """
-    fn = _by_value(_sim_batch, BATCH_FUNCTION_NAME, sim_f, sim_specs)
+    fn = by_value(_sim_batch, BATCH_FUNCTION_NAME, (_call_sim, _answer), sim_f=sim_f, sim_specs=sim_specs)
     fn.__doc__ = f"Run a batch of {getattr(sim_f, '__qualname__', sim_f)!s} simulations."
     return t.cast(t.Callable[[t.Any], t.Any], fn)

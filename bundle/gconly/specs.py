@@ -54,6 +54,10 @@ class GCOnlySpecs:
         For an endpoint UUID: ask the Globus Compute service for the endpoint's status before
         submitting, and end the run at once when it is unknown or not online.  False queues the
         sims for an offline endpoint (they run when it comes back).  Default True.
+    pack_calls : bool
+        Send each call's arguments pickled in one ``bytes`` object when the endpoint's serializer
+        allows it (faster).  False sends every call plain through the endpoint's serializer, e.g.
+        for an endpoint that must not run ``pickle.loads`` on arguments.  Default True.
     fail_fast : int
         Stop the run with :class:`~bundle.gconly.errors.SystematicSimError` (history saved) when
         the first ``fail_fast`` sims to end all failed with the same error (a systematic bug such
@@ -76,6 +80,7 @@ class GCOnlySpecs:
     result_timeout: float | None = 86400.0
     require_online: bool = True
     sdk_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    pack_calls: bool = True
     fail_fast: int = 5
     endpoint_options: dict[str, t.Any] | None = None
     """Deprecated spelling of ``local_options`` (warns; removed in the next release)."""

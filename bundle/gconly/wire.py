@@ -27,10 +27,6 @@ from bundle.gconly.remote import MAIN_MARKER, make_batch_function, make_sim_func
 if t.TYPE_CHECKING:
     from globus_compute_sdk.serialize import ComputeSerializer
 
-PACK_CALLS = True
-"""Send calls packed when the endpoint's serializer allows it; False sends every call plain to ``sim_f``
-(as before the packed form existed), e.g. for an endpoint that must not run ``pickle.loads`` on arguments."""
-
 SIM_SPECS_SLOT = 2
 """Position of ``sim_specs`` in ``sim_f``'s arguments; a packed call carries ``None`` there."""
 
@@ -121,15 +117,22 @@ class SimWire:
         The run's ``sim_specs`` (``sim_f`` among them).
     batched : bool
         Whether tasks carry a list of sims.
+    pack : bool
+        Send calls packed when the endpoint's serializer allows it (``GCOnlySpecs.pack_calls``).
     """
 
     def __init__(
-        self, executor: t.Any, serializer: ComputeSerializer, sim_specs: dict[str, t.Any], batched: bool
+        self,
+        executor: t.Any,
+        serializer: ComputeSerializer,
+        sim_specs: dict[str, t.Any],
+        batched: bool,
+        pack: bool = True,
     ) -> None:
         sim_f = sim_specs["sim_f"]
         make = make_batch_function if batched else make_sim_function
         runner = make(sim_f, sim_specs)
-        self.packed = PACK_CALLS and carries_packed_calls(serializer, runner)
+        self.packed = pack and carries_packed_calls(serializer, runner)
         """True for the fast form; False: every call goes plain through the endpoint's serializer."""
         self.batched = batched
         if self.packed:

@@ -27,7 +27,7 @@ import os
 import time
 import typing as t
 
-from bundle.local import reaper
+from bundle import proctree
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,9 @@ class BlockWatch:
     def __init__(self, provider: t.Any) -> None:
         self.provider = provider
         self.lost: list[LostBlock] = []
-        self._trees: dict[str, dict[int, int | None]] = {}
+        self._trees: dict[str, dict[int, float | None]] = {}
         self._groups: dict[str, int] = {}
-        self._pools: dict[str, dict[int, int | None]] = {}
+        self._pools: dict[str, dict[int, float | None]] = {}
         self._done: set[str] = set()
 
     def _jobs(self) -> dict[str, int]:
@@ -104,15 +104,17 @@ class BlockWatch:
         found = []
         for job_id, pid in self._jobs().items():
             pools = self._pools.get(job_id, {})
-            pool_gone = bool(pools) and not any(_same(p, start) for p, start in pools.items())
-            if reaper._alive(pid) and not pool_gone:
+            pool_gone = bool(pools) and not any(proctree.same_process(p, start) for p, start in pools.items())
+            if proctree.alive(pid) and not pool_gone:
                 # Keep what was seen before (still alive): a worker orphaned a moment ago is no
                 # longer the block's descendant, but is still the block's.
-                tree = {p: start for p, start in self._trees.get(job_id, {}).items() if _same(p, start)}
-                tree.update({p: reaper._start_time(p) for p in reaper.descendants([pid])})
+                tree = {p: start for p, start in self._trees.get(job_id, {}).items() if proctree.same_process(p, start)}
+                tree.update({p: proctree.start_time(p) for p in proctree.descendants([pid])})
                 self._trees[job_id] = tree
-                self._pools[job_id] = pools or {p: start for p, start in tree.items() if _is_pool(p)}
-                group = _process_group(pid)
+                self._pools[job_id] = pools or {
+                    p: start for p, start in tree.items() if proctree.command_mentions(p, "worker_pool")
+                }
+                group = proctree.process_group(pid)
                 if group is not None and group != os.getpgid(0):
                     self._groups[job_id] = group
                 continue
@@ -122,9 +124,9 @@ class BlockWatch:
             if seen is None:
                 continue
             self._done.add(job_id)
-            left = {p for p, start in seen.items() if _same(p, start)}
+            left = {p for p, start in seen.items() if proctree.same_process(p, start)}
             # Processes started since the last look (a launcher, its ranks) are in the block's process group.
-            left.update(_group_members(group) if group is not None else [])
+            left.update(proctree.group_members(group) if group is not None else [])
             left.discard(os.getpid())
             lost = LostBlock(job_id, time.monotonic(), len(left))
             log.warning(
@@ -134,41 +136,7 @@ class BlockWatch:
                 len(left),
             )
             if left:
-                reaper.terminate(sorted(left), grace=2.0)
+                proctree.terminate(sorted(left), grace=2.0)
             self.lost.append(lost)
             found.append(lost)
         return found
-
-
-def _same(pid: int, start: int | None) -> bool:
-    """Whether ``pid`` is still the process that had kernel start time ``start`` (and not a zombie)."""
-    return start is not None and reaper._alive(pid) and reaper._start_time(pid) == start
-
-
-def _is_pool(pid: int) -> bool:
-    """Whether ``pid`` runs Parsl's worker pool (its command line, or the title it sets)."""
-    for name in ("cmdline", "comm"):
-        try:
-            with open(f"/proc/{pid}/{name}", "rb") as fh:
-                if b"worker_pool" in fh.read():
-                    return True
-        except OSError:
-            return False
-    return False
-
-
-def _process_group(pid: int) -> int | None:
-    """Process group of ``pid`` (Parsl's LocalProvider starts each block in a group of its own)."""
-    fields = reaper._stat(pid)
-    return int(fields[2]) if fields else None
-
-
-def _group_members(group: int) -> list[int]:
-    """Live processes of process group ``group``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = reaper._stat(int(entry))
-            if fields and fields[0] != "Z" and int(fields[2]) == group:
-                members.append(int(entry))
-    return members

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import pathlib
 import shutil
 import tempfile
@@ -31,10 +30,11 @@ import weakref
 from concurrent.futures import InvalidStateError
 
 from bundle.errors import EndpointShutdownError
+from bundle.forksafe import after_fork_in_child
 from bundle.local.engine_host import EngineHost
 from bundle.local.spec_gate import as_sent, engine_nodes, refuse_hanging_spec
 from bundle.local.task_ids import TaskIdAnnouncer
-from bundle.templates import EndpointTemplate, get_template
+from bundle.templates import EndpointTemplate, config_key, get_template
 
 if t.TYPE_CHECKING:
     from concurrent.futures import Future
@@ -59,18 +59,11 @@ def _shutdown_all() -> None:
 atexit.register(_shutdown_all)
 
 
+@after_fork_in_child
 def _forget_parent_endpoints() -> None:
     """In a forked child (e.g. a libEnsemble worker): the parent's engines are not ours to stop."""
     global _LIVE
     _LIVE = weakref.WeakSet()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_endpoints)
-
-
-def _config_key(config: t.Mapping[str, t.Any] | None) -> str:
-    return json.dumps(config or {}, sort_keys=True)
 
 
 class LocalEndpoint:
@@ -96,8 +89,9 @@ class LocalEndpoint:
         default a new temporary folder, removed at shutdown unless an engine
         failed to start (so its logs stay for you to read).
     start_timeout : float
-        Seconds the workers have to connect before pending and new tasks fail
-        with :class:`~bundle.errors.EndpointStartError` (default 60).
+        Seconds the workers have to connect, counted from the launch of their first
+        block, before pending and new tasks fail with
+        :class:`~bundle.errors.EndpointStartError` (default 60).
     serializer : ComputeSerializer, optional
         Serializer for functions, arguments and results.
 
@@ -207,7 +201,7 @@ class LocalEndpoint:
 
     def _host(self) -> EngineHost:
         """Return the engine serving the current ``user_endpoint_config``, started on first use."""
-        key = _config_key(self._user_endpoint_config)
+        key = config_key(self._user_endpoint_config)
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"{self!r} is shutdown; no new functions may be executed")

@@ -20,6 +20,7 @@ import time
 import typing as t
 import uuid
 
+from bundle import proctree
 from bundle.errors import EndpointShutdownError, EndpointStartError
 from bundle.local import reaper
 from bundle.local.batch_jobs import EndedJob, SlurmJobWatch
@@ -254,9 +255,22 @@ class EngineHost:
                     pass
 
     def _watch_start(self) -> None:
-        """Fail pending and new tasks if the workers never connect."""
+        """Fail pending and new tasks if the workers never connect.
+
+        ``start_timeout`` counts from the launch of the first block: Parsl's job status poller
+        launches it one ``strategy_period`` after the engine has started (the interchange's own
+        start-up can take seconds on a loaded host), and the block's error output, which the
+        error message carries, exists only from then on.  A block that is never launched fails
+        the tasks once ``start_timeout`` plus that period have passed since the engine started.
+        """
         executor = self.engine.executor
+        watch_from = time.monotonic()
+        launch_period = float(getattr(self.engine, "_job_status_kwargs", {}).get("strategy_period", 5.0))
+        launched_at: float | None = None
         while not self._stop.wait(0.5):
+            if launched_at is None and getattr(executor, "blocks_to_job_id", None):
+                launched_at = time.monotonic()
+                log.debug("first block launched %.1f s after the engine started", launched_at - self.started_at)
             proc = executor.interchange_proc
             if proc is not None and proc.poll() is not None:
                 self._fail(EndpointStartError(f"the local endpoint's interchange exited with code {proc.returncode}"))
@@ -281,10 +295,17 @@ class EngineHost:
             except Exception as err:  # the command channel broke: treat as a start failure
                 self._fail(EndpointStartError(f"the local endpoint's interchange does not answer: {err}"))
                 return
-            if time.monotonic() - self.started_at > self.start_timeout:
+            now = time.monotonic()
+            if launched_at is None:
+                timed_out = now - watch_from > self.start_timeout + launch_period
+                where = "(no block of workers was launched)"
+            else:
+                timed_out = now - launched_at > self.start_timeout
+                where = "of their block's launch"
+            if timed_out:
                 self._fail(
                     EndpointStartError(
-                        f"the local endpoint's workers did not connect within {self.start_timeout:g} s "
+                        f"the local endpoint's workers did not connect within {self.start_timeout:g} s {where} "
                         f"(template {self.template.name!r}); a worker_init that hangs or a missing "
                         f"launcher are the usual causes.\n{self._block_diagnostics()}"
                     )
@@ -385,13 +406,13 @@ class EngineHost:
                 return
             self._stop.set()
             pending = list(self._pending.values())
-        pids = reaper.descendants(self._root_pids())  # before shutdown, while the tree is intact
+        pids = proctree.descendants(self._root_pids())  # before shutdown, while the tree is intact
         try:
             self.engine.shutdown(block=True)
         except Exception:
             log.exception("engine shutdown raised; stopping its processes directly")
         self._cancel_batch_jobs()
-        reaper.terminate(pids, grace=3.0)
+        proctree.terminate(pids, grace=3.0)
         exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
         for fut in pending:
             if not fut.done():

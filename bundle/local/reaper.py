@@ -20,8 +20,8 @@ When the driver exits for any reason (its pipe closes or its pid disappears)
 the watcher cancels the registered batch jobs, sends SIGTERM, then SIGKILL, to
 every marked process and all their descendants, and exits.
 
-Only the standard library is used here, so the watcher starts fast; the scan
-reads ``/proc/<pid>/environ`` (Linux; elsewhere the watcher is not started).
+Processes are found and stopped with :mod:`bundle.proctree` (psutil; the start-up cost of the
+watcher is measured there).  The watcher runs on Linux only (elsewhere it is not started).
 """
 
 from __future__ import annotations
@@ -36,6 +36,22 @@ import threading
 import time
 import typing as t
 import uuid
+
+from bundle.forksafe import after_fork_in_child
+from bundle.proctree import alive, descendants, find_with_env, start_time, terminate
+
+__all__ = [
+    "TOKEN_ENV",
+    "current_token",
+    "descendants",
+    "ensure_watcher",
+    "find_marked",
+    "find_with_env",
+    "register",
+    "register_cancel",
+    "sweep",
+    "terminate",
+]
 
 TOKEN_ENV = "LIBE_GC_BUNDLE_OWNER"
 """Environment variable that marks processes started under a driver."""
@@ -63,116 +79,7 @@ def find_marked(token: str, exclude: frozenset[int] = frozenset()) -> list[int]:
     return find_with_env(TOKEN_ENV, token, exclude)
 
 
-def find_with_env(name: str, value: str, exclude: frozenset[int] = frozenset()) -> list[int]:
-    """Return the pids of processes started with ``name=value`` in their environment.
-
-    Parameters
-    ----------
-    name, value : str
-        The environment variable and its value.
-    exclude : frozenset of int
-        Pids to leave out.
-
-    Returns
-    -------
-    list of int
-        Matching pids this user may read, this process excluded.
-    """
-    needle = f"{name}={value}".encode()
-    exclude = exclude | {os.getpid()}
-    found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        if pid in exclude:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = fh.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.append(pid)
-    return found
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` after the command name (state is [0], ppid [1], start time [19])."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields if len(fields) > 19 else None
-
-
-def _start_time(pid: int) -> int | None:
-    """Kernel start time of ``pid`` (to tell a registered process from a reused pid)."""
-    fields = _stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def _alive(pid: int) -> bool:
-    """Return True while ``pid`` exists and is not a zombie."""
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def descendants(seeds: t.Iterable[int], exclude: frozenset[int] = frozenset()) -> list[int]:
-    """Return ``seeds`` and all their descendants, from ``/proc``.
-
-    Parameters
-    ----------
-    seeds : iterable of int
-        Pids whose process trees to collect.
-    exclude : frozenset of int
-        Pids to leave out, with their subtrees.
-
-    Returns
-    -------
-    list of int
-        Sorted pids.
-    """
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        fields = _stat(int(entry)) if entry.isdigit() else None
-        if fields:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found: set[int] = set()
-    stack = list(seeds)
-    while stack:
-        pid = stack.pop()
-        if pid in found or pid in exclude:
-            continue
-        found.add(pid)
-        stack.extend(children.get(pid, []))
-    return sorted(found)
-
-
-def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
-    """Send SIGTERM to ``pids``, then SIGKILL to those still alive after ``grace`` seconds.
-
-    Parameters
-    ----------
-    pids : iterable of int
-        Processes to stop.
-    grace : float
-        Seconds between SIGTERM and SIGKILL.
-    """
-    pids = [p for p in pids if _alive(p)]
-    signal_all(pids, signal.SIGTERM)
-    end = time.monotonic() + grace
-    while time.monotonic() < end and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    signal_all([p for p in pids if _alive(p)], signal.SIGKILL)
-
-
-def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozenset()) -> list[int]:
+def targets(token: str, roots: dict[int, float], exclude: frozenset[int] = frozenset()) -> list[int]:
     """Token-marked processes plus live registered roots, with all their descendants.
 
     Parameters
@@ -190,30 +97,13 @@ def targets(token: str, roots: dict[int, int], exclude: frozenset[int] = frozens
         Pids to stop.
     """
     seeds = set(find_marked(token, exclude))
-    seeds.update(pid for pid, start in roots.items() if _start_time(pid) == start)
+    seeds.update(pid for pid, start in roots.items() if start_time(pid) == start)
     return descendants(seeds, exclude)
-
-
-def signal_all(pids: list[int], sig: int) -> None:
-    """Send ``sig`` to each of ``pids``, skipping those gone or not ours.
-
-    Parameters
-    ----------
-    pids : list of int
-        Processes to signal.
-    sig : int
-        The signal.
-    """
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def sweep(
     token: str,
-    roots: dict[int, int] | None = None,
+    roots: dict[int, float] | None = None,
     exclude: frozenset[int] = frozenset(),
     grace: float = 3.0,
     budget: float = 20.0,
@@ -264,7 +154,7 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
         Seconds between liveness checks of the driver.
     """
     fd = sys.stdin.fileno()
-    roots: dict[int, int] = {}
+    roots: dict[int, float] = {}
     cancels: dict[str, list[str]] = {}
     pending = b""
     while True:
@@ -280,9 +170,9 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
                     words = line.decode(errors="replace").split()[1:]
                     cancels[" ".join(words)] = words
                     continue
-                pid, start = (int(v) for v in line.split())
-                roots[pid] = start
-        if not _alive(driver_pid):
+                pid, start = line.split()
+                roots[int(pid)] = float(start)
+        if not alive(driver_pid):
             break
     cancel_jobs(list(cancels.values()))
     sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}))
@@ -311,15 +201,18 @@ def ensure_watcher() -> str | None:
     Returns
     -------
     str or None
-        The token now in ``os.environ``, or None where ``/proc`` is missing.
+        The token now in ``os.environ``, or None off Linux.
     """
-    if not os.path.isdir("/proc/self"):
+    if not sys.platform.startswith("linux"):
         return None
     with _lock:
         if _state.get("pid") == os.getpid():
             return str(_state["token"])
         token = f"{os.getpid()}-{uuid.uuid4().hex}"
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+        # The watcher runs this file as a script: make the package it imports findable from there.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         read_end, write_end = os.pipe()
         proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), token, str(os.getpid())],
@@ -357,6 +250,7 @@ def _stop_watcher() -> None:
 atexit.register(_stop_watcher)
 
 
+@after_fork_in_child
 def _forget_parent_watcher() -> None:
     """In a forked child: drop the parent's pipe (its watcher must see EOF when the parent exits)."""
     global _lock
@@ -370,10 +264,6 @@ def _forget_parent_watcher() -> None:
             pass
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_watcher)
-
-
 def register(pid: int) -> None:
     """Have this process's watcher stop ``pid`` and its descendants when the driver exits.
 
@@ -385,9 +275,9 @@ def register(pid: int) -> None:
     with _lock:
         if _state.get("pid") != os.getpid():
             return
-        start = _start_time(pid)
+        start = start_time(pid)
         if start is not None:
-            os.write(int(t.cast(int, _state["fd"])), f"{pid} {start}\n".encode())
+            os.write(int(t.cast(int, _state["fd"])), f"{pid} {start!r}\n".encode())
 
 
 def register_cancel(argv: t.Sequence[str]) -> None:

@@ -14,6 +14,8 @@ import queue
 import threading
 import typing as t
 
+from bundle.forksafe import after_fork_in_child
+
 if t.TYPE_CHECKING:
     from globus_compute_sdk.sdk.asynchronous.compute_future import ComputeFuture
 
@@ -56,9 +58,6 @@ class TaskIdAnnouncer:
         self._ensure().put((fut, task_id))
 
 
+@after_fork_in_child
 def _reset_after_fork() -> None:
     TaskIdAnnouncer._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)

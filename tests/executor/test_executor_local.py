@@ -13,7 +13,7 @@ from libensemble.executors.executor import TimeoutExpired
 from libensemble.message_numbers import WORKER_DONE, WORKER_KILL_ON_TIMEOUT
 
 from bundle import GlobusComputeExecutor
-from bundle.executor.remote import MARKER_ENV
+from bundle.executor.remote import KILL_FILE, MARKER_ENV
 from bundle.local import reaper
 from bundle.session import GCSession
 
@@ -112,13 +112,26 @@ def test_kill_before_start_means_the_app_never_runs(exctr, tmp_path):
     assert queued.state == "WAITING" and not _marked(queued)
     queued.kill()
     assert queued.state == "USER_KILLED"
+    # its future is cancelled (the result will be ignored); the task API still reports the kill, never raising
+    assert queued.future.cancelled()
+    queued.poll()
+    queued.wait(timeout=5)
+    assert (queued.state, queued.finished, queued.success, queued.result()) == (
+        "USER_KILLED",
+        True,
+        False,
+        "USER_KILLED",
+    )
+    kill_file = tmp_path / KILL_FILE.format(marker=queued.marker)
+    assert kill_file.exists(), "a queued app on a shared filesystem gets its kill file"
     for b in blockers:
         b.kill()
         assert b.state == "USER_KILLED" and not _marked(b), "kill() returns once a running app has ended"
-    # the engine hands the queued task a freed slot: it must return without starting the app
-    assert _until(queued.future.done, 60), "the queued task should end soon after its slot frees"
-    assert queued.future.result().returncode == 143
+    # The engine still hands the queued task a freed slot: the runner takes the kill file away before it would
+    # start the app, and returns without starting it.
+    assert _until(lambda: not kill_file.exists(), 60), "the queued task should reach the runner once a slot frees"
     assert not (tmp_path / queued.stdout).exists(), "the killed task's app started"
+    assert not _marked(queued), "the killed task's app started"
     assert not list(tmp_path.glob(".libe-gc-kill-*")), "kill files are removed once seen"
 
 
@@ -199,6 +212,65 @@ def test_a_task_the_endpoint_cannot_take_fails_to_start_instead_of_raising(exctr
     with pytest.raises(ValueError, match="failed before its app ran"):
         task.read_stdout()
     GCSession.clear()  # drop the stopped endpoint so later tests get a fresh one
+
+
+def test_a_slow_cloud_endpoint_never_holds_up_the_local_one(exctr, tmp_path):
+    """A cloud endpoint whose service calls hang (creation, function registration) next to the local one."""
+    import threading
+    from unittest import mock
+
+    import globus_compute_sdk
+
+    cloud = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
+    real = globus_compute_sdk.Executor
+    creating, registering, release = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_register(*args, **kwargs):
+        registering.set()
+        release.wait(200)
+        return "fn-run-app"
+
+    def slow_executor(*args, **kwargs):
+        creating.set()
+        release.wait(200)
+        inst = mock.create_autospec(real, instance=True)
+        inst.register_function.side_effect = slow_register
+        inst.resource_specification = None
+        return inst
+
+    fake = mock.create_autospec(real, side_effect=slow_executor)
+    remote = GlobusComputeExecutor(cloud)
+    remote.register_app("/apps/forces.x", app_name="forces")
+    threads = []
+    try:
+        with mock.patch("globus_compute_sdk.Executor", fake):
+            # 1. the cloud endpoint's executor is still being created: the session cache is not held
+            threads.append(threading.Thread(target=GCSession.get_executor, args=(cloud,), daemon=True))
+            threads[-1].start()
+            assert creating.wait(30)
+            assert exctr.submit(func=pow, args=(3, 4)).result(timeout=180) == 81
+            assert threads[-1].is_alive(), "the cloud endpoint's executor is still being created"
+            release.set()
+            threads[-1].join(30)
+            assert not threads[-1].is_alive()
+            # 2. a submission to the cloud endpoint waits on its function registration: local submissions go on
+            release.clear()
+            threads.append(threading.Thread(target=remote.submit, kwargs={"app_name": "forces"}, daemon=True))
+            threads[-1].start()
+            assert registering.wait(30)
+            (tmp_path / "ok.sh").write_text("exit 0\n")
+            task = exctr.submit(app_name="sh", app_args="ok.sh")
+            task.wait(timeout=180)
+            assert task.state == "FINISHED" and task.errcode == 0
+            assert threads[-1].is_alive(), "the cloud submission is still held up by its registration"
+            release.set()
+            threads[-1].join(30)
+            assert not threads[-1].is_alive()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert fake.call_count == 1
 
 
 def _needs_missing_module() -> None:

@@ -298,12 +298,9 @@ def test_arguments_stdlib_pickle_cannot_send_go_plain(cloud: t.Any) -> None:
     assert res.persis_info[1]["scale"](3) == 6
 
 
-def test_plain_calls_when_packing_is_switched_off(cloud: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bundle.gconly import wire
-
+def test_plain_calls_when_packing_is_switched_off(cloud: t.Any) -> None:
     cls, _ = cloud
-    monkeypatch.setattr(wire, "PACK_CALLS", False)
-    res = run(uniform_specs(sims.counting, 2, 6, endpoint=EP), 2)
+    res = run(uniform_specs(sims.counting, 2, 6, endpoint=EP), 2, pack_calls=False)
     assert res.exit_flag == 0 and not res.sim_errors
     cls.return_value.register_function.assert_called_once_with(sims.counting)
     for call in cls.return_value.submit_to_registered_function.call_args_list:

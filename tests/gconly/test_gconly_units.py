@@ -197,14 +197,14 @@ class MainRef:
 MainRef.__module__ = "__main__"
 
 
-def _wire(serializer: t.Any = None, batched: bool = False) -> t.Any:
+def _wire(serializer: t.Any = None, batched: bool = False, pack: bool = True) -> t.Any:
     import globus_compute_sdk
 
     from bundle.gconly.wire import SimWire
 
     executor = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
     executor.register_function.return_value = "fid"
-    return executor, SimWire(executor, serializer or ComputeSerializer(), {"sim_f": _keeps, **SPECS}, batched)
+    return executor, SimWire(executor, serializer or ComputeSerializer(), {"sim_f": _keeps, **SPECS}, batched, pack)
 
 
 def test_wire_packs_what_pickles_cleanly_and_sends_the_rest_plain() -> None:
@@ -237,11 +237,8 @@ def test_wire_goes_plain_when_the_serializer_cannot_carry_packed_calls(strategy:
     assert wire.request(args) == args
 
 
-def test_pack_calls_switch_restores_plain_calls(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bundle.gconly import wire as wire_module
-
-    monkeypatch.setattr(wire_module, "PACK_CALLS", False)
-    executor, wire = _wire()
+def test_pack_calls_switch_restores_plain_calls() -> None:
+    executor, wire = _wire(pack=False)
     assert not wire.packed
     executor.register_function.assert_called_once_with(_keeps)
 

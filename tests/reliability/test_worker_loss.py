@@ -257,12 +257,12 @@ def _tree_of(killer: PoolKiller) -> str:
 
 
 def _jobs(host: t.Any) -> str:
-    from bundle.local import reaper
+    from bundle import proctree
 
     out = []
     for job_id, job in host.engine.executor.provider.resources.items():
         pid = job.get("remote_pid")
-        out.append(f"job {job_id} pid {pid} alive={reaper._alive(pid)} stat={reaper._stat(pid)} {job}")
+        out.append(f"job {job_id} pid {pid} alive={proctree.alive(pid)} pgid={proctree.process_group(pid)} {job}")
     watch = host._block_watch
     frames = sys._current_frames()
     stack = "".join(traceback.format_stack(frames[host._watchdog.ident])) if host._watchdog.ident in frames else "-"
