@@ -69,12 +69,14 @@ def spanning(
     [
         ({"num_nodes": 2, "procs_per_node": 2}, 2, 2),
         ({"num_procs": 6, "num_nodes": 3}, 3, 2),
-        ({"num_procs": 4, "extra_args": "-N 2"}, 2, 2),
+        ({"num_procs": 4, "extra_args": "TWO_NODES"}, 2, 2),
     ],
     ids=["2x2", "6-on-3", "extra_args-N2"],
 )
 def test_task_spans_nodes(spanning, tmp_path, monkeypatch, words, nodes, per_node):
     monkeypatch.chdir(tmp_path)
+    if words.get("extra_args") == "TWO_NODES":  # each launcher's own words: srun -N 2, mpiexec -ppn 2 (4 ranks)
+        words = {**words, "extra_args": "-N 2" if spanning.mpi_launcher == "srun" else "-ppn 2"}
     task = spanning.submit(app_name="probe", app_args="span", **words)
     task.wait(timeout=240)
     assert task.state == "FINISHED", (task.error, task.read_stderr())
@@ -96,7 +98,8 @@ def test_more_nodes_than_a_block_is_refused_at_submit(spanning):
     with pytest.raises(ResourceSpecificationError, match="at most 3 node.*nodes_per_block"):
         spanning.submit(app_name="probe", num_nodes=4, procs_per_node=1)
     with pytest.raises(ResourceSpecificationError, match="at most 3 node.*nodes_per_block"):
-        spanning.submit(app_name="probe", num_procs=8, extra_args="--nodes=4")
+        four = "--nodes=4" if spanning.mpi_launcher == "srun" else "-ppn 2"
+        spanning.submit(app_name="probe", num_procs=8, extra_args=four)
 
 
 def test_mixed_one_and_two_node_sims_in_one_ensemble(spanning, tmp_path, monkeypatch):
