@@ -209,7 +209,7 @@ def test_gconly_sims_run_on_every_node_of_a_three_node_block(three_nodes, tmp_pa
             {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
             gc_specs={
                 "user_endpoint_config": config,
-                "endpoint_options": {"run_dir": tmp_path / "engine", "start_timeout": START_TIMEOUT},
+                "local_options": {"run_dir": tmp_path / "engine", "start_timeout": START_TIMEOUT},
             },
         )
     finally:

@@ -260,7 +260,7 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
         {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
         gc_specs={
             "user_endpoint_config": config,
-            "endpoint_options": {"run_dir": tmp_path / "engine", "start_timeout": START_TIMEOUT},
+            "local_options": {"run_dir": tmp_path / "engine", "start_timeout": START_TIMEOUT},
         },
     )
     elapsed = time.monotonic() - t0
