@@ -117,7 +117,7 @@ def test_mixed_one_and_two_node_sims_in_one_ensemble(spanning, tmp_path, monkeyp
         ),
         sim_specs=SimSpecs(
             sim_f=node_sims.span_task,
-            inputs=["nodes"],
+            inputs=["sim_id", "nodes"],
             outputs=[("state", "U20"), ("runline", "U300"), ("stdout", "U1000"), ("error", "U400")],
             user={"sleep": 1.0, "wait": 120},
         ),
