@@ -116,6 +116,8 @@ def _kind(prop: dict[str, t.Any]) -> str:
         return prop["type"]
     if prop.get("type") == "array" and "enum" in prop.get("items", {}):
         return "list of enum"
+    if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string" and "pattern" in prop["items"]:
+        return "list of pattern"
     if prop.get("type") == "string" and "maxLength" in prop:
         return "free text"
     raise AssertionError(f"option kind not classified for injection checks: {prop}")
@@ -159,6 +161,8 @@ def test_no_option_of_any_template_injects_yaml_or_shell(name: str, request: pyt
         values: list[t.Any] = list(PAYLOADS)
         if kind == "list of enum":
             values += [[p, "globus_compute_sdk.*Data"] for p in PAYLOADS]
+        if kind == "list of pattern":  # each payload as an item, alone and after a valid one
+            values += [[p] for p in PAYLOADS] + [[*prop.get("examples", [["0"]])[0][:1], p] for p in PAYLOADS]
         for value in values:
             opts = {**base, option: value}
             checked += 1
