@@ -46,15 +46,14 @@ def three_nodes(slurm: None) -> list[str]:
     return nodes
 
 
-@pytest.fixture(scope="module", params=LAUNCHERS)
-def spanning(
-    request: pytest.FixtureRequest, three_nodes: list[str], node_probe: pathlib.Path, tmp_path_factory: t.Any
+def _probe_executor(
+    run_dir: pathlib.Path, options: dict[str, t.Any], node_probe: pathlib.Path
 ) -> t.Iterator[GlobusComputeExecutor]:
-    """An executor on a 3-node block (two tasks at once), one per launcher; its job is gone afterwards."""
-    run_dir = tmp_path_factory.mktemp(f"span-{request.param}")
-    options = {**OPTIONS, "mpi_launcher": request.param, "nodes_per_block": 3, "max_workers_per_block": 2}
+    """A ``local:slurm`` executor with ``options`` and the node probe registered; its job is gone afterwards."""
     exctr = GlobusComputeExecutor(
-        "local:slurm", user_endpoint_config=options, local_options={"run_dir": run_dir, "start_timeout": START_TIMEOUT}
+        "local:slurm",
+        user_endpoint_config={**OPTIONS, **options},
+        local_options={"run_dir": run_dir, "start_timeout": START_TIMEOUT},
     )
     exctr.register_app(str(node_probe), app_name="probe")
     try:
@@ -62,6 +61,15 @@ def spanning(
     finally:
         GCSession.clear()
         assert wait_no_jobs() == [], "the endpoint's shutdown left Slurm jobs"
+
+
+@pytest.fixture(scope="module", params=LAUNCHERS)
+def spanning(
+    request: pytest.FixtureRequest, three_nodes: list[str], node_probe: pathlib.Path, tmp_path_factory: t.Any
+) -> t.Iterator[GlobusComputeExecutor]:
+    """An executor on a 3-node block (two tasks at once), one per launcher; its job is gone afterwards."""
+    options = {"mpi_launcher": request.param, "nodes_per_block": 3, "max_workers_per_block": 2}
+    yield from _probe_executor(tmp_path_factory.mktemp(f"span-{request.param}"), options, node_probe)
 
 
 @pytest.mark.parametrize(
@@ -146,17 +154,8 @@ def test_mixed_one_and_two_node_sims_in_one_ensemble(spanning, tmp_path, monkeyp
 def packed(
     request: pytest.FixtureRequest, three_nodes: list[str], node_probe: pathlib.Path, tmp_path_factory: t.Any
 ) -> t.Iterator[GlobusComputeExecutor]:
-    run_dir = tmp_path_factory.mktemp(f"packed-{request.param}")
-    options = {**OPTIONS, "mpi_launcher": request.param, "nodes_per_block": 2, "slots_per_node": 2}
-    exctr = GlobusComputeExecutor(
-        "local:slurm", user_endpoint_config=options, local_options={"run_dir": run_dir, "start_timeout": START_TIMEOUT}
-    )
-    exctr.register_app(str(node_probe), app_name="probe")
-    try:
-        yield exctr
-    finally:
-        GCSession.clear()
-        assert wait_no_jobs() == [], "the endpoint's shutdown left Slurm jobs"
+    options = {"mpi_launcher": request.param, "nodes_per_block": 2, "slots_per_node": 2}
+    yield from _probe_executor(tmp_path_factory.mktemp(f"packed-{request.param}"), options, node_probe)
 
 
 def test_slots_pack_one_node_tasks_across_the_nodes_of_a_block(packed, tmp_path, monkeypatch):
