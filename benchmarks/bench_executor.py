@@ -180,6 +180,22 @@ def packing_cpu(reps: int, tasks: int, particles: int, steps: int, work: str) ->
     return packing(reps, tasks, exe, args, f"forces.x ({particles} particles, {steps} steps)", "packing_cpu")
 
 
+def write_results(out: Path, name: str, results: list[dict[str, t.Any]], quick: bool) -> None:
+    """Write ``out/<name>.json`` (the results with the machine's state) and ``out/<name>.md``; print the table."""
+    meta = {
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "quick": quick,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    table = markdown(results)
+    (out / f"{name}.md").write_text(table)
+    print(table)
+
+
 def markdown(results: list[dict[str, t.Any]]) -> str:
     """Render results as a markdown table."""
     lines = [
@@ -226,18 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(cwd)
         GCSession.clear()
         shutil.rmtree(work, ignore_errors=True)
-    meta = {
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "quick": args.quick,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (out / "executor.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    table = markdown(results)
-    (out / "executor.md").write_text(table)
-    print(table)
+    write_results(out, "executor", results, args.quick)
     return 0
 
 

@@ -16,9 +16,7 @@ Run ``python -m benchmarks.bench_gpus`` (``--quick`` checks it works; it says no
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -92,7 +90,7 @@ def gpu_packing(reps: int, tasks: int, seconds: float, lock_dir: str) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     """Run the GPU packing benchmark and write ``gpus.json`` and ``gpus.md``."""
-    from benchmarks.bench_executor import markdown
+    from benchmarks.bench_executor import write_results
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
@@ -113,17 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(cwd)
         GCSession.clear()
         shutil.rmtree(work, ignore_errors=True)
-    meta = {
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "quick": args.quick,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (out / "gpus.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    table = markdown(results)
-    (out / "gpus.md").write_text(table)
-    print(table)
+    write_results(out, "gpus", results, args.quick)
     return 0
 
 
