@@ -176,6 +176,8 @@ node_step_daemons() {  # pids of the slurmstepd processes serving node $1 (by th
 }
 
 serialize() {  # one changing command at a time: concurrent test sessions share this cluster
+  # The lock is held through fd 9; every daemon this script starts closes it (9>&-), or the daemon
+  # would hold the lock for its whole life and the next stop-node/start-node would wait for it.
   command -v flock >/dev/null 2>&1 || return 0
   exec 9>/run/libe-gc-slurm.lock
   flock -w 300 9 || { log "another .ci/slurm.sh is still changing the cluster after 300 s"; exit 1; }
@@ -191,16 +193,16 @@ start_node() {
   pid_alive "/run/slurmd-$1.pid" && return 0
   log "starting slurmd for node $1"
   # Detached from this script's output: a caller reading it through a pipe must not take slurmd down with it.
-  slurmd -N "$1" </dev/null >/dev/null 2>&1
+  slurmd -N "$1" </dev/null >/dev/null 2>&1 9>&-
 }
 
 start_daemons() {
   if ! pgrep -x munged >/dev/null 2>&1; then
     log "starting munged"
     if id munge >/dev/null 2>&1; then
-      su -s /bin/sh munge -c "munged --force" || munged --force
+      su -s /bin/sh munge -c "munged --force" 9>&- || munged --force 9>&-
     else
-      munged --force
+      munged --force 9>&-
     fi
   fi
   if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
@@ -209,9 +211,9 @@ start_daemons() {
   if ! pid_alive /run/slurmctld.pid; then
     log "starting slurmctld"
     if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
-      slurmctld -c  # new node layout: forget the old nodes' and jobs' state
+      slurmctld -c 9>&-  # new node layout: forget the old nodes' and jobs' state
     else
-      slurmctld
+      slurmctld 9>&-
     fi
   fi
   local node

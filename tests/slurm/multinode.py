@@ -12,6 +12,8 @@ import typing as t
 
 HERE = pathlib.Path(__file__).resolve().parent
 SLURM_SH = HERE.parents[1] / ".ci" / "slurm.sh"
+CLUSTER_LOCK = "/run/libe-gc-slurm.lock"
+"""The lock ``.ci/slurm.sh`` holds while it changes the cluster (``up``, ``stop-node``, ``start-node``)."""
 OPTIONS = {"partition": "debug", "walltime": "00:10:00", "network_interface": "lo"}
 """Template options of every multi-node test endpoint ("lo": every node of the test cluster is this machine)."""
 START_TIMEOUT = 300.0
@@ -86,6 +88,24 @@ def bring_node_back(node: str, timeout: float = 90.0) -> None:
     while time.monotonic() < end and node_state(node) not in ("idle", "alloc", "mix"):
         time.sleep(1.0)
     assert node_state(node) in ("idle", "alloc", "mix"), f"node {node} did not come back: {node_state(node)}"
+
+
+def lock_holders(path: str) -> list[str]:
+    """Command lines of live processes other than ``.ci/slurm.sh`` itself that have ``path`` open."""
+    holders = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+            links = {os.readlink(f"/proc/{entry}/fd/{fd}") for fd in fds}
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if path in links and "slurm.sh" not in cmd:
+            holders.append(f"{entry}: {cmd}")
+    return holders
 
 
 def processes_with(needle: str) -> list[str]:

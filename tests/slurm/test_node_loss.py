@@ -31,12 +31,14 @@ from tests.reliability.fault_helpers import record
 from tests.slurm import node_sims
 from tests.slurm.conftest import our_jobs, wait_no_jobs
 from tests.slurm.multinode import (
+    CLUSTER_LOCK,
     HERE,
     OPTIONS,
     START_TIMEOUT,
     bring_node_back,
     cluster_nodes,
     job_nodes,
+    lock_holders,
     node_state,
     processes_with,
     ranks_of,
@@ -56,6 +58,11 @@ def node_probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     from tests.executor.conftest import build
 
     return build(HERE / "apps" / "node_probe.c", tmp_path_factory.mktemp("apps") / "node_probe")
+
+
+def test_no_daemon_holds_the_cluster_lock(slurm):
+    """A daemon ``.ci/slurm.sh up`` started must not inherit its lock, or every ``stop-node`` waits for it."""
+    assert lock_holders(CLUSTER_LOCK) == [], f"processes holding {CLUSTER_LOCK}: the next stop-node would wait"
 
 
 class NodeTaker(threading.Thread):
