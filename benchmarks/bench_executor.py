@@ -19,7 +19,6 @@ file and a markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from globus_compute_sdk import MPIFunction
 
+from benchmarks.common import benchmark_command, out_option, quick_option, run_command
 from bundle import GlobusComputeExecutor
 from bundle.session import GCSession
 
@@ -213,20 +213,19 @@ def markdown(results: list[dict[str, t.Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the executor benchmarks and write JSON and markdown results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmarks work")
-    parser.add_argument("--out", default="benchmark-results", help="folder for executor.json and executor.md")
-    args = parser.parse_args(argv)
+@benchmark_command(__doc__)
+@quick_option(help="a short run that checks the benchmarks work")
+@out_option(help="folder for executor.json and executor.md")
+def cli(quick: bool, out: str) -> int:
+    """Run the executor benchmarks and write JSON and markdown results; return the exit code."""
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
     work = tempfile.mkdtemp(prefix="libe-gc-bench-")
     os.chdir(work)  # the tasks' stdout/stderr files land here
     try:
-        if args.quick:
+        if quick:
             results = [
                 executor_overhead(reps=2, tasks=5),
                 packing_sleep(reps=1, tasks=4, seconds=0.5),
@@ -242,8 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(cwd)
         GCSession.clear()
         shutil.rmtree(work, ignore_errors=True)
-    write_results(out, "executor", results, args.quick)
+    write_results(folder, "executor", results, quick)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the executor benchmarks on ``argv`` (default: the command line's arguments); return the exit code."""
+    return run_command(cli, argv, "python -m benchmarks.bench_executor")
 
 
 if __name__ == "__main__":
