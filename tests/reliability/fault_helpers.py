@@ -17,6 +17,7 @@ import psutil
 
 from bundle.local import reaper
 from bundle.session import GCSession
+from tests.polling import wait_for
 
 if t.TYPE_CHECKING:
     from bundle.local import LocalEndpoint
@@ -100,16 +101,6 @@ def engine_processes(driver_pid: int | None = None) -> list[psutil.Process]:
 def fd_count() -> int:
     """Open file descriptors of this process."""
     return len(os.listdir("/proc/self/fd"))
-
-
-def wait_for(predicate: t.Callable[[], t.Any], timeout: float, period: float = 0.05) -> t.Any:
-    """Poll ``predicate`` until it is truthy; return its value (or the last falsy one after ``timeout``)."""
-    end = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < end:
-        time.sleep(period)
-        value = predicate()
-    return value
 
 
 class PoolKiller(threading.Thread):

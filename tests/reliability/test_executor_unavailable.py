@@ -22,12 +22,13 @@ from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.executors.executor import TimeoutExpired
 from libensemble.gen_funcs.sampling import uniform_random_sample
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
+from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
 from bundle import GlobusComputeExecutor
 from bundle.errors import TaskPendingTimeoutError
 from bundle.local import reaper
+from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
 from tests.reliability import fault_sims
 from tests.reliability.fault_helpers import record
@@ -39,14 +40,7 @@ SIM_MAX = 4
 def _ensemble(exctr: GlobusComputeExecutor, workdir: t.Any, wait: float = 600) -> Ensemble:
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=2,
-            gen_on_manager=True,
-            workflow_dir_path=str(workdir),
-            save_H_on_completion=True,
-            disable_resource_manager=True,
-        ),
+        libE_specs=executor_libe_specs(2, workflow_dir_path=str(workdir), save_H_on_completion=True),
         sim_specs=SimSpecs(
             sim_f=fault_sims.probe_task,
             inputs=["x", "sim_id"],

@@ -27,12 +27,13 @@ import pytest
 from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.gen_funcs.sampling import uniform_random_sample
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
+from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
 import bundle
 from bundle import GlobusComputeExecutor
 from bundle.session import GCSession
+from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
 from tests.gconly.helpers import REPO
 from tests.reliability import fault_sims
@@ -192,14 +193,7 @@ def test_gconly_many_trivial_sims(tmp_path: t.Any, monkeypatch: pytest.MonkeyPat
 def _mpi_ensemble(exctr: GlobusComputeExecutor, workdir: t.Any, n: int, nworkers: int) -> t.Any:
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=nworkers,
-            gen_on_manager=True,
-            sim_dirs_make=False,
-            workflow_dir_path=str(workdir),
-            disable_resource_manager=True,
-        ),
+        libE_specs=executor_libe_specs(nworkers, workflow_dir_path=str(workdir)),
         sim_specs=SimSpecs(
             sim_f=fault_sims.probe_task,
             inputs=["x", "sim_id"],

@@ -22,14 +22,15 @@ import pytest
 from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.gen_funcs.sampling import uniform_random_sample
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
+from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
 import bundle
 from bundle import GlobusComputeExecutor
 from bundle.executor.remote import MARKER_ENV
+from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
-from tests.gconly.helpers import REPO, uniform_specs
+from tests.gconly.helpers import REPO, run_with, uniform_specs
 from tests.reliability import fault_sims
 from tests.reliability.fault_helpers import (
     FAST_HEARTBEAT,
@@ -79,12 +80,9 @@ def test_gconly_pool_killed_mid_run(tmp_path: t.Any, monkeypatch: pytest.MonkeyP
     killer = PoolKiller(host, lambda: sum(_starts(mark_dir).values()) >= 4)
     killer.start()
     t0 = time.monotonic()
-    H, _, flag = bundle.libE(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
+    H, _, flag = run_with(
+        bundle.libE,
+        specs,
         {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
         gc_specs={"user_endpoint_config": config},
     )
@@ -138,14 +136,7 @@ def test_gconly_pool_killed_mid_run(tmp_path: t.Any, monkeypatch: pytest.MonkeyP
 def _probe_ensemble(exctr: GlobusComputeExecutor, workdir: t.Any, sim_max: int, sleep: float) -> t.Any:
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=2,
-            gen_on_manager=True,
-            sim_dirs_make=True,
-            ensemble_dir_path=workdir / "ensemble",
-            disable_resource_manager=True,
-        ),
+        libE_specs=executor_libe_specs(2, workdir / "ensemble"),
         sim_specs=SimSpecs(
             sim_f=fault_sims.probe_task,
             inputs=["x", "sim_id"],
