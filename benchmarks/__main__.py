@@ -26,7 +26,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import benchmark_command, out_option, quick_option, run_command
+from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 
 STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
 TITLES = {
@@ -222,9 +222,7 @@ def cli(argv: list[str], quick: bool, out: str, steps: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks with the arguments ``argv`` (default: the command line's); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks")
+main = entry_point(cli, "python -m benchmarks")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from benchmarks.common import (
     MIN_REPS,
     benchmark_command,
     engine_workers_option,
+    entry_point,
     h_window_rate,
     load_average,
     machine,
@@ -61,7 +62,6 @@ from benchmarks.common import (
     quick_option,
     ratios,
     reps_option,
-    run_command,
     summary,
 )
 
@@ -432,9 +432,7 @@ def cli(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the GC-only benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks.bench_gconly")
+main = entry_point(cli, "python -m benchmarks.bench_gconly")
 
 
 if __name__ == "__main__":

@@ -15,19 +15,16 @@ Run ``python -m benchmarks.bench_gpus`` (``--quick`` checks it works; it says no
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import typing as t
 from pathlib import Path
 
-from benchmarks.common import benchmark_command, out_option, quick_option, run_command
+from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 from bundle import GlobusComputeExecutor
 from bundle.executor.gpus import LOCK_DIR_ENV
-from bundle.session import GCSession
 
 GPUS = 4
 GOAL = 3.5
@@ -93,30 +90,20 @@ def gpu_packing(reps: int, tasks: int, seconds: float, lock_dir: str) -> dict[st
 @out_option(help="folder for gpus.json and gpus.md")
 def cli(quick: bool, out: str) -> int:
     """Run the GPU packing benchmark and write ``gpus.json`` and ``gpus.md``; return the exit code."""
-    from benchmarks.bench_executor import write_results
+    from benchmarks.bench_executor import in_scratch_folder, write_results
 
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    work = tempfile.mkdtemp(prefix="libe-gc-bench-gpus-")
-    os.chdir(work)  # the tasks' stdout/stderr files and the device locks land here
-    try:
+    with in_scratch_folder("libe-gc-bench-gpus-") as work:  # the tasks' files and the device locks land here
         if quick:
             results = [gpu_packing(reps=1, tasks=4, seconds=0.5, lock_dir=work)]
         else:
             results = [gpu_packing(reps=5, tasks=16, seconds=0.5, lock_dir=work)]
-    finally:
-        os.chdir(cwd)
-        GCSession.clear()
-        shutil.rmtree(work, ignore_errors=True)
     write_results(folder, "gpus", results, quick)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the GPU packing benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks.bench_gpus")
+main = entry_point(cli, "python -m benchmarks.bench_gpus")
 
 
 if __name__ == "__main__":

@@ -42,12 +42,12 @@ from benchmarks.bench_slurm import SlurmSettings, cancel_and_wait, slurm_status,
 from benchmarks.common import (
     MIN_REPS,
     benchmark_command,
+    entry_point,
     load_average,
     machine,
     output_option,
     quick_option,
     reps_option,
-    run_command,
     slurm_options,
 )
 
@@ -237,9 +237,7 @@ def cli(quick: bool, reps: int | None, tasks: int | None, output: str, **options
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the multi-node benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks.bench_multinode")
+main = entry_point(cli, "python -m benchmarks.bench_multinode")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import click
 from benchmarks import bench_gconly
 from benchmarks.anchor import measure_anchor
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, trivial_sim
-from benchmarks.common import benchmark_command, machine, output_option, quick_option, run_command, summary
+from benchmarks.common import benchmark_command, entry_point, machine, output_option, quick_option, summary
 from benchmarks.common import ratios as ratio_list
 
 VARIANTS = ("module", "main")
@@ -190,9 +190,7 @@ def cli(quick: bool, sims: int | None, nworkers: int, output: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the payload benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks.bench_payload")
+main = entry_point(cli, "python -m benchmarks.bench_payload")
 
 
 if __name__ == "__main__":

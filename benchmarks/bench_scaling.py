@@ -47,10 +47,10 @@ from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable,
 from benchmarks.common import (
     benchmark_command,
     engine_workers_option,
+    entry_point,
     output_option,
     quick_option,
     reps_option,
-    run_command,
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -348,9 +348,7 @@ def cli(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the scaling benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks.bench_scaling")
+main = entry_point(cli, "python -m benchmarks.bench_scaling")
 
 
 if __name__ == "__main__":

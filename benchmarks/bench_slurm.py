@@ -40,7 +40,7 @@ import typing as t
 
 import click
 
-from benchmarks.common import benchmark_command, output_option, quick_option, reps_option, run_command, slurm_options
+from benchmarks.common import benchmark_command, entry_point, output_option, quick_option, reps_option, slurm_options
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
@@ -260,9 +260,7 @@ def cli(quick: bool, reps: int | None, tasks: int | None, output: str, **options
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the Slurm benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
-    return run_command(cli, argv, "python -m benchmarks.bench_slurm")
+main = entry_point(cli, "python -m benchmarks.bench_slurm")
 
 
 if __name__ == "__main__":

@@ -109,21 +109,35 @@ def benchmark_command(doc: str | None) -> t.Callable[[t.Callable[..., t.Any]], c
     return click.command(help=(doc or "").strip().splitlines()[0], context_settings={"max_content_width": 120})
 
 
-def run_command(command: click.Command, argv: list[str] | None, prog_name: str) -> int:
-    """Run a benchmark's click ``command`` on ``argv`` (default: ``sys.argv[1:]``) and return its exit code.
+class EntryPoint(t.Protocol):
+    """A benchmark's ``main``: run it on a list of arguments and return its exit code."""
 
-    The command's return value is the exit code (``--help`` gives 0), so ``python -m benchmarks``
-    can call each benchmark as a function.  Bad arguments print click's usage error and raise
-    ``SystemExit(2)``, as they would from the command line.  The arguments are the context's
-    ``obj`` (``click.pass_obj``), for a command that records how it was called.
+    def __call__(self, argv: list[str] | None = None) -> int:
+        """Run the benchmark on ``argv`` (default: the command line's arguments); return the exit code."""
+        ...
+
+
+def entry_point(command: click.Command, prog_name: str) -> EntryPoint:
+    """Return a benchmark's ``main(argv=None) -> int``, which runs its click ``command`` on ``argv``.
+
+    ``argv`` defaults to ``sys.argv[1:]``.  The command's return value is the exit code (``--help``
+    gives 0), so ``python -m benchmarks`` can call each benchmark as a function.  Bad arguments
+    print click's usage error and raise ``SystemExit(2)``, as they would from the command line.
+    The arguments are the context's ``obj`` (``click.pass_obj``), for a command that records how
+    it was called.
     """
-    args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        code = command.main(args=args, prog_name=prog_name, standalone_mode=False, obj=args)
-    except click.ClickException as err:
-        err.show()
-        raise SystemExit(err.exit_code) from None
-    except click.Abort:
-        click.echo("Aborted!", err=True)
-        raise SystemExit(1) from None
-    return int(code or 0)
+
+    def main(argv: list[str] | None = None) -> int:
+        args = sys.argv[1:] if argv is None else list(argv)
+        try:
+            code = command.main(args=args, prog_name=prog_name, standalone_mode=False, obj=args)
+        except click.ClickException as err:
+            err.show()
+            raise SystemExit(err.exit_code) from None
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            raise SystemExit(1) from None
+        return int(code or 0)
+
+    main.__doc__ = f"Run ``{prog_name}`` on ``argv`` (default: the command line's arguments); return the exit code."
+    return main
