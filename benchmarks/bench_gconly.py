@@ -185,14 +185,11 @@ def measure_gconly(
 
     ``packed=False``: plain calls, the wire format before packed calls.
     """
-    from bundle.gconly import GCOnlySpecs, wire
+    from bundle.gconly import GCOnlySpecs
 
     specs = ensemble_specs(nworkers, sims)
-    wire.PACK_CALLS = packed
-    try:
-        res, elapsed = run_ensemble(specs, nworkers, GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size))
-    finally:
-        wire.PACK_CALLS = True
+    gc_specs = GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size, pack_calls=packed)
+    res, elapsed = run_ensemble(specs, nworkers, gc_specs)
     return h_window_rate(res.H), elapsed
 
 
