@@ -60,7 +60,9 @@ def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
         return figures
     for name, ratio in data.get("ratios", {}).items():
         goal = ratio["goal"]
-        if isinstance(goal, (int, float)):  # the GC-only benchmark's goals are lower bounds
+        if goal is None:  # a figure that explains another one (no goal)
+            met, goal = None, "none"
+        elif isinstance(goal, (int, float)):  # the GC-only benchmark's goals are lower bounds
             met, goal = ratio["median"] >= goal, f">= {goal}"
         else:
             met = ratio["met"]
@@ -71,7 +73,7 @@ def figures_of(step: str, data: dict[str, t.Any]) -> list[dict[str, t.Any]]:
                 "what": ratio.get("what", ""),
                 **{k: ratio[k] for k in ("median", "min", "max")},
                 "goal": goal,
-                "met": bool(met),
+                "met": None if met is None else bool(met),
                 "raw": raw,
             }
         )
@@ -86,7 +88,7 @@ def markdown(figures: list[dict[str, t.Any]]) -> str:
         name = f"{f['name']}: {f['what']}" if f["what"] else f["name"]
         lines.append(
             f"| {name} | {f['median']:.3f} | {f['min']:.3f} to {f['max']:.3f} | {f['goal']} "
-            f"| {'yes' if f['met'] else 'no'} | {raw} |"
+            f"| {'n/a' if f['met'] is None else 'yes' if f['met'] else 'no'} | {raw} |"
         )
     return HEADER + "\n".join(lines) + "\n"
 

@@ -96,15 +96,7 @@ def _watch_dispatcher(record: dict[str, t.Any]) -> None:
 
     def watched(self: t.Any) -> None:
         if "orders" not in record:
-            record.update(
-                orders=len(self._orders),
-                pending=len(self._pending),
-                answers=len(self._answers),
-                expected_rows=len(self._expect_rows),
-                done_queue=self._done.qsize(),
-                errors=len(self.errors),
-                submitted=self.submitted,
-            )
+            record.update(**self.held(), errors=len(self.errors), submitted=self.submitted)
         close(self)
 
     dispatch.SimDispatcher.close = watched  # type: ignore[method-assign]

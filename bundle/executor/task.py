@@ -123,6 +123,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     # --- status ---------------------------------------------------------------------
 
     def _check_poll(self) -> bool:
+        """Whether there is a future to look at; a dry run completes here, a finished task has nothing to do."""
+        if self.dry_run:
+            self._set_complete()
+            return False
         if self.finished:  # also a task that failed to start: it has no future, and nothing to wait for
             return False
         jassert(self.future is not None, f"task {self.name} has not been submitted")
@@ -179,9 +183,6 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
 
     def poll(self) -> None:
         """Update ``state``, ``runtime`` and, once done, ``errcode`` and ``success``."""
-        if self.dry_run:
-            self._set_complete()
-            return
         if not self._check_poll():
             return
         assert self.future is not None
@@ -229,9 +230,6 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         TimeoutExpired
             libEnsemble's exception, when the task is still going after ``timeout`` seconds.
         """
-        if self.dry_run:
-            self._set_complete()
-            return
         if not self._check_poll():
             return
         assert self.future is not None

@@ -6,8 +6,9 @@ queue (from the executor's threads), and every state change happens on the manag
 A work order is answered exactly once (done, failed or killed), and forgotten once answered,
 so the manager's memory stays flat however many sims run.
 
-The dispatcher keeps the orders and answers; the rest lives in a module each: how calls cross
-the wire (:mod:`~bundle.gconly.wire`), a finished task's per-sim outcomes
+The dispatcher keeps the orders and answers; the rest lives in a module each: the remote tasks
+and their batching (:mod:`~bundle.gconly.tasks`), how calls cross the wire
+(:mod:`~bundle.gconly.wire`), a finished task's per-sim outcomes
 (:mod:`~bundle.gconly.outcomes`), the task journal (:mod:`~bundle.gconly.journal`), the error
 files (:mod:`~bundle.gconly.sim_errors`), ``libE_stats.txt`` lines (:mod:`~bundle.gconly.stats`)
 and the result watchdog (:class:`~bundle.gconly.availability.ResultWatch`).
@@ -15,11 +16,8 @@ and the result watchdog (:class:`~bundle.gconly.availability.ResultWatch`).
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import pathlib
-import queue
-import threading
 import time
 import typing as t
 
@@ -37,19 +35,23 @@ from libensemble.message_numbers import (
 from bundle.errors import block_lost_message, lost_worker_pool
 from bundle.gconly.availability import ResultWatch, endpoint_failure
 from bundle.gconly.engine_choice import mpi_spec_refusal
-from bundle.gconly.errors import GCOnlyConfigError, SimOutputError, SimSerializationError, SystematicSimError
+from bundle.gconly.errors import (
+    EndpointUnavailableError,
+    GCOnlyConfigError,
+    SimOutputError,
+    SimSerializationError,
+    SystematicSimError,
+)
 from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
 from bundle.gconly.outcomes import sim_outcomes
 from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
 from bundle.gconly.sim_errors import record_sim_errors
 from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
+from bundle.gconly.tasks import RemoteTask, SimOrder, SimTasks, SubmitFailed
 from bundle.gconly.wire import SimWire
-from bundle.unsent import withdraw
 
 if t.TYPE_CHECKING:
-    from concurrent.futures import Future
-
     import numpy.typing as npt
 
     from bundle.gconly.failfast import FailFast
@@ -57,30 +59,6 @@ if t.TYPE_CHECKING:
     from bundle.gconly.resume import Reattach
 
 ARG_NAMES = ("H rows (calc_in)", "persis_info", "sim_specs", "libE_info")
-
-
-@dataclasses.dataclass(eq=False)
-class SimOrder:
-    """One sim work order of one virtual worker."""
-
-    w: int
-    work: dict[str, t.Any]
-    args: tuple[t.Any, ...]
-    nrows: int
-    task: _Task | None = None
-    done: bool = False
-
-
-@dataclasses.dataclass(eq=False)
-class _Task:
-    """One remote task: one order, or a batch of orders."""
-
-    orders: list[SimOrder]
-    batched: bool
-    submitted: float
-    packed: bool = False
-    future: Future[t.Any] | None = None
-    finished: float = 0.0
 
 
 class SimDispatcher:
@@ -127,25 +105,44 @@ class SimDispatcher:
         """Error text of each failed sim, by ``sim_id``."""
         self.fatal: BaseException | None = None
         """An error that stopped the run (e.g. an input that cannot be serialized)."""
-        self.submitted = 0
         self._orders: dict[int, SimOrder] = {}
         self._expect_rows: dict[int, dict[str, t.Any]] = {}
-        self._pending: list[SimOrder] = []
         self._answers: dict[int, dict[str, t.Any]] = {}
-        self._done: queue.SimpleQueue[_Task] = queue.SimpleQueue()
-        self._wakeup = threading.Event()
         self._first_checked = False
         self._closed = False
         self._log = ensemble_logger()
-        # Set by run_gconly: the task journal, tasks to reattach (resumed run), the result watch.
-        self.endpoint = ""
-        self.journal: Journal | None = None
+        # Set by run_gconly: tasks to reattach (resumed run), the result watch, the fail-fast count.
         self.reattach: Reattach | None = None
         self.watch = ResultWatch(None)
         self.failfast: FailFast | None = None
         self._check_function()
         self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
         self.function_id = self.wire.function_id
+        self.tasks = SimTasks(executor, self.wire, batch_size)
+        """The run's remote tasks (submission, batching, the journal, finished tasks)."""
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's name, for error messages."""
+        return self.tasks.endpoint
+
+    @endpoint.setter
+    def endpoint(self, value: str) -> None:
+        self.tasks.endpoint = value
+
+    @property
+    def journal(self) -> Journal | None:
+        """The task journal (set by run_gconly when the run keeps one)."""
+        return self.tasks.journal
+
+    @journal.setter
+    def journal(self, value: Journal | None) -> None:
+        self.tasks.journal = value
+
+    @property
+    def submitted(self) -> int:
+        """Tasks submitted so far."""
+        return self.tasks.submitted
 
     # --- checks -------------------------------------------------------------------------
 
@@ -236,59 +233,21 @@ class SimDispatcher:
                 self._raise_fatal(err)
         if len(self._orders) == 1:
             self.watch.progress()  # the first sim in flight after a quiet spell: the clock starts now
-        if self.reattach is not None and self._adopt(order):
+        if self.reattach is not None and self.tasks.adopt(order, self.reattach):
             return
-        if self.batch_size > 1:
-            self._pending.append(order)
-        else:
-            self._submit([order], batched=False, args=self.wire.request(order.args))
+        self._send(lambda: self.tasks.add(order))
 
-    def _adopt(self, order: SimOrder) -> bool:
-        """Attach ``order`` to its task from before a crash (resumed run); False to submit it anew."""
-        assert self.reattach is not None
-        found = self.reattach.take(order.work["libE_info"].get("H_rows", []))
-        if found is None:
-            return False
-        future, batched = found
-        # A single sim's task answers in the wire form it was sent in (a resumed run uses the same);
-        # a batch's share arrives already unpacked (bundle.gconly.resume).
-        task = _Task([order], batched, time.time(), packed=self.wire.packed and not batched, future=future)
-        order.task = task
-        future.add_done_callback(lambda _f: self._on_done(task))
-        return True
-
-    def _submit(self, orders: list[SimOrder], *, batched: bool, args: tuple[t.Any, ...]) -> None:
-        task = _Task(orders, batched, time.time(), packed=bool(args) and isinstance(args[0], bytes))
-        for order in orders:
-            order.task = task
+    def _send(self, submit: t.Callable[[], None]) -> None:
+        """Run a submission: a task that could not be submitted fails its sims; an endpoint that cannot ends the run."""
         try:
-            future = self.executor.submit_to_registered_function(self.function_id, args=args)
-        except Exception as err:
-            fatal = endpoint_failure(err, self.endpoint)
-            if fatal is not None:
-                self._raise_fatal(fatal)
-            task.finished = time.time()
-            for order in orders:
-                self._fail(order, f"submission failed: {type(err).__name__}: {err}", task.submitted, task.finished)
-            return
-        self.submitted += 1
-        task.future = future
-        if self.journal is not None:
-            self.journal.submitted([[int(i) for i in o.work["libE_info"]["H_rows"]] for o in orders], batched, future)
-        future.add_done_callback(lambda _f, task=task: self._on_done(task))
-
-    def _on_done(self, task: _Task) -> None:
-        """Hand a finished task to the manager thread (called in the executor's thread)."""
-        task.finished = time.time()
-        self._done.put(task)
-        self._wakeup.set()
-
-    def _flush(self) -> None:
-        """Submit pending orders, up to ``batch_size`` per task."""
-        while self._pending:
-            chunk = self._pending[: self.batch_size]
-            del self._pending[: self.batch_size]
-            self._submit(chunk, batched=True, args=self.wire.batch_request([o.args for o in chunk]))
+            submit()
+        except SubmitFailed as err:
+            for order in err.orders:
+                task = order.task
+                assert task is not None
+                self._fail(order, str(err), task.submitted, task.finished)
+        except EndpointUnavailableError as err:
+            self._raise_fatal(err)
 
     def _kill(self, w: int) -> None:
         order = self._orders.get(w)
@@ -298,38 +257,24 @@ class SimDispatcher:
         start = order.task.submitted if order.task else now
         self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], MAN_SIGNAL_KILL)
         log_stats(w, stats_line(order.work, start, now, MAN_SIGNAL_KILL))
-        self._drop(order)
+        self.tasks.withdraw(order)
 
     def _finish(self, w: int) -> None:
         self._expect_rows.pop(w, None)
         order = self._orders.pop(w, None)
         if order is not None and not order.done:
             order.done = True
-            self._drop(order)
-
-    def _drop(self, order: SimOrder) -> None:
-        """Forget an order; cancel its task once no order of it is waiting."""
-        if order in self._pending:
-            self._pending.remove(order)
-        task = order.task
-        if task is not None and task.future is not None and all(o.done for o in task.orders):
-            withdraw(self.executor, task.future)  # cancelled; never sent if the SDK still holds it
+            self.tasks.withdraw(order)
 
     # --- answers to the manager ------------------------------------------------------------
 
     def _drain(self) -> None:
-        while not self._done.empty():
-            try:
-                task = self._done.get_nowait()
-            except queue.Empty:
-                break
+        for task in self.tasks.finished():
             self._complete(task)
 
-    def _complete(self, task: _Task) -> None:
+    def _complete(self, task: RemoteTask) -> None:
         future = task.future
         self.watch.progress()
-        if self.journal is not None and future is not None:
-            self.journal.done(future)
         live = [o for o in task.orders if not o.done]
         if future is None or not live or future.cancelled():
             return
@@ -407,17 +352,15 @@ class SimDispatcher:
         The first virtual worker's poll waits (up to ``poll_interval``) for any task to finish
         when every virtual worker has a task in flight, so the manager does not spin.
         """
-        if self._pending:
-            self._flush()
+        if self.tasks.pending:
+            self._send(self.tasks.flush)
         self._drain()
         if w in self._answers:
             return True
         if w == 1 and self._orders:
             self._check_watch()
         if w == 1 and not self._answers and len(self._orders) >= self.nworkers:
-            self._wakeup.clear()
-            if self._done.empty():
-                self._wakeup.wait(self.poll_interval)
+            self.tasks.wait(self.poll_interval)
             self._drain()
             return w in self._answers
         return False
@@ -438,11 +381,9 @@ class SimDispatcher:
                 raise RuntimeError(f"virtual worker {w} has no sim in flight to receive from")
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout()
-            if self._pending:
-                self._flush()
-            self._wakeup.clear()
-            if self._done.empty():
-                self._wakeup.wait(self.poll_interval)
+            if self.tasks.pending:
+                self._send(self.tasks.flush)
+            self.tasks.wait(self.poll_interval)
             self._drain()
             if w not in self._answers:
                 self._check_watch()
@@ -463,13 +404,17 @@ class SimDispatcher:
         self._closed = True
         for order in list(self._orders.values()):
             order.done = True
-            self._drop(order)
+            self.tasks.withdraw(order)
         self._orders.clear()
-        self._pending.clear()
         self._expect_rows.clear()
         self._answers.clear()
-        while not self._done.empty():
-            try:
-                self._done.get_nowait()
-            except queue.Empty:
-                break
+        self.tasks.clear()
+
+    def held(self) -> dict[str, int]:
+        """How much the dispatcher still holds: orders, answers, held orders and finished tasks."""
+        return {
+            "orders": len(self._orders),
+            "answers": len(self._answers),
+            "expected_rows": len(self._expect_rows),
+            **self.tasks.held(),
+        }
