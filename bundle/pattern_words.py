@@ -56,16 +56,6 @@ def pattern_words(pattern: str) -> str | None:
 
 
 def plain_pattern_words(pattern: str) -> str | None:
-    """Return :func:`pattern_words` as plain text (for terminals and error messages), or None.
-
-    Parameters
-    ----------
-    pattern : str
-        A ``pattern`` of a bundled schema.
-
-    Returns
-    -------
-    str or None
-    """
+    """Return :func:`pattern_words` of ``pattern`` as plain text, for terminals and error messages."""
     words = pattern_words(pattern)
     return None if words is None else words.replace("``", "")
