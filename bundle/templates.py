@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from bundle.errors import TemplateNotFoundError, TemplateOptionError, TemplateRenderError
+from bundle.pattern_words import plain_pattern_words
 
 if t.TYPE_CHECKING:
     from globus_compute_endpoint.endpoint.config import UserEndpointConfig
@@ -378,8 +379,9 @@ def describe_option(prop: t.Mapping[str, t.Any]) -> str:
     if "minimum" in prop or "maximum" in prop:
         parts.append(f"from {prop.get('minimum', '-inf')} to {prop.get('maximum', 'inf')}")
     if "pattern" in prop:
-        # "(?!\\n)" only stops a trailing newline slipping past "$"; it says nothing to a user.
-        parts.append(f"matching {prop['pattern'].removesuffix(_NO_TRAILING_NEWLINE)}")
+        # In words where the pattern has them; "(?!\\n)" only stops a trailing newline slipping past "$".
+        words = plain_pattern_words(prop["pattern"])
+        parts.append(f"matching {words or prop['pattern'].removesuffix(_NO_TRAILING_NEWLINE)}")
     if "maxLength" in prop:
         parts.append(f"at most {prop['maxLength']} characters")
     return " ".join(parts)

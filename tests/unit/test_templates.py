@@ -94,3 +94,21 @@ def test_hostile_worker_init_stays_one_string():
         "launcher",
         "worker_init",
     }
+
+
+@pytest.mark.parametrize("name", list_templates())
+def test_option_descriptions_say_patterns_in_words(name):
+    """What `libe-gc templates show` and option errors print says each bundled pattern in words, not as a regex."""
+    from bundle.templates import describe_option
+
+    props = get_template(name).schema.get("properties", {})
+    described = {option: describe_option(prop) for option, prop in props.items()}
+    raw = {option: text for option, text in described.items() if "^" in text or "$" in text or "``" in text}
+    assert not raw, raw
+
+
+def test_an_option_error_says_the_pattern_in_words():
+    with pytest.raises(TemplateOptionError) as info:
+        get_template("slurm").validate({"walltime": "1 day"})
+    assert "'1 day' is not allowed" in str(info.value)
+    assert "matching hours, minutes and seconds as HH:MM:SS" in str(info.value), str(info.value)
