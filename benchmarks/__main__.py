@@ -14,7 +14,6 @@ a minute or two; it says nothing about speed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,6 +23,10 @@ import time
 import traceback
 import typing as t
 from pathlib import Path
+
+import click
+
+from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 
 STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
 TITLES = {
@@ -145,32 +148,41 @@ def summarize(results: dict[str, t.Any]) -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks and write their results, ``results.json`` and ``summary.md``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmarks work")
-    parser.add_argument("--out", default="benchmark-results", help="folder for the results")
-    parser.add_argument(
-        "--only", default=",".join(STEPS), help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})"
-    )
-    args = parser.parse_args(argv)
-    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+def _steps(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    """Return the benchmarks named in ``--only``, or fail on a name that is none of ``STEPS``."""
+    steps = [s.strip() for s in value.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(STEPS)}")
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+        raise click.BadParameter(f"unknown benchmark(s) {unknown}; choose from {', '.join(STEPS)}")
+    return steps
+
+
+@benchmark_command(__doc__)
+@quick_option(help="a short run that checks the benchmarks work")
+@out_option(help="folder for the results")
+@click.option(
+    "--only",
+    "steps",
+    default=",".join(STEPS),
+    callback=_steps,
+    help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})",
+)
+@click.pass_obj
+def cli(argv: list[str], quick: bool, out: str, steps: list[str]) -> int:
+    """Run the benchmarks and write their results, ``results.json`` and ``summary.md``; return the exit code."""
+    folder = Path(out).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
     results: dict[str, t.Any] = {
         "meta": {
-            "quick": args.quick,
+            "quick": quick,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-            "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join(["python -m benchmarks", *argv]),
         },
         "benchmarks": {},
     }
@@ -181,13 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         entry: dict[str, t.Any] = {}
         try:
-            code = run_step(step, args.quick, out)
-            data = json.loads((out / f"{step}.json").read_text())
+            code = run_step(step, quick, folder)
+            data = json.loads((folder / f"{step}.json").read_text())
             if "skipped" in data:
                 entry["skipped"] = data["skipped"]
             else:
                 entry["figures"] = figures_of(step, data)
-                (out / f"{step}.md").write_text(markdown(entry["figures"]))
+                (folder / f"{step}.md").write_text(markdown(entry["figures"]))
             if code:
                 entry["error"] = f"{step} exited with code {code}; see its output above and {step}.json"
         except Exception:
@@ -201,15 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(steps)}] {step}: done in {entry['seconds']:.0f} s", flush=True)
     results["meta"]["seconds"] = time.perf_counter() - begin
     results["meta"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     summary = summarize(results)
-    (out / "summary.md").write_text(summary)
+    (folder / "summary.md").write_text(summary)
     print(summary)
-    print(f"wrote {out / 'results.json'} and {out / 'summary.md'} in {results['meta']['seconds']:.0f} s")
+    print(f"wrote {folder / 'results.json'} and {folder / 'summary.md'} in {results['meta']['seconds']:.0f} s")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ file and a markdown table.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from globus_compute_sdk import MPIFunction
 
+from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 from bundle import GlobusComputeExecutor
 from bundle.session import GCSession
 
@@ -180,6 +181,24 @@ def packing_cpu(reps: int, tasks: int, particles: int, steps: int, work: str) ->
     return packing(reps, tasks, exe, args, f"forces.x ({particles} particles, {steps} steps)", "packing_cpu")
 
 
+@contextlib.contextmanager
+def in_scratch_folder(prefix: str) -> t.Iterator[str]:
+    """Run the block in a new temporary folder (the tasks' files land there); then stop the engines and remove it.
+
+    The interpreter's folder goes first on PATH, for the ``mpiexec`` of the environment the benchmark runs in.
+    """
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    cwd = os.getcwd()
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.chdir(work)
+    try:
+        yield work
+    finally:
+        os.chdir(cwd)
+        GCSession.clear()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def write_results(out: Path, name: str, results: list[dict[str, t.Any]], quick: bool) -> None:
     """Write ``out/<name>.json`` (the results with the machine's state) and ``out/<name>.md``; print the table."""
     meta = {
@@ -213,20 +232,15 @@ def markdown(results: list[dict[str, t.Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the executor benchmarks and write JSON and markdown results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmarks work")
-    parser.add_argument("--out", default="benchmark-results", help="folder for executor.json and executor.md")
-    args = parser.parse_args(argv)
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    work = tempfile.mkdtemp(prefix="libe-gc-bench-")
-    os.chdir(work)  # the tasks' stdout/stderr files land here
-    try:
-        if args.quick:
+@benchmark_command(__doc__)
+@quick_option(help="a short run that checks the benchmarks work")
+@out_option(help="folder for executor.json and executor.md")
+def cli(quick: bool, out: str) -> int:
+    """Run the executor benchmarks and write JSON and markdown results; return the exit code."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with in_scratch_folder("libe-gc-bench-") as work:  # the tasks' stdout/stderr files land here
+        if quick:
             results = [
                 executor_overhead(reps=2, tasks=5),
                 packing_sleep(reps=1, tasks=4, seconds=0.5),
@@ -238,12 +252,11 @@ def main(argv: list[str] | None = None) -> int:
                 packing_sleep(reps=5, tasks=16, seconds=0.5),
                 packing_cpu(reps=5, tasks=16, particles=3000, steps=10, work=work),
             ]
-    finally:
-        os.chdir(cwd)
-        GCSession.clear()
-        shutil.rmtree(work, ignore_errors=True)
-    write_results(out, "executor", results, args.quick)
+    write_results(folder, "executor", results, quick)
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_executor")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ holds every raw number, the load average per repetition and, per ratio, the medi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -47,10 +46,24 @@ import tempfile
 import time
 import typing as t
 
+import click
 import numpy as np
 
 from benchmarks.anchor import measure_anchor, run_libe
-from benchmarks.common import MIN_REPS, h_window_rate, load_average, machine, ratios, summary
+from benchmarks.common import (
+    MIN_REPS,
+    benchmark_command,
+    engine_workers_option,
+    entry_point,
+    h_window_rate,
+    load_average,
+    machine,
+    output_option,
+    quick_option,
+    ratios,
+    reps_option,
+    summary,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -290,33 +303,44 @@ FIGURES: dict[str, tuple[str, str, str, float | None]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gconly", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sims and repetitions (under a minute)")
-    parser.add_argument("--reps", type=int, help=f"repetitions (default {MIN_REPS}, quick 2)")
-    parser.add_argument("--sims", type=int, help="sims (and raw tasks) per measurement (default 3000, quick 300)")
-    parser.add_argument(
-        "--nworkers", type=int, default=32, help="GC-only virtual workers and libEnsemble GC path workers (default 32)"
-    )
-    parser.add_argument("--batched-nworkers", type=int, default=32, help="batched GC-only virtual workers (default 32)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
-    parser.add_argument("--stock-nworkers", type=int, default=4, help="stock libEnsemble workers (default 4)")
-    parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
-    parser.add_argument(
-        "--output", help="JSON file to write (default bench_gconly.json, compare: bench_gconly_compare.json)"
-    )
-    parser.add_argument(
-        "--compare", action="store_true", help="measure GC-only mode's packed calls against plain calls, side by side"
-    )
-    args = parser.parse_args(argv)
-    reps = args.reps or (2 if args.quick else MIN_REPS)
-    sims = args.sims or (300 if args.quick else 3000)
-    output = args.output or ("bench_gconly_compare.json" if args.compare else "bench_gconly.json")
+@benchmark_command(__doc__)
+@quick_option(help="fewer sims and repetitions (under a minute)")
+@reps_option(help=f"repetitions (default {MIN_REPS}, quick 2)")
+@click.option("--sims", type=int, default=None, help="sims (and raw tasks) per measurement (default 3000, quick 300)")
+@click.option(
+    "--nworkers", type=int, default=32, help="GC-only virtual workers and libEnsemble GC path workers (default 32)"
+)
+@click.option("--batched-nworkers", type=int, default=32, help="batched GC-only virtual workers (default 32)")
+@click.option("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
+@click.option("--stock-nworkers", type=int, default=4, help="stock libEnsemble workers (default 4)")
+@engine_workers_option
+@output_option(None, help="JSON file to write (default bench_gconly.json, compare: bench_gconly_compare.json)")
+@click.option(
+    "--compare",
+    "compare_calls",
+    is_flag=True,
+    help="measure GC-only mode's packed calls against plain calls, side by side",
+)
+def cli(
+    quick: bool,
+    reps: int | None,
+    sims: int | None,
+    nworkers: int,
+    batched_nworkers: int,
+    batch_size: int,
+    stock_nworkers: int,
+    engine_workers: int,
+    output: str | None,
+    compare_calls: bool,
+) -> int:
+    """Run the benchmark and write the JSON file; return the exit code."""
+    reps = reps or (2 if quick else MIN_REPS)
+    sims = sims or (300 if quick else 3000)
+    output = output or ("bench_gconly_compare.json" if compare_calls else "bench_gconly.json")
 
     from bundle.session import GCSession
 
-    config = endpoint_config(args.engine_workers)
+    config = endpoint_config(engine_workers)
     endpoint = GCSession.get_executor("local", config)
     t0 = time.perf_counter()
     endpoint.start()
@@ -326,12 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     startup = time.perf_counter() - t0
 
     command = " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_gconly", *sys.argv[1:]])
-    if args.compare:
+    if compare_calls:
         try:
-            found = compare(endpoint, reps, sims, args.nworkers, config)
+            found = compare(endpoint, reps, sims, nworkers, config)
         finally:
             GCSession.clear()
-        cfg = {"reps": reps, "sims": sims, "nworkers": args.nworkers, "engine_workers": args.engine_workers}
+        cfg = {"reps": reps, "sims": sims, "nworkers": nworkers, "engine_workers": engine_workers}
         pathlib.Path(output).write_text(
             json.dumps({"command": command, "machine": machine(), "config": cfg, **found}, indent=2) + "\n"
         )
@@ -350,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         # GC-only's own tasks, recorded once, for the raw engine to replay byte for byte
         calls, stop = record_submits(endpoint)
         try:
-            measure_gconly(sims, args.nworkers, 1, config)
+            measure_gconly(sims, nworkers, 1, config)
         finally:
             stop()
         for rep in range(reps):
@@ -358,11 +382,11 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, t.Callable[[], tuple[float, float]]] = {
                 "raw": lambda: (measure_raw(endpoint, sims), 0.0),
                 "raw_same": lambda: (measure_replay(endpoint, calls), 0.0),
-                "gconly": lambda: measure_gconly(sims, args.nworkers, 1, config),
-                "gconly_batched": lambda: measure_gconly(sims, args.batched_nworkers, args.batch_size, config),
-                "libe_gc": lambda: measure_anchor(endpoint, ensemble_specs(args.nworkers, sims, ""), args.nworkers),
-                "stock_threads": lambda: measure_stock(sims, args.stock_nworkers, "threads"),
-                "stock_local": lambda: measure_stock(sims, args.stock_nworkers, "local"),
+                "gconly": lambda: measure_gconly(sims, nworkers, 1, config),
+                "gconly_batched": lambda: measure_gconly(sims, batched_nworkers, batch_size, config),
+                "libe_gc": lambda: measure_anchor(endpoint, ensemble_specs(nworkers, sims, ""), nworkers),
+                "stock_threads": lambda: measure_stock(sims, stock_nworkers, "threads"),
+                "stock_local": lambda: measure_stock(sims, stock_nworkers, "local"),
             }
             for name, run in runs.items():
                 cpu0 = time.process_time()
@@ -395,11 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "reps": reps,
             "sims": sims,
-            "nworkers": args.nworkers,
-            "batched_nworkers": args.batched_nworkers,
-            "batch_size": args.batch_size,
-            "stock_nworkers": args.stock_nworkers,
-            "engine_workers": args.engine_workers,
+            "nworkers": nworkers,
+            "batched_nworkers": batched_nworkers,
+            "batch_size": batch_size,
+            "stock_nworkers": stock_nworkers,
+            "engine_workers": engine_workers,
             "endpoint_startup_s": startup,
         },
         "load_average_per_rep": loads,
@@ -416,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: median {ratio['median']:.3f} ({spread}), {goal}")
     print(f"wrote {output} (load average per repetition: {loads})")
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_gconly")
 
 
 if __name__ == "__main__":

@@ -15,19 +15,16 @@ Run ``python -m benchmarks.bench_gpus`` (``--quick`` checks it works; it says no
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import typing as t
 from pathlib import Path
 
+from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 from bundle import GlobusComputeExecutor
 from bundle.executor.gpus import LOCK_DIR_ENV
-from bundle.session import GCSession
 
 GPUS = 4
 GOAL = 3.5
@@ -88,31 +85,25 @@ def gpu_packing(reps: int, tasks: int, seconds: float, lock_dir: str) -> dict[st
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the GPU packing benchmark and write ``gpus.json`` and ``gpus.md``."""
-    from benchmarks.bench_executor import write_results
+@benchmark_command(__doc__)
+@quick_option(help="a short run that checks the benchmark works")
+@out_option(help="folder for gpus.json and gpus.md")
+def cli(quick: bool, out: str) -> int:
+    """Run the GPU packing benchmark and write ``gpus.json`` and ``gpus.md``; return the exit code."""
+    from benchmarks.bench_executor import in_scratch_folder, write_results
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run that checks the benchmark works")
-    parser.add_argument("--out", default="benchmark-results", help="folder for gpus.json and gpus.md")
-    args = parser.parse_args(argv)
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    work = tempfile.mkdtemp(prefix="libe-gc-bench-gpus-")
-    os.chdir(work)  # the tasks' stdout/stderr files and the device locks land here
-    try:
-        if args.quick:
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with in_scratch_folder("libe-gc-bench-gpus-") as work:  # the tasks' files and the device locks land here
+        if quick:
             results = [gpu_packing(reps=1, tasks=4, seconds=0.5, lock_dir=work)]
         else:
             results = [gpu_packing(reps=5, tasks=16, seconds=0.5, lock_dir=work)]
-    finally:
-        os.chdir(cwd)
-        GCSession.clear()
-        shutil.rmtree(work, ignore_errors=True)
-    write_results(out, "gpus", results, args.quick)
+    write_results(folder, "gpus", results, quick)
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_gpus")
 
 
 if __name__ == "__main__":

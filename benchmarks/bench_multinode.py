@@ -25,7 +25,6 @@ of 3 nodes it writes ``{"skipped": "..."}``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -37,8 +36,20 @@ import tempfile
 import time
 import typing as t
 
-from benchmarks.bench_slurm import cancel_and_wait, slurm_status, summary, wait_for_free_node
-from benchmarks.common import MIN_REPS, load_average, machine
+import click
+
+from benchmarks.bench_slurm import SlurmSettings, cancel_and_wait, slurm_status, summary, wait_for_free_node
+from benchmarks.common import (
+    MIN_REPS,
+    benchmark_command,
+    entry_point,
+    load_average,
+    machine,
+    output_option,
+    quick_option,
+    reps_option,
+    slurm_options,
+)
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 TWO_NODES = {"num_nodes": 2, "ranks_per_node": 1, "num_ranks": 2}
@@ -117,7 +128,7 @@ def tasks_per_s(
     return {"tasks_per_s": rate, "first_result_s": started, "nodes_used": len(nodes)}
 
 
-def run(args: argparse.Namespace) -> dict[str, t.Any]:
+def run(settings: SlurmSettings) -> dict[str, t.Any]:
     """Run every measurement; return the results (or why they were skipped)."""
     why = slurm_status()
     if not why and nodes_up() < 3:
@@ -125,11 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
     if why:
         return {"skipped": why}
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    base: dict[str, t.Any] = {"walltime": "00:15:00", "mpi_launcher": args.launcher}
-    if args.partition:
-        base["partition"] = args.partition
-    if args.network_interface:
-        base["network_interface"] = args.network_interface
+    base = settings.endpoint_options()
     sides = {
         "three_nodes_slots2": {**base, "nodes_per_block": 3, "slots_per_node": 2},
         "one_node_slots1": {**base, "nodes_per_block": 1, "slots_per_node": 1},
@@ -144,25 +151,25 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
         left = cancel_and_wait(str(root))  # each measurement's job is gone before the next
         if left:
             raise RuntimeError(f"Slurm jobs still listed after cancelling them: {left}")
-        return wait_for_free_node(args.wait)
+        return wait_for_free_node(settings.wait)
 
     try:
-        for rep in range(args.reps):
+        for rep in range(settings.reps):
             order = list(sides) if rep % 2 == 0 else list(reversed(sides))
             for name in order:
                 waited, busy = settle()
                 got: dict[str, t.Any] = tasks_per_s(
-                    sides[name], args.tasks, args.seconds, root / f"rep{rep}-{name}", args.start_timeout
+                    sides[name], settings.tasks, settings.seconds, root / f"rep{rep}-{name}", settings.start_timeout
                 )
                 got.update(waited_s=waited, busy=busy, load_average=load_average())
                 runs[name].append(got)
-                print(f"multinode rep {rep + 1}/{args.reps}, {name}: {got['tasks_per_s']:.2f} tasks/s", flush=True)
+                print(f"multinode rep {rep + 1}/{settings.reps}, {name}: {got['tasks_per_s']:.2f} tasks/s", flush=True)
             waited, busy = settle()
             seconds = first_result(
-                {**base, "nodes_per_block": 2}, TWO_NODES, root / f"rep{rep}-first2", args.start_timeout
+                {**base, "nodes_per_block": 2}, TWO_NODES, root / f"rep{rep}-first2", settings.start_timeout
             )
             first2.append({"seconds": seconds, "waited_s": waited, "busy": busy, "load_average": load_average()})
-            print(f"multinode rep {rep + 1}/{args.reps}: first 2-node result after {seconds:.1f} s", flush=True)
+            print(f"multinode rep {rep + 1}/{settings.reps}: first 2-node result after {seconds:.1f} s", flush=True)
     finally:
         left = cancel_and_wait(str(root))
         shutil.rmtree(root, ignore_errors=True)
@@ -174,9 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
     one_node_first = [r["first_result_s"] for r in b]
     return {
         "options": base,
-        "tasks": args.tasks,
-        "seconds": args.seconds,
-        "reps": args.reps,
+        "tasks": settings.tasks,
+        "seconds": settings.seconds,
+        "reps": settings.reps,
         **runs,
         "first_2node": first2,
         "ratios": {
@@ -185,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
                 "values": ratios,
                 "goal": f">= {THROUGHPUT_GOAL:g}",
                 "met": statistics.median(ratios) >= THROUGHPUT_GOAL,
-                "what": f"tasks/s of 1-rank {args.seconds:g} s MPI tasks: 3-node block, slots_per_node=2 / "
+                "what": f"tasks/s of 1-rank {settings.seconds:g} s MPI tasks: 3-node block, slots_per_node=2 / "
                 "1-node block, slots_per_node=1",
                 "raw": {
                     "three_nodes_slots2_tasks_per_s": statistics.median(r["tasks_per_s"] for r in a),
@@ -204,36 +211,33 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the multi-node benchmark (or record why it was skipped) and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_multinode", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one repetition of 6 tasks")
-    parser.add_argument("--reps", type=int, help=f"repetitions (default {MIN_REPS}, quick 1)")
-    parser.add_argument("--tasks", type=int, help="MPI tasks per throughput measurement (default 18, quick 6)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="seconds each MPI task sleeps (1.0)")
-    parser.add_argument("--launcher", default="srun", choices=["srun", "mpiexec"], help="mpi_launcher (srun)")
-    parser.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-    parser.add_argument("--network-interface", default="lo", help="network_interface option ('lo': one machine)")
-    parser.add_argument("--wait", type=float, default=900.0, help="seconds to wait for a free cluster (900)")
-    parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
-    parser.add_argument("--output", default="multinode.json", help="JSON file to write")
-    args = parser.parse_args(argv)
-    args.reps = args.reps or (1 if args.quick else MIN_REPS)
-    args.tasks = args.tasks or (6 if args.quick else 18)
+@benchmark_command(__doc__)
+@quick_option(help="one repetition of 6 tasks")
+@reps_option(help=f"repetitions (default {MIN_REPS}, quick 1)")
+@click.option("--tasks", type=int, default=None, help="MPI tasks per throughput measurement (default 18, quick 6)")
+@click.option("--seconds", type=float, default=1.0, help="seconds each MPI task sleeps (1.0)")
+@slurm_options(wait_help="seconds to wait for a free cluster (900)")
+@output_option("multinode.json")
+def cli(quick: bool, reps: int | None, tasks: int | None, output: str, **options: t.Any) -> int:
+    """Run the multi-node benchmark (or record why it was skipped) and write the JSON file; return the exit code."""
+    settings = SlurmSettings(reps=reps or (1 if quick else MIN_REPS), tasks=tasks or (6 if quick else 18), **options)
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_multinode", *sys.argv[1:]]),
         "machine": machine(),
-        "quick": args.quick,
-        **run(args),
+        "quick": quick,
+        **run(settings),
     }
-    pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
     if "skipped" in result:
         print(f"multinode: skipped ({result['skipped']})")
     else:
         for name, ratio in result["ratios"].items():
             print(f"{name}: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_multinode")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ value with ``sim_specs`` bound, and a real endpoint receives the function's body
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import json
 import os
@@ -36,10 +35,12 @@ import types
 import typing as t
 import uuid
 
+import click
+
 from benchmarks import bench_gconly
 from benchmarks.anchor import measure_anchor
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, trivial_sim
-from benchmarks.common import machine, summary
+from benchmarks.common import benchmark_command, entry_point, machine, output_option, quick_option, summary
 from benchmarks.common import ratios as ratio_list
 
 VARIANTS = ("module", "main")
@@ -119,15 +120,14 @@ def run_side(side: str, sims: int, nworkers: int, sim_f: t.Callable[..., t.Any],
         measure_anchor(endpoint, specs, nworkers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the payload benchmark and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_payload", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 sims per run")
-    parser.add_argument("--sims", type=int, help="sims per run (default 200, quick 20)")
-    parser.add_argument("--nworkers", type=int, default=4, help="workers on both sides (default 4)")
-    parser.add_argument("--output", default="payload.json", help="JSON file to write")
-    args = parser.parse_args(argv)
-    sims = args.sims or (20 if args.quick else 200)
+@benchmark_command(__doc__)
+@quick_option(help="20 sims per run")
+@click.option("--sims", type=int, default=None, help="sims per run (default 200, quick 20)")
+@click.option("--nworkers", type=int, default=4, help="workers on both sides (default 4)")
+@output_option("payload.json")
+def cli(quick: bool, sims: int | None, nworkers: int, output: str) -> int:
+    """Run the payload benchmark and write the JSON file; return the exit code."""
+    sims = sims or (20 if quick else 200)
 
     from bundle.session import GCSession
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, sim_f in sim_fs.items():
             for side in ("gconly", "libe_gc"):
                 recorder.reset()
-                run_side(side, sims, args.nworkers, sim_f, endpoint)
+                run_side(side, sims, nworkers, sim_f, endpoint)
                 if len(recorder.packed) != sims:
                     raise RuntimeError(f"{side}: the engine received {len(recorder.packed)} tasks for {sims} sims")
                 found[f"{name}/{side}"] = {
@@ -179,15 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_payload", *sys.argv[1:]]),
         "machine": machine(),
-        "config": {"sims": sims, "nworkers": args.nworkers, "quick": args.quick},
+        "config": {"sims": sims, "nworkers": nworkers, "quick": quick},
         "measured": {k: {m: summary(v) for m, v in d.items()} for k, d in found.items()},
         "ratios": ratios,
     }
-    pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
     for name, ratio in ratios.items():
         print(f"{name}: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f})")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_payload")
 
 
 if __name__ == "__main__":

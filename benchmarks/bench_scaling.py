@@ -27,7 +27,6 @@ does not grow with sims), with each size's growth after the warm-up and ``H.nbyt
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import gc
 import json
@@ -42,7 +41,17 @@ import threading
 import time
 import typing as t
 
+import click
+
 from benchmarks.bench_gconly import endpoint_config, ensemble_specs, importable, run_ensemble
+from benchmarks.common import (
+    benchmark_command,
+    engine_workers_option,
+    entry_point,
+    output_option,
+    quick_option,
+    reps_option,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MIB = 1024.0 * 1024.0
@@ -155,7 +164,7 @@ def child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[
     }
 
 
-def _run_child(sims: int, args: argparse.Namespace) -> dict[str, t.Any]:
+def _run_child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[str, t.Any]:
     with tempfile.NamedTemporaryFile(prefix="bench-scaling-", suffix=".json", delete=False) as f:
         out = pathlib.Path(f.name)
     try:
@@ -168,11 +177,11 @@ def _run_child(sims: int, args: argparse.Namespace) -> dict[str, t.Any]:
             "--child-out",
             str(out),
             "--nworkers",
-            str(args.nworkers),
+            str(nworkers),
             "--engine-workers",
-            str(args.engine_workers),
+            str(engine_workers),
             "--warmup",
-            str(args.warmup),
+            str(warmup),
         ]
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
@@ -196,33 +205,46 @@ def leftovers(run: dict[str, t.Any]) -> dict[str, int]:
     return {k: int(left.get(k, -1)) for k in keys if left.get(k, -1) != 0}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every size in its own process and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scaling", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200, 400 and 800 sims, one repetition")
-    parser.add_argument("--sizes", help="comma-separated sims per run (default 1000,5000,20000; quick 200,400,800)")
-    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
-    parser.add_argument("--nworkers", type=int, default=32, help="virtual workers (default 32)")
-    parser.add_argument("--engine-workers", type=int, default=2, help="engine workers (default 2)")
-    parser.add_argument("--warmup", type=float, default=0.1, help="fraction of the sims that is warm-up (0.1)")
-    parser.add_argument("--output", default="scaling.json", help="JSON file to write")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    if args.child:
-        result = child(args.child, args.nworkers, args.engine_workers, args.warmup)
-        pathlib.Path(args.child_out).write_text(json.dumps(result))
+@benchmark_command(__doc__)
+@quick_option(help="200, 400 and 800 sims, one repetition")
+@click.option(
+    "--sizes",
+    "sizes_given",
+    default=None,
+    help="comma-separated sims per run (default 1000,5000,20000; quick 200,400,800)",
+)
+@reps_option(help="repetitions (default 5, quick 1)")
+@click.option("--nworkers", type=int, default=32, help="virtual workers (default 32)")
+@engine_workers_option
+@click.option("--warmup", type=float, default=0.1, help="fraction of the sims that is warm-up (0.1)")
+@output_option("scaling.json")
+@click.option("--child", "child_sims", type=int, default=None, hidden=True)
+@click.option("--child-out", default=None, hidden=True)
+def cli(
+    quick: bool,
+    sizes_given: str | None,
+    reps: int | None,
+    nworkers: int,
+    engine_workers: int,
+    warmup: float,
+    output: str,
+    child_sims: int | None,
+    child_out: str | None,
+) -> int:
+    """Run every size in its own process and write the JSON file; return the exit code."""
+    if child_sims:
+        result = child(child_sims, nworkers, engine_workers, warmup)
+        pathlib.Path(str(child_out)).write_text(json.dumps(result))
         return 0
 
-    sizes = [int(s) for s in (args.sizes or ("200,400,800" if args.quick else "1000,5000,20000")).split(",")]
-    reps = args.reps or (1 if args.quick else 5)
+    sizes = [int(s) for s in (sizes_given or ("200,400,800" if quick else "1000,5000,20000")).split(",")]
+    reps = reps or (1 if quick else 5)
     runs: dict[int, list[dict[str, t.Any]]] = {s: [] for s in sizes}
     plan = [(rep, sims) for rep in range(reps) for sims in (sizes if rep % 2 == 0 else sizes[::-1])]
     # Sizes alternate their order per repetition, so drift hits every size alike.  --quick runs
     # the processes side by side: it checks the benchmark works and says nothing about speed.
-    with concurrent.futures.ThreadPoolExecutor(len(plan) if args.quick else 1) as pool:
-        done = pool.map(lambda job: (job, _run_child(job[1], args)), plan)
+    with concurrent.futures.ThreadPoolExecutor(len(plan) if quick else 1) as pool:
+        done = pool.map(lambda job: (job, _run_child(job[1], nworkers, engine_workers, warmup)), plan)
         for (rep, sims), run in done:
             runs[sims].append(run)
             print(
@@ -250,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "sizes": sizes,
             "reps": reps,
-            "nworkers": args.nworkers,
-            "engine_workers": args.engine_workers,
-            "warmup_fraction": args.warmup,
-            "quick": args.quick,
+            "nworkers": nworkers,
+            "engine_workers": engine_workers,
+            "warmup_fraction": warmup,
+            "quick": quick,
         },
         "per_size": {
             str(s): {
@@ -308,14 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         },
         "left_after_run": bad,
     }
-    pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
     for name, ratio in result["ratios"].items():  # type: ignore[union-attr]
         print(f"{name}: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f}), {ratio['goal']}")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     if bad:
         print(f"GC-only runs left state behind (a bug): {bad}", file=sys.stderr)
         return 1
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_scaling")
 
 
 if __name__ == "__main__":

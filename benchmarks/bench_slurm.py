@@ -25,7 +25,7 @@ left.  Without Slurm (no ``sinfo``, or no node up) it writes ``{"skipped": "no S
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -38,8 +38,35 @@ import tempfile
 import time
 import typing as t
 
+import click
+
+from benchmarks.common import benchmark_command, entry_point, output_option, quick_option, reps_option, slurm_options
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmSettings:
+    """How a benchmark on the shared Slurm runs: repetitions, tasks, and the ``slurm`` template's options."""
+
+    reps: int
+    tasks: int
+    seconds: float
+    launcher: str
+    partition: str | None
+    network_interface: str
+    wait: float
+    start_timeout: float
+
+    def endpoint_options(self) -> dict[str, t.Any]:
+        """Return the ``slurm`` template's options every measurement's endpoint starts from."""
+        options: dict[str, t.Any] = {"walltime": "00:15:00", "mpi_launcher": self.launcher}
+        if self.partition:
+            options["partition"] = self.partition
+        if self.network_interface:
+            options["network_interface"] = self.network_interface
+        return options
 
 
 def slurm_status() -> str:
@@ -139,31 +166,32 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def run(args: argparse.Namespace) -> dict[str, t.Any]:
+def run(settings: SlurmSettings) -> dict[str, t.Any]:
     """Run every measurement; return the results (or why they were skipped)."""
     why = slurm_status()
     if why:
         return {"skipped": why}
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    options: dict[str, t.Any] = {"walltime": "00:15:00", "mpi_launcher": args.launcher}
-    if args.partition:
-        options["partition"] = args.partition
-    if args.network_interface:
-        options["network_interface"] = args.network_interface
+    options = settings.endpoint_options()
     root = pathlib.Path(tempfile.mkdtemp(prefix="libe-gc-bench-slurm-")).resolve()
     runs: dict[int, list[dict[str, t.Any]]] = {1: [], 2: []}
     left: list[str] = []
     try:
-        for rep in range(args.reps):
+        for rep in range(settings.reps):
             for slots in (1, 2) if rep % 2 == 0 else (2, 1):
-                waited, busy = wait_for_free_node(args.wait)
+                waited, busy = wait_for_free_node(settings.wait)
                 got: dict[str, t.Any] = measure(
-                    slots, args.tasks, args.seconds, options, root / f"rep{rep}-slots{slots}", args.start_timeout
+                    slots,
+                    settings.tasks,
+                    settings.seconds,
+                    options,
+                    root / f"rep{rep}-slots{slots}",
+                    settings.start_timeout,
                 )
                 got.update(waited_s=waited, node_busy=busy)
                 runs[slots].append(got)
                 print(
-                    f"slurm rep {rep + 1}/{args.reps}, slots_per_node={slots}: first result "
+                    f"slurm rep {rep + 1}/{settings.reps}, slots_per_node={slots}: first result "
                     f"{got['first_result_s']:.1f} s, {got['tasks_per_s']:.2f} tasks/s",
                     flush=True,
                 )
@@ -179,9 +207,9 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
     first = [r["first_result_s"] for s in (1, 2) for r in runs[s]]
     return {
         "options": options,
-        "tasks": args.tasks,
-        "seconds": args.seconds,
-        "reps": args.reps,
+        "tasks": settings.tasks,
+        "seconds": settings.seconds,
+        "reps": settings.reps,
         "slots1": runs[1],
         "slots2": runs[2],
         "first_result_s": summary(first),
@@ -192,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
                 "values": ratios,
                 "goal": ">= 1.8",
                 "met": statistics.median(ratios) >= 1.8,
-                "what": f"tasks/s of 1-rank {args.seconds} s MPI tasks in a Slurm job: slots_per_node=2 / 1",
+                "what": f"tasks/s of 1-rank {settings.seconds} s MPI tasks in a Slurm job: slots_per_node=2 / 1",
                 "raw": {
                     "slots2_tasks_per_s": statistics.median(r["tasks_per_s"] for r in runs[2]),
                     "slots1_tasks_per_s": statistics.median(r["tasks_per_s"] for r in runs[1]),
@@ -203,29 +231,23 @@ def run(args: argparse.Namespace) -> dict[str, t.Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the Slurm benchmark (or record why it was skipped) and write the JSON file."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_slurm", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one repetition of 4 tasks")
-    parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
-    parser.add_argument("--tasks", type=int, help="MPI tasks per measurement (default 16, quick 4)")
-    parser.add_argument("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
-    parser.add_argument("--launcher", default="srun", choices=["srun", "mpiexec"], help="mpi_launcher (srun)")
-    parser.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-    parser.add_argument("--network-interface", default="lo", help="network_interface option ('lo': one machine)")
-    parser.add_argument("--wait", type=float, default=900.0, help="seconds to wait for a free node (900)")
-    parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds for the job's workers (600)")
-    parser.add_argument("--output", default="slurm.json", help="JSON file to write")
-    args = parser.parse_args(argv)
-    args.reps = args.reps or (1 if args.quick else 5)
-    args.tasks = args.tasks or (4 if args.quick else 16)
+@benchmark_command(__doc__)
+@quick_option(help="one repetition of 4 tasks")
+@reps_option(help="repetitions (default 5, quick 1)")
+@click.option("--tasks", type=int, default=None, help="MPI tasks per measurement (default 16, quick 4)")
+@click.option("--seconds", type=float, default=0.5, help="seconds each MPI task sleeps (0.5)")
+@slurm_options(wait_help="seconds to wait for a free node (900)")
+@output_option("slurm.json")
+def cli(quick: bool, reps: int | None, tasks: int | None, output: str, **options: t.Any) -> int:
+    """Run the Slurm benchmark (or record why it was skipped) and write the JSON file; return the exit code."""
+    settings = SlurmSettings(reps=reps or (1 if quick else 5), tasks=tasks or (4 if quick else 16), **options)
     result = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.bench_slurm", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "quick": args.quick,
-        **run(args),
+        "quick": quick,
+        **run(settings),
     }
-    pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
     if "skipped" in result:
         print(f"slurm: skipped ({result['skipped']})")
     else:
@@ -234,8 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             f"slurm_packing: median {ratio['median']:.3f} (min {ratio['min']:.3f}, max {ratio['max']:.3f}); "
             f"first result {result['first_result_s']['median']:.1f} s"
         )
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
+
+
+main = entry_point(cli, "python -m benchmarks.bench_slurm")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def test_every_section_is_in_results_json_with_sane_figures(quick_run):
         "gpu_packing",
         "gconly_over_raw_engine",
         "gconly_over_raw_engine_same_sim",
+        "gconly_over_serial_bound",
         "gconly_over_libe_gc",
         "gconly_batched_over_libe_gc",
         "gconly_batched_over_stock_threads",

@@ -21,6 +21,7 @@ from libensemble.tools import add_unique_random_streams
 from bundle import GlobusComputeExecutor
 from bundle.executor.remote import MARKER_ENV
 from bundle.local import reaper
+from tests.ensembles import executor_libe_specs, given_rows
 from tests.executor import sims
 
 SIM_MAX = 6
@@ -88,16 +89,14 @@ def test_threads_comms_each_worker_keeps_its_identity(mpi_probe, tmp_path, monke
     exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
     exctr.register_app(full_path=str(mpi_probe), app_name="probe")
     n = 8
-    H0 = np.zeros(n, dtype=[("x", float, (1,)), ("sim_id", int), ("sim_started", bool)])
-    H0["sim_id"] = np.arange(n)
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(comms="threads", nworkers=3, gen_on_manager=True, disable_resource_manager=True),
+        libE_specs=executor_libe_specs(3),
         sim_specs=SimSpecs(
             sim_f=sims.run_probe, inputs=["x", "sim_id"], outputs=[("ranks", int), ("same_worker", bool)]
         ),
         exit_criteria=ExitCriteria(sim_max=n),
-        H0=H0,
+        H0=given_rows(n),
     )
     H, _, flag = ens.run()
     assert flag == 0
@@ -113,19 +112,11 @@ def test_manager_kill_reaches_a_running_task(mpi_probe, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
     exctr.register_app(full_path=str(mpi_probe), app_name="probe")
-    H0 = np.zeros(2, dtype=[("x", float, (1,)), ("sim_id", int), ("sim_started", bool)])
+    H0 = given_rows(2)
     H0["x"] = [[600.0], [600.0]]
-    H0["sim_id"] = [0, 1]
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="local",
-            nworkers=2,
-            gen_on_manager=True,
-            sim_dirs_make=True,
-            ensemble_dir_path=tmp_path / "ensemble",
-            disable_resource_manager=True,
-        ),
+        libE_specs=executor_libe_specs(2, tmp_path / "ensemble", comms="local"),
         sim_specs=SimSpecs(sim_f=sims.run_until_told, inputs=["x"], outputs=[("energy", float)]),
         exit_criteria=ExitCriteria(sim_max=2, wallclock_max=20),
         H0=H0,

@@ -11,13 +11,13 @@ import itertools
 import pathlib
 import time
 
-import numpy as np
 import pytest
 from libensemble import Ensemble
-from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
+from libensemble.specs import ExitCriteria, SimSpecs
 
 from bundle import GlobusComputeExecutor
 from bundle.executor.gpus import LOCK_DIR_ENV, WRAPPER_NAME
+from tests.ensembles import executor_libe_specs, given_rows
 from tests.executor import sims
 from tests.executor.conftest import APPS, build
 
@@ -102,11 +102,9 @@ def test_sixteen_one_gpu_tasks_pack_four_at_a_time_never_sharing_a_device(exctr,
 def test_forces_style_sims_through_the_ensemble_each_rank_on_its_own_gpu(exctr, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     n = 8
-    H0 = np.zeros(n, dtype=[("x", float, (1,)), ("sim_id", int), ("sim_started", bool)])
-    H0["sim_id"] = np.arange(n)
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(comms="threads", nworkers=4, gen_on_manager=True, disable_resource_manager=True),
+        libE_specs=executor_libe_specs(4),
         sim_specs=SimSpecs(
             sim_f=sims.run_gpu_probe,
             inputs=["x"],
@@ -114,7 +112,7 @@ def test_forces_style_sims_through_the_ensemble_each_rank_on_its_own_gpu(exctr, 
             user={"ranks": 1},
         ),
         exit_criteria=ExitCriteria(sim_max=n),
-        H0=H0,
+        H0=given_rows(n),
     )
     H, _, flag = ens.run()
     assert flag == 0

@@ -42,17 +42,22 @@ def uniform_specs(
     }
 
 
-def run_specs(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
-    """Run ``specs`` (from :func:`uniform_specs`) in GC-only mode with ``GCOnlySpecs(**gc)``."""
-    from bundle.gconly import GCOnlySpecs
-    from bundle.gconly.launch import run_gconly
-
-    return run_gconly(
+def run_with(run: t.Callable[..., t.Any], specs: dict[str, t.Any], libE_specs: t.Any, **kwargs: t.Any) -> t.Any:
+    """Call ``run`` (``bundle.libE``, ``run_gconly``, stock ``libE``) on ``specs`` (from :func:`uniform_specs`)."""
+    return run(
         specs["sim_specs"],
         specs["gen_specs"],
         specs["exit_criteria"],
         specs["persis_info"],
         specs["alloc_specs"],
-        {"nworkers": nworkers},
-        gc_specs=GCOnlySpecs(**gc),
+        libE_specs,
+        **kwargs,
     )
+
+
+def run_specs(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
+    """Run ``specs`` (from :func:`uniform_specs`) in GC-only mode with ``GCOnlySpecs(**gc)``."""
+    from bundle.gconly import GCOnlySpecs
+    from bundle.gconly.launch import run_gconly
+
+    return run_with(run_gconly, specs, {"nworkers": nworkers}, gc_specs=GCOnlySpecs(**gc))

@@ -22,7 +22,7 @@ from bundle.errors import TemplateOptionError
 from bundle.gconly import SimSerializationError
 from bundle.gconly.launch import run_gconly
 from tests.gconly import sims
-from tests.gconly.helpers import run_specs, uniform_specs
+from tests.gconly.helpers import run_specs, run_with, uniform_specs
 
 EP = "6f3fa8a6-8a3b-4c64-9a8f-0ad4d3f6f1d1"
 
@@ -217,14 +217,7 @@ def test_without_an_endpoint_the_stock_path_runs(cloud: t.Any) -> None:
 
     cls, _ = cloud
     specs = uniform_specs(sims.trivial, 2, 6, endpoint="")
-    H, _, flag = bundle.libE(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
-        {"nworkers": 2, "comms": "threads"},
-    )
+    H, _, flag = run_with(bundle.libE, specs, {"nworkers": 2, "comms": "threads"})
     assert flag == 0 and H["sim_ended"].sum() == 6
     cls.assert_not_called()
 
@@ -257,14 +250,7 @@ def test_unserializable_first_work_item_fails_before_submission(cloud: t.Any) ->
 
 def test_history_saved_every_k_sims_and_at_the_end(cloud: t.Any, tmp_path: t.Any) -> None:
     specs = uniform_specs(sims.trivial, 2, 12, endpoint=EP)
-    res = run_gconly(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
-        {"nworkers": 2, "save_every_k_sims": 5},
-    )
+    res = run_with(run_gconly, specs, {"nworkers": 2, "save_every_k_sims": 5})
     assert res.exit_flag == 0
     saved = sorted(p.name for p in tmp_path.glob("libE_history_after_sim_*.npy"))
     assert saved == ["libE_history_after_sim_12.npy"]  # older checkpoints are replaced, the final one stays

@@ -19,7 +19,7 @@ from bundle.gconly import ERROR_DIR, GCOnlySpecs, SimSerializationError
 from bundle.gconly.launch import run_gconly
 from tests.conftest import descendants
 from tests.gconly import gens, sims
-from tests.gconly.helpers import PY_ENGINE, uniform_specs
+from tests.gconly.helpers import PY_ENGINE, run_specs, uniform_specs
 
 STATS_LINE = re.compile(
     r"^Worker +(\d+): sim_id +([\d_-]+): sim Time: (\d+\.\d{3}) "
@@ -35,15 +35,7 @@ def in_tmp(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> t.Any:
 
 def gc_run(specs: dict[str, t.Any], nworkers: int, **gc: t.Any) -> t.Any:
     gc.setdefault("user_endpoint_config", PY_ENGINE)
-    return run_gconly(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
-        {"nworkers": nworkers},
-        gc_specs=GCOnlySpecs(**gc),
-    )
+    return run_specs(specs, nworkers, **gc)
 
 
 def sim_stats(path: t.Any) -> list[tuple[int, str, str]]:

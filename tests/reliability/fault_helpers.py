@@ -13,12 +13,21 @@ import threading
 import time
 import typing as t
 
+import numpy as np
 import psutil
+from libensemble import Ensemble
+from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
+from libensemble.gen_funcs.sampling import uniform_random_sample
+from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
+from libensemble.tools import add_unique_random_streams
 
 from bundle.local import reaper
 from bundle.session import GCSession
+from tests.polling import wait_for
+from tests.reliability import fault_sims
 
 if t.TYPE_CHECKING:
+    from bundle import GlobusComputeExecutor
     from bundle.local import LocalEndpoint
     from bundle.local.engine_host import EngineHost
 
@@ -102,14 +111,39 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def wait_for(predicate: t.Callable[[], t.Any], timeout: float, period: float = 0.05) -> t.Any:
-    """Poll ``predicate`` until it is truthy; return its value (or the last falsy one after ``timeout``)."""
-    end = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < end:
-        time.sleep(period)
-        value = predicate()
-    return value
+def probe_ensemble(
+    exctr: GlobusComputeExecutor,
+    libE_specs: LibeSpecs,
+    sim_max: int,
+    user: dict[str, t.Any],
+    *,
+    seed: int,
+    gen_batch_size: int | None = None,
+) -> Ensemble:
+    """Return an ensemble of ``fault_sims.probe_task`` sims launched through ``exctr``, ``user`` their options.
+
+    A uniform sampler gives ``gen_batch_size`` (default ``sim_max``) points ``x`` in [0, 1]; each
+    sim records its task's marker, final state and error in the history.
+    """
+    ens = Ensemble(
+        executor=exctr,
+        libE_specs=libE_specs,
+        sim_specs=SimSpecs(
+            sim_f=fault_sims.probe_task,
+            inputs=["x", "sim_id"],
+            outputs=[("marker", "U64"), ("state", "U20"), ("error", "U400")],
+            user=user,
+        ),
+        gen_specs=GenSpecs(
+            gen_f=uniform_random_sample,
+            outputs=[("x", float, (1,))],
+            user={"gen_batch_size": gen_batch_size or sim_max, "lb": np.array([0.0]), "ub": np.array([1.0])},
+        ),
+        alloc_specs=AllocSpecs(alloc_f=give_sim_work_first),
+        exit_criteria=ExitCriteria(sim_max=sim_max),
+    )
+    ens.persis_info = add_unique_random_streams({}, libE_specs.nworkers + 1, seed=seed)
+    return ens
 
 
 class PoolKiller(threading.Thread):

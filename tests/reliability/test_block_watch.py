@@ -12,7 +12,7 @@ import typing as t
 import psutil
 
 from bundle.local.blocks import BlockWatch
-from tests.reliability.fault_helpers import wait_for
+from tests.polling import wait_for
 
 # A stand-in worker pool: its command line names it, and it starts a long-lived "app".
 POOL = "import subprocess, time  # process_worker_pool stand-in\nsubprocess.Popen(['sleep', '300'])\ntime.sleep(300)"

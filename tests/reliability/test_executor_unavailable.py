@@ -19,50 +19,22 @@ import globus_compute_sdk
 import numpy as np
 import pytest
 from libensemble import Ensemble
-from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.executors.executor import TimeoutExpired
-from libensemble.gen_funcs.sampling import uniform_random_sample
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
-from libensemble.tools import add_unique_random_streams
 
 from bundle import GlobusComputeExecutor
 from bundle.errors import TaskPendingTimeoutError
 from bundle.local import reaper
+from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
-from tests.reliability import fault_sims
-from tests.reliability.fault_helpers import record
+from tests.reliability.fault_helpers import probe_ensemble, record
 
 EP = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
 SIM_MAX = 4
 
 
 def _ensemble(exctr: GlobusComputeExecutor, workdir: t.Any, wait: float = 600) -> Ensemble:
-    ens = Ensemble(
-        executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=2,
-            gen_on_manager=True,
-            workflow_dir_path=str(workdir),
-            save_H_on_completion=True,
-            disable_resource_manager=True,
-        ),
-        sim_specs=SimSpecs(
-            sim_f=fault_sims.probe_task,
-            inputs=["x", "sim_id"],
-            outputs=[("marker", "U64"), ("state", "U20"), ("error", "U400")],
-            user={"num_procs": 1, "wait": wait},
-        ),
-        gen_specs=GenSpecs(
-            gen_f=uniform_random_sample,
-            outputs=[("x", float, (1,))],
-            user={"gen_batch_size": SIM_MAX, "lb": np.array([0.0]), "ub": np.array([1.0])},
-        ),
-        alloc_specs=AllocSpecs(alloc_f=give_sim_work_first),
-        exit_criteria=ExitCriteria(sim_max=SIM_MAX),
-    )
-    ens.persis_info = add_unique_random_streams({}, 3, seed=2)
-    return ens
+    libE_specs = executor_libe_specs(2, workflow_dir_path=str(workdir), save_H_on_completion=True)
+    return probe_ensemble(exctr, libE_specs, SIM_MAX, {"num_procs": 1, "wait": wait}, seed=2)
 
 
 def _saved_history(workdir: t.Any) -> np.ndarray:

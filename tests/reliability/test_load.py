@@ -24,19 +24,18 @@ import typing as t
 import numpy as np
 import psutil
 import pytest
-from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.gen_funcs.sampling import uniform_random_sample
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
 import bundle
 from bundle import GlobusComputeExecutor
 from bundle.session import GCSession
+from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
 from tests.gconly.helpers import REPO
 from tests.reliability import fault_sims
-from tests.reliability.fault_helpers import SCALE_ENV, engine_processes, fd_count, record, started_local
+from tests.reliability.fault_helpers import SCALE_ENV, engine_processes, fd_count, probe_ensemble, record, started_local
 
 FULL_SIMS = 20_000
 FULL_MPI_TASKS = 2_000
@@ -190,32 +189,9 @@ def test_gconly_many_trivial_sims(tmp_path: t.Any, monkeypatch: pytest.MonkeyPat
 
 
 def _mpi_ensemble(exctr: GlobusComputeExecutor, workdir: t.Any, n: int, nworkers: int) -> t.Any:
-    ens = Ensemble(
-        executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=nworkers,
-            gen_on_manager=True,
-            sim_dirs_make=False,
-            workflow_dir_path=str(workdir),
-            disable_resource_manager=True,
-        ),
-        sim_specs=SimSpecs(
-            sim_f=fault_sims.probe_task,
-            inputs=["x", "sim_id"],
-            outputs=[("marker", "U64"), ("state", "U20"), ("error", "U400")],
-            user={"num_procs": 1, "wait": 120},
-        ),
-        gen_specs=GenSpecs(
-            gen_f=uniform_random_sample,
-            outputs=[("x", float, (1,))],
-            user={"gen_batch_size": max(nworkers, 32), "lb": np.array([0.0]), "ub": np.array([1.0])},
-        ),
-        alloc_specs=AllocSpecs(alloc_f=give_sim_work_first),
-        exit_criteria=ExitCriteria(sim_max=n),
-    )
-    ens.persis_info = add_unique_random_streams({}, nworkers + 1, seed=9)
-    return ens.run()
+    libE_specs = executor_libe_specs(nworkers, workflow_dir_path=str(workdir))
+    user = {"num_procs": 1, "wait": 120}
+    return probe_ensemble(exctr, libE_specs, n, user, seed=9, gen_batch_size=max(nworkers, 32)).run()
 
 
 MPI_LOAD = {"max_workers_per_block": 4, "slots_per_node": 4}

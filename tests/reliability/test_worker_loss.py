@@ -19,23 +19,20 @@ import typing as t
 import numpy as np
 import psutil
 import pytest
-from libensemble import Ensemble
-from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
-from libensemble.gen_funcs.sampling import uniform_random_sample
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
-from libensemble.tools import add_unique_random_streams
 
 import bundle
 from bundle import GlobusComputeExecutor
 from bundle.executor.remote import MARKER_ENV
+from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
-from tests.gconly.helpers import REPO, uniform_specs
+from tests.gconly.helpers import REPO, run_with, uniform_specs
 from tests.reliability import fault_sims
 from tests.reliability.fault_helpers import (
     FAST_HEARTBEAT,
     PoolKiller,
     block_processes,
     host_of,
+    probe_ensemble,
     record,
     started_local,
     wait_for,
@@ -79,12 +76,9 @@ def test_gconly_pool_killed_mid_run(tmp_path: t.Any, monkeypatch: pytest.MonkeyP
     killer = PoolKiller(host, lambda: sum(_starts(mark_dir).values()) >= 4)
     killer.start()
     t0 = time.monotonic()
-    H, _, flag = bundle.libE(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
+    H, _, flag = run_with(
+        bundle.libE,
+        specs,
         {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
         gc_specs={"user_endpoint_config": config},
     )
@@ -136,32 +130,8 @@ def test_gconly_pool_killed_mid_run(tmp_path: t.Any, monkeypatch: pytest.MonkeyP
 
 
 def _probe_ensemble(exctr: GlobusComputeExecutor, workdir: t.Any, sim_max: int, sleep: float) -> t.Any:
-    ens = Ensemble(
-        executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=2,
-            gen_on_manager=True,
-            sim_dirs_make=True,
-            ensemble_dir_path=workdir / "ensemble",
-            disable_resource_manager=True,
-        ),
-        sim_specs=SimSpecs(
-            sim_f=fault_sims.probe_task,
-            inputs=["x", "sim_id"],
-            outputs=[("marker", "U64"), ("state", "U20"), ("error", "U400")],
-            user={"sleep": sleep, "num_procs": 2},
-        ),
-        gen_specs=GenSpecs(
-            gen_f=uniform_random_sample,
-            outputs=[("x", float, (1,))],
-            user={"gen_batch_size": sim_max, "lb": np.array([0.0]), "ub": np.array([1.0])},
-        ),
-        alloc_specs=AllocSpecs(alloc_f=give_sim_work_first),
-        exit_criteria=ExitCriteria(sim_max=sim_max),
-    )
-    ens.persis_info = add_unique_random_streams({}, 3, seed=5)
-    return ens.run()
+    libE_specs = executor_libe_specs(2, workdir / "ensemble")
+    return probe_ensemble(exctr, libE_specs, sim_max, {"sleep": sleep, "num_procs": 2}, seed=5).run()
 
 
 @pytest.mark.parametrize("retries", [0, 1])

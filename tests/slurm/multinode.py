@@ -7,8 +7,11 @@ import os
 import pathlib
 import re
 import subprocess
-import time
 import typing as t
+
+import psutil
+
+from tests.polling import wait_for
 
 HERE = pathlib.Path(__file__).resolve().parent
 SLURM_SH = HERE.parents[1] / ".ci" / "slurm.sh"
@@ -84,44 +87,33 @@ def bring_node_back(node: str, timeout: float = 90.0) -> None:
         start_new_session=True,
         env={k: v for k, v in os.environ.items() if k != TOKEN_ENV},
     )
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and node_state(node) not in ("idle", "alloc", "mix"):
-        time.sleep(1.0)
+    wait_for(lambda: node_state(node) in ("idle", "alloc", "mix"), timeout, period=1.0)
     assert node_state(node) in ("idle", "alloc", "mix"), f"node {node} did not come back: {node_state(node)}"
+
+
+def _command_lines() -> t.Iterator[tuple[psutil.Process, str]]:
+    """Every live process with its command line."""
+    for proc in psutil.process_iter(["cmdline"]):
+        yield proc, " ".join(proc.info["cmdline"] or [])
 
 
 def lock_holders(path: str) -> list[str]:
     """Command lines of live processes other than ``.ci/slurm.sh`` itself that have ``path`` open."""
     holders = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for proc, cmd in _command_lines():
+        if "slurm.sh" in cmd:
             continue
         try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-            links = {os.readlink(f"/proc/{entry}/fd/{fd}") for fd in fds}
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
+            if any(f.path == path for f in proc.open_files()):
+                holders.append(f"{proc.pid}: {cmd}")
+        except psutil.Error:
             continue
-        if path in links and "slurm.sh" not in cmd:
-            holders.append(f"{entry}: {cmd}")
     return holders
 
 
 def processes_with(needle: str) -> list[str]:
     """Command lines of live processes whose command line contains ``needle``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in cmd:
-            found.append(f"{entry}: {cmd}")
-    return found
+    return [f"{proc.pid}: {cmd}" for proc, cmd in _command_lines() if needle in cmd]
 
 
 def job_nodes(job_id: str) -> list[str]:
@@ -132,13 +124,3 @@ def job_nodes(job_id: str) -> list[str]:
         return []
     hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
     return hosts.stdout.split()
-
-
-def wait_until(predicate: t.Callable[[], t.Any], timeout: float, period: float = 0.2) -> t.Any:
-    """Poll ``predicate`` until truthy; return its last value."""
-    end = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < end:
-        time.sleep(period)
-        value = predicate()
-    return value

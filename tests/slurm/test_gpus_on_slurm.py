@@ -25,15 +25,14 @@ def gpu_probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 def _gpu_ensemble(exctr: GlobusComputeExecutor, ranks: int, sims: int) -> np.ndarray:
     from libensemble import Ensemble
-    from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
+    from libensemble.specs import ExitCriteria, SimSpecs
 
+    from tests.ensembles import executor_libe_specs, given_rows
     from tests.executor.sims import run_gpu_probe
 
-    H0 = np.zeros(sims, dtype=[("x", float, (1,)), ("sim_id", int), ("sim_started", bool)])
-    H0["sim_id"] = np.arange(sims)
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(comms="threads", nworkers=2, gen_on_manager=True, disable_resource_manager=True),
+        libE_specs=executor_libe_specs(2),
         sim_specs=SimSpecs(
             sim_f=run_gpu_probe,
             inputs=["x"],
@@ -41,7 +40,7 @@ def _gpu_ensemble(exctr: GlobusComputeExecutor, ranks: int, sims: int) -> np.nda
             user={"ranks": ranks},
         ),
         exit_criteria=ExitCriteria(sim_max=sims),
-        H0=H0,
+        H0=given_rows(sims),
     )
     H, _, flag = ens.run()
     assert flag == 0

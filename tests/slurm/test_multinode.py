@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
-from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
+from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 
 import bundle
 from bundle import GlobusComputeExecutor
 from bundle.errors import ResourceSpecificationError
 from bundle.session import GCSession
+from tests.ensembles import executor_libe_specs
 from tests.gconly.helpers import REPO
 from tests.slurm import node_sims
 from tests.slurm.conftest import wait_no_jobs
@@ -115,14 +116,7 @@ def test_mixed_one_and_two_node_sims_in_one_ensemble(spanning, tmp_path, monkeyp
     sim_max = 6
     ens = Ensemble(
         executor=spanning,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=3,
-            gen_on_manager=True,
-            sim_dirs_make=True,
-            ensemble_dir_path=tmp_path / "ensemble",
-            disable_resource_manager=True,
-        ),
+        libE_specs=executor_libe_specs(3, tmp_path / "ensemble"),
         sim_specs=SimSpecs(
             sim_f=node_sims.span_task,
             inputs=["sim_id", "nodes"],
@@ -183,7 +177,7 @@ def test_slots_pack_one_node_tasks_across_the_nodes_of_a_block(packed, tmp_path,
 
 
 def test_gconly_sims_run_on_every_node_of_a_three_node_block(three_nodes, tmp_path, monkeypatch):
-    from tests.gconly.helpers import uniform_specs
+    from tests.gconly.helpers import run_with, uniform_specs
 
     monkeypatch.chdir(tmp_path)
     config = {
@@ -199,12 +193,9 @@ def test_gconly_sims_run_on_every_node_of_a_three_node_block(three_nodes, tmp_pa
     specs["sim_specs"]["out"] = [("f", float), ("node", "U16")]
     specs["sim_specs"]["user"] = {"sleep": 1.0}
     try:
-        H, _, flag = bundle.libE(
-            specs["sim_specs"],
-            specs["gen_specs"],
-            specs["exit_criteria"],
-            specs["persis_info"],
-            specs["alloc_specs"],
+        H, _, flag = run_with(
+            bundle.libE,
+            specs,
             {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
             gc_specs={
                 "user_endpoint_config": config,

@@ -21,12 +21,14 @@ import typing as t
 import numpy as np
 import pytest
 from libensemble import Ensemble
-from libensemble.specs import ExitCriteria, LibeSpecs, SimSpecs
+from libensemble.specs import ExitCriteria, SimSpecs
 
 import bundle
 from bundle import GlobusComputeExecutor
 from bundle.session import GCSession
-from tests.gconly.helpers import REPO, uniform_specs
+from tests.ensembles import executor_libe_specs
+from tests.gconly.helpers import REPO, run_with, uniform_specs
+from tests.polling import wait_for
 from tests.reliability.fault_helpers import record
 from tests.slurm import node_sims
 from tests.slurm.conftest import our_jobs, wait_no_jobs
@@ -43,7 +45,6 @@ from tests.slurm.multinode import (
     processes_with,
     ranks_of,
     take_node_away,
-    wait_until,
 )
 
 # A lost node's replacement block may queue behind other jobs on a shared cluster.
@@ -80,7 +81,7 @@ class NodeTaker(threading.Thread):
 
     def run(self) -> None:
         try:
-            if not wait_until(self.ready, START_TIMEOUT + 120):
+            if not wait_for(self.ready, START_TIMEOUT + 120, period=0.2):
                 raise TimeoutError("the condition to take a node away never held")
             running = [job for job, _, state in our_jobs() if state == "RUNNING"]
             assert len(running) == 1, f"expected one running block job, found {our_jobs()}"
@@ -116,7 +117,7 @@ def taker_cleanup(slurm: None) -> t.Iterator[list[NodeTaker]]:
 
 def _leftovers(needle: str) -> list[str]:
     """Processes whose command line holds ``needle``, once they had 30 s to end."""
-    return [] if wait_until(lambda: not processes_with(needle), 30) else processes_with(needle)
+    return [] if wait_for(lambda: not processes_with(needle), 30, period=0.2) else processes_with(needle)
 
 
 @pytest.mark.parametrize("retries", [0, 1])
@@ -149,14 +150,7 @@ def test_executor_task_on_a_lost_node(node_probe, tmp_path, monkeypatch, taker_c
     taker.start()
     ens = Ensemble(
         executor=exctr,
-        libE_specs=LibeSpecs(
-            comms="threads",
-            nworkers=1,
-            gen_on_manager=True,
-            sim_dirs_make=True,
-            ensemble_dir_path=tmp_path / "ensemble",
-            disable_resource_manager=True,
-        ),
+        libE_specs=executor_libe_specs(1, tmp_path / "ensemble"),
         sim_specs=SimSpecs(
             sim_f=node_sims.span_task,
             inputs=["sim_id", "nodes", "sleep"],
@@ -258,12 +252,9 @@ def test_gconly_sims_on_a_lost_node(tmp_path, monkeypatch, taker_cleanup, retrie
     taker_cleanup.append(taker)
     taker.start()
     t0 = time.monotonic()
-    H, _, flag = bundle.libE(
-        specs["sim_specs"],
-        specs["gen_specs"],
-        specs["exit_criteria"],
-        specs["persis_info"],
-        specs["alloc_specs"],
+    H, _, flag = run_with(
+        bundle.libE,
+        specs,
         {"nworkers": nworkers, "workflow_dir_path": str(tmp_path)},
         gc_specs={
             "user_endpoint_config": config,
