@@ -319,7 +319,7 @@ class SimDispatcher:
             self.failfast.succeeded()
 
     def _fail(self, order: SimOrder, text: str, start: float, end: float) -> None:
-        sim_ids = [int(i) for i in order.work["libE_info"].get("H_rows", [])]
+        sim_ids = order.rows
         self._log.warning(
             "sim_id %s on virtual worker %d failed (TASK_FAILED):\n%s", sim_ids, order.w, text, extra={"worker": 0}
         )
