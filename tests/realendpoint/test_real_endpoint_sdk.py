@@ -1,0 +1,77 @@
+"""The raw Globus Compute SDK against a real endpoint daemon configured from the bundle's ``local`` template.
+
+``globus_compute_sdk.Executor(endpoint_id=UUID, user_endpoint_config=..., client=...)`` submits through the
+stand-in service and RabbitMQ to the daemon, which renders the template with the config and forks a user
+endpoint whose engine runs the tasks, exactly as at a site.
+"""
+
+from __future__ import annotations
+
+import time
+
+import globus_sdk
+import pytest
+from globus_compute_sdk import Client, Executor, MPIFunction, ShellFunction
+
+from tests.realendpoint import remote
+from tests.realendpoint.conftest import ROOT, RealEndpoint
+
+ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
+TWO_RANKS = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
+ON_PATH = {"worker_init": f"export PYTHONPATH={ROOT}"}
+"""The tests' own modules are imported on the workers, as a site user's modules must be."""
+
+
+@pytest.fixture
+def client(local_services: dict[str, str]) -> Client:
+    """An SDK client of the local services without Globus Auth (``NullAuthorizer``)."""
+    return Client(authorizer=globus_sdk.NullAuthorizer())
+
+
+def _uep_names(endpoint: RealEndpoint) -> set[str]:
+    return {arg for p in endpoint.user_endpoints() for arg in p.cmdline() if arg.startswith("uep.")}
+
+
+def test_python_shell_and_mpi_tasks_run_on_a_user_endpoint_from_the_template(
+    real_endpoint: RealEndpoint, client: Client
+) -> None:
+    started = time.monotonic()
+    with Executor(
+        endpoint_id=real_endpoint.endpoint_id,
+        client=client,
+        user_endpoint_config=ON_PATH,
+        resource_specification=ONE_RANK,
+    ) as ex:
+        where = ex.submit(remote.where_am_i).result(timeout=300)
+        first = time.monotonic() - started
+        shell = ex.submit(ShellFunction("echo shell on $GLOBUS_COMPUTE_ENDPOINT_NAME")).result(timeout=120)
+        ex.resource_specification = TWO_RANKS
+        mpi = ex.submit(MPIFunction("sh -c 'echo rank=$PMI_RANK of $PMI_SIZE'")).result(timeout=120)
+    print(f"first result {first:.1f} s after the first submission")
+    # The user endpoint the daemon started (its name comes from the service's start command) ran them ...
+    assert where["endpoint"].startswith(f"uep.{real_endpoint.endpoint_id}.")
+    assert where["endpoint"] in _uep_names(real_endpoint)
+    # ... on an engine rendered from the local template: its worker_init wrote the MPI node file.
+    assert str(where["nodefile"]).endswith(".nodefile")
+    assert shell.returncode == 0 and shell.stdout.strip() == f"shell on {where['endpoint']}"
+    assert mpi.returncode == 0
+    assert sorted(mpi.stdout.split("\n")[:2]) == ["rank=0 of 2", "rank=1 of 2"], mpi.stdout
+
+
+def test_another_user_endpoint_config_starts_another_user_endpoint(
+    real_endpoint: RealEndpoint, client: Client
+) -> None:
+    configs = [
+        {**ON_PATH, "engine_type": "GlobusComputeEngine"},
+        {**ON_PATH, "engine_type": "GlobusComputeEngine", "max_workers_per_node": 2},
+    ]
+    names = []
+    for config in configs:
+        with Executor(endpoint_id=real_endpoint.endpoint_id, client=client, user_endpoint_config=config) as ex:
+            names.append(ex.submit(remote.where_am_i).result(timeout=300)["endpoint"])
+    assert names[0] != names[1]
+    # two user endpoint processes under the one daemon, one per config
+    assert {names[0], names[1]} <= _uep_names(real_endpoint)
+    # the same config again goes to the same user endpoint
+    with Executor(endpoint_id=real_endpoint.endpoint_id, client=client, user_endpoint_config=configs[0]) as ex:
+        assert ex.submit(remote.where_am_i).result(timeout=120)["endpoint"] == names[0]
