@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 import urllib.error
@@ -199,6 +200,12 @@ def local_services(gc_service: GCService, tmp_path: pathlib.Path) -> t.Iterator[
         for key, value in env.items():
             mp.setenv(key, value)
         yield env
+        # The SDK keeps a task group's result watcher (and its AMQP connection) after Executor.shutdown,
+        # until the interpreter exits; stop them while the services still answer.
+        from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+
+        for watcher in list(_RESULT_WATCHERS.values()):
+            watcher.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclasses.dataclass
@@ -312,6 +319,9 @@ def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactor
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    # Reaped as soon as it exits: `globus-compute-endpoint stop` waits for the daemon's pid to vanish, and
+    # a child of this process that nobody reaps stays a zombie under that pid (the stop then times out).
+    threading.Thread(target=proc.wait, name="endpoint-reaper", daemon=True).start()
     endpoint: RealEndpoint | None = None
     try:
         deadline = time.monotonic() + 120

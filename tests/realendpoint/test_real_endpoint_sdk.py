@@ -7,6 +7,7 @@ endpoint whose engine runs the tasks, exactly as at a site.
 
 from __future__ import annotations
 
+import re
 import time
 
 import globus_sdk
@@ -29,7 +30,9 @@ def client(local_services: dict[str, str]) -> Client:
 
 
 def _uep_names(endpoint: RealEndpoint) -> set[str]:
-    return {arg for p in endpoint.user_endpoints() for arg in p.cmdline() if arg.startswith("uep.")}
+    """Names of the user endpoint processes under the daemon (from their process titles)."""
+    titles = " ".join(" ".join(p.cmdline()) for p in endpoint.user_endpoints())
+    return set(re.findall(rf"uep\.{endpoint.endpoint_id}\.[0-9a-f-]{{36}}", titles))
 
 
 def test_python_shell_and_mpi_tasks_run_on_a_user_endpoint_from_the_template(
@@ -58,9 +61,7 @@ def test_python_shell_and_mpi_tasks_run_on_a_user_endpoint_from_the_template(
     assert sorted(mpi.stdout.split("\n")[:2]) == ["rank=0 of 2", "rank=1 of 2"], mpi.stdout
 
 
-def test_another_user_endpoint_config_starts_another_user_endpoint(
-    real_endpoint: RealEndpoint, client: Client
-) -> None:
+def test_another_user_endpoint_config_starts_another_user_endpoint(real_endpoint: RealEndpoint, client: Client) -> None:
     configs = [
         {**ON_PATH, "engine_type": "GlobusComputeEngine"},
         {**ON_PATH, "engine_type": "GlobusComputeEngine", "max_workers_per_node": 2},
