@@ -300,31 +300,42 @@ def wait_online(service: GCService, endpoint_id: str, proc: subprocess.Popen[t.A
     pytest.fail(f"endpoint {endpoint_id} did not come online within 120 s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[RealEndpoint]:
-    """``libe-gc endpoint configure NAME --template local`` then ``globus-compute-endpoint start NAME``."""
-    home = tmp_path_factory.mktemp("site")
+@contextlib.contextmanager
+def endpoint_from_template(
+    gc_service: GCService, home: pathlib.Path, name: str, template: str, options: t.Sequence[str] = ()
+) -> t.Iterator[RealEndpoint]:
+    """What a site user does: ``libe-gc endpoint configure NAME --template T`` then ``globus-compute-endpoint start``.
+
+    Parameters
+    ----------
+    gc_service : GCService
+        The running stand-in.
+    home : pathlib.Path
+        A folder for the endpoint (its ``GLOBUS_COMPUTE_USER_DIR``) and the daemon's output.
+    name : str
+        The endpoint's name.
+    template : str
+        The bundled template.
+    options : sequence of str
+        ``key=value`` endpoint defaults (``--option``).
+
+    Yields
+    ------
+    RealEndpoint
+        Once the service sees the daemon's heartbeat.  Afterwards ``globus-compute-endpoint stop NAME``, and
+        checks that no process of it is left and nothing consumes its queues.
+    """
     compute_dir = home / "globus_compute"
     env = {**os.environ, **gc_service.env(compute_dir), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    name = "libe-gc-local"
-    run_cli(
-        [
-            str(BIN / "libe-gc"),
-            "endpoint",
-            "configure",
-            name,
-            "--template",
-            "local",
-            "--contact-email",
-            "root@localhost",
-        ],
-        env,
-    )
+    cmd = [str(BIN / "libe-gc"), "endpoint", "configure", name, "--template", template]
+    cmd += [arg for option in options for arg in ("--option", option)]
+    # As root, `globus-compute-endpoint start` refuses to run without a contact address in config.yaml.
+    run_cli([*cmd, "--contact-email", "root@localhost"], env)
     ep_dir = compute_dir / name
     # As root the daemon starts user endpoints with a cleared environment (HOME=/root); the endpoint's
     # user_environment.yaml, the administrator's file for this, keeps their folders beside the endpoint's.
     (ep_dir / "user_environment.yaml").write_text(f"GLOBUS_COMPUTE_USER_DIR: {compute_dir}\n")
-    log_path = home / "endpoint-start.log"
+    log_path = home / f"{name}-start.log"
     started = time.monotonic()
     with log_path.open("w") as log:
         # Foreground, in a session of its own: the daemon ends by signalling its whole process group.
@@ -379,3 +390,10 @@ def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactor
     queues = gc_service.broker.queues()
     consumed = {q: n for q, n in queues.items() if n and q.endswith((".commands", ".tasks"))}
     assert not consumed, f"queues still consumed after the endpoint stopped: {consumed}"
+
+
+@pytest.fixture(scope="session")
+def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[RealEndpoint]:
+    """An endpoint configured from the ``local`` template and started with ``globus-compute-endpoint start``."""
+    with endpoint_from_template(gc_service, tmp_path_factory.mktemp("site"), "libe-gc-local", "local") as endpoint:
+        yield endpoint
