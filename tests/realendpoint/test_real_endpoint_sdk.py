@@ -13,6 +13,7 @@ import time
 import globus_sdk
 import pytest
 from globus_compute_sdk import Client, Executor, MPIFunction, ShellFunction
+from globus_compute_sdk.errors import TaskExecutionFailed
 
 from tests.realendpoint import remote
 from tests.realendpoint.conftest import ROOT, RealEndpoint
@@ -76,3 +77,18 @@ def test_another_user_endpoint_config_starts_another_user_endpoint(real_endpoint
     # the same config again goes to the same user endpoint
     with Executor(endpoint_id=real_endpoint.endpoint_id, client=client, user_endpoint_config=configs[0]) as ex:
         assert ex.submit(remote.where_am_i).result(timeout=120)["endpoint"] == names[0]
+
+
+def test_a_config_the_templates_schema_refuses_fails_the_task_with_the_endpoints_reason(
+    real_endpoint: RealEndpoint, client: Client
+) -> None:
+    started = time.monotonic()
+    with Executor(
+        endpoint_id=real_endpoint.endpoint_id, client=client, user_endpoint_config={"no_such_option": 1}
+    ) as ex:
+        future = ex.submit(remote.where_am_i)
+        with pytest.raises(TaskExecutionFailed) as failure:
+            future.result(timeout=120)
+    waited = time.monotonic() - started
+    print(f"refused config: the task failed after {waited:.1f} s with {type(failure.value).__name__}: {failure.value}")
+    assert "no_such_option" in str(failure.value)

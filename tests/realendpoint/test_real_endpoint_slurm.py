@@ -7,6 +7,7 @@ the one ``tests/slurm`` uses (``.ci/slurm.sh``); every job of this session is go
 from __future__ import annotations
 
 import collections
+import time
 import typing as t
 
 import globus_sdk
@@ -36,12 +37,17 @@ def test_a_two_node_mpi_task_runs_in_a_slurm_job_of_the_user_endpoint(
     slurm_endpoint: RealEndpoint, local_services: dict[str, str]
 ) -> None:
     client = Client(authorizer=globus_sdk.NullAuthorizer())
+    started = time.monotonic()
     config = {"nodes_per_block": 2, "mpi_launcher": "srun", "exclusive": True}
     spec = {"num_nodes": 2, "ranks_per_node": 2, "num_ranks": 4}
     with Executor(
         endpoint_id=slurm_endpoint.endpoint_id, client=client, user_endpoint_config=config, resource_specification=spec
     ) as ex:
         res = ex.submit(MPIFunction("sh -c 'echo node=$SLURMD_NODENAME'")).result(timeout=600)
+    print(
+        f"2-node MPI task: result {time.monotonic() - started:.1f} s after submission, "
+        f"{time.monotonic() - slurm_endpoint.started_at:.1f} s after globus-compute-endpoint start"
+    )
     assert res.returncode == 0, res.stderr
     nodes = collections.Counter(line for line in res.stdout.splitlines() if line.startswith("node="))
     assert sorted(nodes.values()) == [2, 2] and len(nodes) == 2, res.stdout
