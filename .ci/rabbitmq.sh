@@ -62,7 +62,9 @@ broker_env() {  # the environment the broker and rabbitmqctl run with
   export RABBITMQ_PID_FILE="$PIDFILE"
   export RABBITMQ_CONFIG_FILE="$BASE/rabbitmq"  # no such file: defaults plus the arguments below
   export RABBITMQ_ENABLED_PLUGINS_FILE="$BASE/enabled_plugins"
-  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -rabbit tcp_listeners $(listeners)"
+  local erl_listeners
+  erl_listeners="$(listeners)"
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -rabbit tcp_listeners ${erl_listeners}"
 }
 
 running() { [[ -s "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
