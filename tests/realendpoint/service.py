@@ -29,6 +29,7 @@ import base64
 import datetime
 import json
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -108,8 +109,13 @@ class Broker:
         def run() -> None:
             try:
                 chan.start_consuming()
+            except Exception:
+                # Without it no result or heartbeat is routed any more: stop the stand-in rather than hang tests.
+                log.exception("the consumer of results and heartbeats failed; stopping")
+                os.kill(os.getpid(), signal.SIGTERM)
             finally:
-                conn.close()
+                if conn.is_open:
+                    conn.close()
 
         self._consumer = threading.Thread(target=run, name="consumer", daemon=True)
         self._consumer.start()
@@ -341,7 +347,13 @@ class Service:
             record["heartbeat"] = {"at": time.time(), "period": period, "state": dict(state)}
             error = state.get("error")
             waiting = [tid for tid, rec in self.tasks.items() if rec["endpoint"] == ep_id and "completion_t" not in rec]
+            user_endpoint = record["parent"] is not None
         if not error:
+            return
+        if not user_endpoint:
+            # globus-compute-endpoint 4.19 sends one on behalf of the daemon too, from the forked child whose
+            # user endpoint failed to start (its exit unwinds through the daemon's start-up error handler).
+            log.warning("endpoint %s reported an error: %s", ep_id, error)
             return
         log.warning("user endpoint %s failed to start: %s", ep_id, error)
         chan.queue_purge(f"{ep_id}.tasks")
