@@ -386,10 +386,17 @@ def endpoint_from_template(
     assert not left, "processes of the endpoint left after globus-compute-endpoint stop:\n" + "\n".join(
         " ".join(_cmdline(p)) or p.name() for p in left
     )
-    # The daemon's command queue and its user endpoints' task queues: nobody may still listen on them.
-    queues = gc_service.broker.queues()
-    consumed = {q: n for q, n in queues.items() if n and q.endswith((".commands", ".tasks"))}
-    assert not consumed, f"queues still consumed after the endpoint stopped: {consumed}"
+    # The daemon's command queue and its user endpoints' task queues: nobody may still listen on them
+    # (the broker drops a consumer when it notices its connection closed: allow it a moment).
+    deadline = time.monotonic() + 30
+    while True:
+        queues = gc_service.broker.queues()
+        consumed = {q: n for q, n in queues.items() if n and q.endswith((".commands", ".tasks"))}
+        if not consumed or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    holders = subprocess.run(["ss", "-tnpH", "dport", "=", ":5672"], capture_output=True, text=True).stdout
+    assert not consumed, f"queues still consumed after the endpoint stopped: {consumed}\nAMQP clients:\n{holders}"
 
 
 @pytest.fixture(scope="session")
