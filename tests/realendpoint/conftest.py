@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -364,6 +365,7 @@ def endpoint_from_template(
         yield endpoint
     finally:
         before = endpoint.processes() if endpoint else []
+        titles = " ".join(" ".join(_cmdline(p)) for p in before)  # user endpoint ids, while they run
         stop = subprocess.run(
             [str(BIN / "globus-compute-endpoint"), "stop", name],
             env=env,
@@ -388,10 +390,13 @@ def endpoint_from_template(
     )
     # The daemon's command queue and its user endpoints' task queues: nobody may still listen on them
     # (the broker drops a consumer when it notices its connection closed: allow it a moment).
+    ep_id = endpoint.endpoint_id if endpoint else "-"
+    ueps = re.findall(rf"uep\.{ep_id}\.([0-9a-f-]{{36}})", titles)
+    ours = {f"{ep_id}.commands", *(f"{uep}.tasks" for uep in ueps)}
     deadline = time.monotonic() + 30
     while True:
         queues = gc_service.broker.queues()
-        consumed = {q: n for q, n in queues.items() if n and q.endswith((".commands", ".tasks"))}
+        consumed = {q: n for q, n in queues.items() if n and q in ours}
         if not consumed or time.monotonic() > deadline:
             break
         time.sleep(2)
