@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import globus_sdk
 import pytest
@@ -92,3 +93,25 @@ def test_a_config_the_templates_schema_refuses_fails_the_task_with_the_endpoints
     waited = time.monotonic() - started
     print(f"refused config: the task failed after {waited:.1f} s with {type(failure.value).__name__}: {failure.value}")
     assert "no_such_option" in str(failure.value)
+
+
+def test_finished_tasks_are_found_again_through_their_task_group(real_endpoint: RealEndpoint, client: Client) -> None:
+    config = {**ON_PATH, "engine_type": "GlobusComputeEngine"}
+    # a task group of its own (the SDK's default one is shared by every Executor of this process)
+    task_group = uuid.uuid4()
+    with Executor(
+        endpoint_id=real_endpoint.endpoint_id, client=client, user_endpoint_config=config, task_group_id=task_group
+    ) as ex:
+        futures = [ex.submit(remote.where_am_i) for _ in range(3)]
+        pids = [f.result(timeout=300)["pid"] for f in futures]
+        results = {f.task_id: pid for f, pid in zip(futures, pids, strict=True)}
+        assert ex.task_group_id == task_group
+    # A new submitting process would do this: reattach to the task group and get every result back
+    # (task group listing, then batch status), without anything running again.
+    with Executor(endpoint_id=real_endpoint.endpoint_id, client=client, task_group_id=task_group) as again:
+        reloaded = list(again.reload_tasks())
+    assert {f.task_id for f in reloaded} == set(results)
+    assert {f.task_id: f.result(timeout=10)["pid"] for f in reloaded} == results
+    # and one task's status on its own
+    some = next(iter(results))
+    assert client.get_result(some)["pid"] == results[some]
