@@ -382,7 +382,7 @@ def test_python_mismatch_warns_before_gconly_registers_sim_f(fresh_checks, monke
 def test_python_check_is_never_fatal_nor_a_hang(fresh_checks, monkeypatch, caplog, python, hang):
     cls, inst = _cloud(python, hang)
     monkeypatch.setattr(globus_compute_sdk, "Executor", cls)
-    monkeypatch.setattr(endpoint_python, "METADATA_TIMEOUT", 0.5)
+    monkeypatch.setattr(python_check, "METADATA_TIMEOUT", 0.5)
     caplog.set_level("DEBUG", logger="bundle.endpoints.python_check")
     start = time.monotonic()
     assert GCSession.get_executor(EP, {}) is inst  # no warning (filterwarnings=error would raise it)
