@@ -35,7 +35,7 @@ from globus_compute_sdk import MPIFunction
 
 from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 from bundle import GlobusComputeExecutor
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 

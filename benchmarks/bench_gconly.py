@@ -26,7 +26,7 @@ every rate: it is disturbed less by other load than rates are.
 ``--compare`` measures instead, per repetition and on the same endpoint: ``raw``, then GC-only mode
 with plain calls (every sim's arguments through the endpoint's serializer, ``sim_f`` registered
 itself: the wire format before packed calls) and with packed calls (stdlib-pickled arguments, see
-``bundle.gconly.wire``), in alternating order, and reports each over ``raw`` and packed over plain,
+``bundle.gconly.calls``), in alternating order, and reports each over ``raw`` and packed over plain,
 plus the driver process's CPU time per task or sim (all its threads: the manager, the engine's
 result thread), which other load on the machine disturbs less than rates do.
 
@@ -338,7 +338,7 @@ def cli(
     sims = sims or (300 if quick else 3000)
     output = output or ("bench_gconly_compare.json" if compare_calls else "bench_gconly.json")
 
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     config = endpoint_config(engine_workers)
     endpoint = GCSession.get_executor("local", config)

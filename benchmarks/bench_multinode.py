@@ -70,7 +70,7 @@ def nodes_up() -> int:
 
 
 def _endpoint(options: dict[str, t.Any], spec: dict[str, int], run_dir: pathlib.Path, start_timeout: float) -> t.Any:
-    from bundle.local import LocalEndpoint
+    from bundle.endpoints.local import LocalEndpoint
 
     return LocalEndpoint(
         template="slurm",

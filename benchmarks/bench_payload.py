@@ -129,7 +129,7 @@ def cli(quick: bool, sims: int | None, nworkers: int, output: str) -> int:
     """Run the payload benchmark and write the JSON file; return the exit code."""
     sims = sims or (20 if quick else 200)
 
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     endpoint = GCSession.get_executor("local", endpoint_config(2))
     endpoint.start()

@@ -104,8 +104,8 @@ def _watch_dispatcher(record: dict[str, t.Any]) -> None:
 
 def child(sims: int, nworkers: int, engine_workers: int, warmup: float) -> dict[str, t.Any]:
     """One GC-only run in this (fresh) process; return its measurements."""
+    from bundle.endpoints.session import GCSession
     from bundle.gconly import GCOnlySpecs
-    from bundle.session import GCSession
 
     config = endpoint_config(engine_workers)
     endpoint = GCSession.get_executor("local", config)

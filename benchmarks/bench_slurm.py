@@ -131,7 +131,7 @@ def measure(
     """One endpoint with ``slots_per_node=slots``: seconds to the first result, then tasks/s."""
     from globus_compute_sdk import MPIFunction
 
-    from bundle.local import LocalEndpoint
+    from bundle.endpoints.local import LocalEndpoint
 
     true = shutil.which("true") or "/bin/true"
     sleep = shutil.which("sleep") or "/bin/sleep"

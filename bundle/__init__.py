@@ -22,14 +22,14 @@ __all__ = [
 ]
 
 if t.TYPE_CHECKING:
+    from bundle.endpoints.local import LocalEndpoint
+    from bundle.endpoints.session import GCSession
     from bundle.executor import GlobusComputeExecutor, GlobusComputeTask
     from bundle.gconly import Ensemble, GCOnlySpecs, libE
-    from bundle.local import LocalEndpoint
-    from bundle.session import GCSession
 
 _LAZY = {
-    "LocalEndpoint": "bundle.local",
-    "GCSession": "bundle.session",
+    "LocalEndpoint": "bundle.endpoints.local",
+    "GCSession": "bundle.endpoints.session",
     "GlobusComputeExecutor": "bundle.executor",
     "GlobusComputeTask": "bundle.executor",
     "Ensemble": "bundle.gconly",

@@ -8,8 +8,8 @@ import typing as t
 import psutil
 import pytest
 
-from bundle.local import LocalEndpoint, reaper
-from bundle.session import GCSession
+from bundle.endpoints.local import LocalEndpoint, reaper
+from bundle.endpoints.session import GCSession
 
 
 def descendants(pid: int) -> list[psutil.Process]:

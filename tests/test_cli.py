@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from bundle.cli import main
-from bundle.templates import get_template, list_templates
+from bundle.endpoints.templates import get_template, list_templates
 
 
 def test_smoke_runs_python_shell_and_mpi_tasks():
@@ -43,7 +43,7 @@ def test_demo_runs_a_complete_ensemble_with_summary_and_timeline(tmp_path):
     H = np.load(tmp_path / "out" / "history_executor_mode.npy")
     done = H[H["sim_ended"]]
     assert len(done) == 6 and np.isfinite(done["f"]).all()
-    from bundle.demo.objective import smoothed
+    from bundle.cli.demo.objective import smoothed
 
     # the MPI app's answer (2 ranks, reduced) equals the one-process computation
     for row in done:

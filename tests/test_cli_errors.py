@@ -16,9 +16,9 @@ import requests
 from click.testing import CliRunner
 
 from bundle.cli import main
-from bundle.cli_errors import CleanErrorsGroup, describe, preflight
-from bundle.smoke import smoke_options, with_accepted_defaults
-from bundle.templates import get_template
+from bundle.cli.errors import CleanErrorsGroup, describe, preflight
+from bundle.cli.smoke import smoke_options, with_accepted_defaults
+from bundle.endpoints.templates import get_template
 
 UUID0 = "00000000-0000-0000-0000-000000000000"
 
@@ -99,7 +99,7 @@ def test_preflight_reaches_a_proxy_on_the_port_requests_would_use(monkeypatch, p
         tried.append(addr)
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr("bundle.cli_errors.socket.create_connection", connect)
+    monkeypatch.setattr("bundle.cli.errors.socket.create_connection", connect)
     with pytest.raises(click.ClickException, match=f"cannot reach the HTTPS proxy \\({address[0]}:{address[1]}:"):
         preflight(UUID0, interactive=False)
     assert tried == [address]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bundle.templates import get_template, list_templates
+from bundle.endpoints.templates import get_template, list_templates
 from tests.docs.helpers import build_docs
 
 

@@ -17,7 +17,7 @@ MPI apps go to the endpoint as :class:`~globus_compute_sdk.MPIFunction` work wit
 :class:`~globus_compute_sdk.ShellFunction` work; Python callables
 (``register_app(..., pyobj=f)`` or ``submit(func=f, args=..., kwargs=...)``) as
 ordinary Globus Compute tasks.  Endpoint clients and engines are created lazily in
-the process that first submits, through :class:`~bundle.session.GCSession`.
+the process that first submits, through :class:`~bundle.endpoints.session.GCSession`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from libensemble.executors.executor import (
     ExecutorException,
 )
 
+from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
 from bundle.executor import gpus
 from bundle.executor.failfast import systematic_failure
@@ -46,13 +47,12 @@ from bundle.executor.launch import allocation_hosts, launch_prefix, mpi_spec, te
 from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
-from bundle.forksafe import KeyedLocks
-from bundle.resource_spec import normalize_mpi_spec
-from bundle.session import LOCAL, GCSession, parse_endpoint
-from bundle.shipping import ship_task_function
+from bundle.processes.forksafe import KeyedLocks
+from bundle.wire.resource_spec import normalize_mpi_spec
+from bundle.wire.shipping import ship_task_function
 
 if t.TYPE_CHECKING:
-    from bundle.templates import EndpointTemplate
+    from bundle.endpoints.templates import EndpointTemplate
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         Lines of stdout / stderr returned with each app's result (read when the files are not visible).
     local_options : dict, optional
         Options of a local endpoint: ``run_dir`` and ``start_timeout`` (the same name in
-        :class:`~bundle.gconly.GCOnlySpecs` and :meth:`~bundle.session.GCSession.get_executor`).
+        :class:`~bundle.gconly.GCOnlySpecs` and :meth:`~bundle.endpoints.session.GCSession.get_executor`).
     pending_timeout : float, optional
         Seconds a task may wait for the endpoint to start it; after that the task is ``FAILED`` with a
         :class:`~bundle.errors.TaskPendingTimeoutError` (its future is cancelled), so a sim waiting on an
@@ -131,7 +131,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         Another name for ``endpoint`` (the SDK's and libEnsemble's).
     sdk_options : dict, optional
         For an endpoint UUID: keyword options of ``globus_compute_sdk.Executor`` (``amqp_port``,
-        ``client``, ``batch_size``, ...), checked against the installed SDK (see :mod:`bundle.sdk_options`).
+        ``client``, ``batch_size``, ...), checked against the installed SDK (see :mod:`bundle.endpoints.sdk_options`).
 
     Examples
     --------
@@ -165,12 +165,12 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             raise ValueError(f"endpoint={endpoint!r} and endpoint_id={endpoint_id!r} disagree; give one of them")
         chosen = endpoint if endpoint is not None else endpoint_id
         self.endpoint, self.template_name = parse_endpoint(LOCAL if chosen is None else chosen, template)
-        from bundle.sdk_options import check_sdk_options
+        from bundle.endpoints.sdk_options import check_sdk_options
 
         self.sdk_options = check_sdk_options(sdk_options, local=self.endpoint == LOCAL)
         self.user_endpoint_config = dict(user_endpoint_config or {})
         if self.template_name is not None:
-            from bundle.templates import get_template
+            from bundle.endpoints.templates import get_template
 
             get_template(self.template_name).validate(self.user_endpoint_config)
         default_spec = dict(resource_specification or {})
@@ -237,7 +237,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         """The bundled template, when known."""
         if self.template_name is None:
             return None
-        from bundle.templates import get_template
+        from bundle.endpoints.templates import get_template
 
         return get_template(self.template_name)
 

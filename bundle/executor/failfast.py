@@ -13,7 +13,7 @@ from __future__ import annotations
 import typing as t
 
 from bundle.errors import BundleError
-from bundle.remote_cause import cause_line, cause_signature
+from bundle.wire.remote_cause import cause_line, cause_signature
 
 if t.TYPE_CHECKING:
     from bundle.executor.task import GlobusComputeTask

@@ -394,6 +394,6 @@ def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
 
 def portable_claim() -> t.Any:
     """Return a copy of :func:`claim_devices` that serializes by value (the endpoint need not import the bundle)."""
-    from bundle.byvalue import by_value
+    from bundle.wire.byvalue import by_value
 
     return by_value(claim_devices)

@@ -18,7 +18,7 @@ import typing as t
 from dataclasses import dataclass
 
 from bundle.errors import ResourceSpecificationError
-from bundle.resource_spec import normalize_mpi_spec
+from bundle.wire.resource_spec import normalize_mpi_spec
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ engine's launcher starts the ranks) or :class:`~globus_compute_sdk.ShellFunction
 (a serial app) and returns its ``ShellResult``.
 
 The endpoint need not have this package installed: :func:`portable` makes copies
-that are serialized by value (:mod:`bundle.byvalue`).  For that, these functions may use only
+that are serialized by value (:mod:`bundle.wire.byvalue`).  For that, these functions may use only
 builtins, what they import themselves, and the names :func:`portable` binds: the marker
-constants below and :func:`bundle.proctree.find_with_env` / :func:`bundle.proctree.terminate`
+constants below and :func:`bundle.processes.proctree.find_with_env` / :func:`bundle.processes.proctree.terminate`
 (by-value copies; they import psutil, which ``globus-compute-endpoint`` depends on).
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import types
 import typing as t
 
-from bundle.byvalue import by_value
-from bundle.proctree import find_with_env, terminate
+from bundle.processes.proctree import find_with_env, terminate
+from bundle.wire.byvalue import by_value
 
 MARKER_ENV = "LIBE_GC_TASK"
 """Environment variable set for an app's processes (launcher and ranks); its value names the task."""

@@ -358,7 +358,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         was_running = self.state == "RUNNING"
         if not was_running and self.endpoint_executor is not None:
             # Not seen running: cancel the future; a task the SDK has not sent yet never leaves this process.
-            from bundle.unsent import withdraw
+            from bundle.endpoints.unsent import withdraw
 
             withdraw(self.endpoint_executor, self.future)
         if self.kind != "python" and self.shared_fs and self.workdir:

@@ -1,22 +1,19 @@
 """GC-only mode: libEnsemble's manager submits pure-Python sims to a Globus Compute endpoint.
 
-No worker processes start: ``nworkers`` virtual workers (:mod:`bundle.gconly.comms`) hand the
+No worker processes start: ``nworkers`` virtual workers (:class:`~bundle.gconly.dispatch.VirtualWorkerComm`) hand the
 stock ``Manager``'s sim work orders to a :class:`~bundle.gconly.dispatch.SimDispatcher`, which
 submits ``sim_f`` (registered once per endpoint) and answers the manager as a worker would.
 """
 
 from __future__ import annotations
 
+from bundle.gconly.availability import EndpointUnavailableError
 from bundle.gconly.ensemble import Ensemble
-from bundle.gconly.errors import (
-    EndpointUnavailableError,
-    GCOnlyConfigError,
-    SimOutputError,
-    SimSerializationError,
-    SystematicSimError,
-)
+from bundle.gconly.failfast import SystematicSimError
 from bundle.gconly.launch import ERROR_DIR, libE, run_gconly
-from bundle.gconly.specs import GCOnlySpecs
+from bundle.gconly.normalize import SimOutputError
+from bundle.gconly.serialization import SimSerializationError
+from bundle.gconly.specs import GCOnlyConfigError, GCOnlySpecs
 
 __all__ = [
     "ERROR_DIR",

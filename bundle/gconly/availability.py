@@ -17,8 +17,7 @@ from __future__ import annotations
 import time
 import typing as t
 
-from bundle.errors import EndpointShutdownError, EndpointStartError
-from bundle.gconly.errors import EndpointUnavailableError
+from bundle.errors import BundleError, EndpointShutdownError, EndpointStartError
 
 __all__ = ["EndpointUnavailableError", "ResultWatch", "check_endpoint_online", "endpoint_failure", "is_service_error"]
 
@@ -26,6 +25,23 @@ _HINT_CLOUD = (
     "Check that the endpoint is running (globus-compute-endpoint list on its host, or the Globus web app), "
     "that you may use it, and that this machine reaches the Globus Compute service"
 )
+
+
+class EndpointUnavailableError(BundleError, RuntimeError):
+    """The endpoint cannot run the ensemble's sims: unreachable, offline, or silent for too long.
+
+    The run ends with this error (libEnsemble saves the history first); the message names the
+    endpoint and what to check.
+
+    Attributes
+    ----------
+    endpoint : str
+        The endpoint, as given in ``sim_specs.globus_compute_endpoint``.
+    """
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
 
 
 def is_service_error(err: BaseException) -> bool:

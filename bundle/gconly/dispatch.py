@@ -1,16 +1,16 @@
 """Turn the manager's sim work orders into endpoint tasks, and finished tasks into worker answers.
 
 One :class:`SimDispatcher` serves all virtual workers of a run.  The manager thread calls it
-through :class:`~bundle.gconly.comms.VirtualWorkerComm`; futures only put finished tasks on a
+through :class:`~bundle.gconly.dispatch.VirtualWorkerComm`; futures only put finished tasks on a
 queue (from the executor's threads), and every state change happens on the manager thread.
 A work order is answered exactly once (done, failed or killed), and forgotten once answered,
 so the manager's memory stays flat however many sims run.
 
 The dispatcher keeps the orders and answers; the rest lives in a module each: the remote tasks
 and their batching (:mod:`~bundle.gconly.tasks`), how calls cross the wire
-(:mod:`~bundle.gconly.wire`), a finished task's per-sim outcomes
-(:mod:`~bundle.gconly.outcomes`), the task journal (:mod:`~bundle.gconly.journal`), the error
-files (:mod:`~bundle.gconly.sim_errors`), ``libE_stats.txt`` lines (:mod:`~bundle.gconly.stats`)
+(:mod:`~bundle.gconly.calls`), a finished task's per-sim outcomes
+(:func:`~bundle.gconly.calls.sim_outcomes`), the task journal (:mod:`~bundle.gconly.journal`), the error
+files and ``libE_stats.txt`` lines (:mod:`~bundle.gconly.records`)
 and the result watchdog (:class:`~bundle.gconly.availability.ResultWatch`).
 """
 
@@ -22,6 +22,7 @@ import time
 import typing as t
 
 import numpy as np
+from libensemble.comms.comms import Comm
 from libensemble.message_numbers import (
     EVAL_GEN_TAG,
     EVAL_SIM_TAG,
@@ -33,23 +34,16 @@ from libensemble.message_numbers import (
 )
 
 from bundle.errors import block_lost_message, lost_worker_pool
-from bundle.gconly.availability import ResultWatch, endpoint_failure
+from bundle.gconly.availability import EndpointUnavailableError, ResultWatch, endpoint_failure
+from bundle.gconly.calls import SimWire, sim_outcomes
 from bundle.gconly.engine_choice import mpi_spec_refusal
-from bundle.gconly.errors import (
-    EndpointUnavailableError,
-    GCOnlyConfigError,
-    SimOutputError,
-    SimSerializationError,
-    SystematicSimError,
-)
-from bundle.gconly.normalize import check_calc_out, failed_output, normalize_sim_output
-from bundle.gconly.outcomes import sim_outcomes
+from bundle.gconly.failfast import SystematicSimError
+from bundle.gconly.normalize import SimOutputError, check_calc_out, failed_output, normalize_sim_output
+from bundle.gconly.records import ensemble_logger, log_stats, record_sim_errors, stats_line
 from bundle.gconly.remote import make_batch_function
-from bundle.gconly.serialization import check_mapping, check_serializable, serializer_of
-from bundle.gconly.sim_errors import record_sim_errors
-from bundle.gconly.stats import ensemble_logger, log_stats, stats_line
+from bundle.gconly.serialization import SimSerializationError, check_mapping, check_serializable, serializer_of
+from bundle.gconly.specs import GCOnlyConfigError
 from bundle.gconly.tasks import RemoteTask, SimOrder, SimTasks, SubmitFailed
-from bundle.gconly.wire import SimWire
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -67,7 +61,7 @@ class SimDispatcher:
     Parameters
     ----------
     executor : LocalEndpoint or globus_compute_sdk.Executor
-        The endpoint's executor (from :meth:`bundle.session.GCSession.get_executor`).
+        The endpoint's executor (from :meth:`bundle.endpoints.session.GCSession.get_executor`).
     sim_specs : dict
         The validated ``sim_specs`` sent to ``sim_f`` (``sim_f``, ``in``, ``out``, ``user``, ...).
     nworkers : int
@@ -418,3 +412,44 @@ class SimDispatcher:
             "expected_rows": len(self._expect_rows),
             **self.tasks.held(),
         }
+
+
+class VirtualWorkerComm(Comm):  # type: ignore[misc]
+    """The comm of virtual worker ``w``.
+
+    Parameters
+    ----------
+    dispatcher : SimDispatcher
+        Shared by all virtual workers of a run.
+    w : int
+        Worker id (1..nworkers).
+    """
+
+    def __init__(self, dispatcher: SimDispatcher, w: int) -> None:
+        self.dispatcher = dispatcher
+        self.w = w
+        self.rank = w
+        self.recv_buffer = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(w={self.w})"
+
+    def send(self, *args: t.Any) -> None:
+        """Take a message from the manager: ``(tag, Work)``, ``(0, H rows)`` or ``(STOP_TAG, signal)``."""
+        tag, msg = (args[0], args[1]) if len(args) >= 2 else (0, args[0])
+        self.dispatcher.on_send(self.w, tag, msg)
+
+    def recv(self, timeout: float | None = None) -> tuple[int, dict[str, t.Any]]:
+        """Return this worker's answer ``(0, D)`` to the manager."""
+        return self.dispatcher.recv(self.w, timeout)
+
+    def mail_flag(self) -> bool:
+        """Return whether an answer is ready for the manager."""
+        return self.dispatcher.mail_flag(self.w)
+
+    def get_num_workers(self) -> int:
+        """Return the number of virtual workers."""
+        return self.dispatcher.nworkers
+
+    def kill_pending(self) -> None:
+        """Nothing is pending on the manager side of a virtual comm."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import typing as t
 
-from bundle.gconly.errors import GCOnlyConfigError
+from bundle.gconly.specs import GCOnlyConfigError
 
 log = logging.getLogger(__name__)
 

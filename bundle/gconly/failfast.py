@@ -13,8 +13,8 @@ import pathlib
 import sys
 import typing as t
 
-from bundle.gconly.errors import SystematicSimError
-from bundle.remote_cause import cause_line, cause_signature
+from bundle.errors import BundleError
+from bundle.wire.remote_cause import cause_line, cause_signature
 
 __all__ = ["FailFast", "cause_line", "failure_summary", "hint_for", "report_failures"]
 
@@ -34,6 +34,23 @@ _HINTS: tuple[tuple[str, str], ...] = (
     ("returned", "fix what sim_f returns (see the message above)"),
     ("DeserializationError", "the endpoint refused the task's serializer: check allowed_serializers in the template"),
 )
+
+
+class SystematicSimError(BundleError, RuntimeError):
+    """The first sims of a GC-only run all failed with the same error (``gc_specs.fail_fast``).
+
+    The run stops early (libEnsemble saves the history first); the message quotes the remote
+    cause and says what to change.
+
+    Attributes
+    ----------
+    cause : str
+        The line of the remote error that names it, e.g. ``"NameError: name 'np' is not defined"``.
+    """
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def hint_for(text: str) -> str:

@@ -15,8 +15,9 @@ import pathlib
 import sys
 import typing as t
 
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError, SystematicSimError
-from bundle.gconly.specs import GCOnlySpecs
+from bundle.gconly.availability import EndpointUnavailableError
+from bundle.gconly.failfast import SystematicSimError
+from bundle.gconly.specs import GCOnlyConfigError, GCOnlySpecs
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -98,16 +99,15 @@ def run_gconly(
     from libensemble.resources.resources import Resources
     from libensemble.tools.alloc_support import AllocSupport
 
+    from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
+    from bundle.endpoints.templates import get_template
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
-    from bundle.gconly.comms import VirtualWorkerComm
-    from bundle.gconly.dispatch import SimDispatcher
+    from bundle.gconly.dispatch import SimDispatcher, VirtualWorkerComm
     from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.failfast import FailFast, report_failures
     from bundle.gconly.journal import JOURNAL_FILE, Journal
     from bundle.gconly.resume import Reattach
     from bundle.gconly.serialization import serializer_of, ship_checked
-    from bundle.session import LOCAL, GCSession, parse_endpoint
-    from bundle.templates import get_template
 
     gc = GCOnlySpecs.coerce(gc_specs)
     endpoint = gc_endpoint_of(sim_specs)

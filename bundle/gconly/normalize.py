@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from libensemble.message_numbers import UNSET_TAG
 
-from bundle.gconly.errors import SimOutputError
+from bundle.errors import BundleError
 
 SimResult = tuple[t.Any, dict[str, t.Any], t.Any]
 """``(calc_out, persis_info, calc_status)`` as the manager expects them."""
@@ -31,6 +31,10 @@ _DICT_HINT = (
     "Manager received a dictionary from a simulation. "
     "Perhaps you meant to set `SimSpecs.simulator` instead of `SimSpecs.sim_f`?"
 )
+
+
+class SimOutputError(BundleError, ValueError):
+    """A simulation returned something libEnsemble cannot put in the history."""
 
 
 def _is_status(value: object) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import typing as t
 
-from bundle.byvalue import by_value
+from bundle.wire.byvalue import by_value
 
 SIM_FUNCTION_NAME = "libe_gconly_sim"
 BATCH_FUNCTION_NAME = "libe_gconly_sim_batch"

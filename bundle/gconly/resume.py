@@ -31,9 +31,9 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from bundle.gconly.errors import GCOnlyConfigError
+from bundle.gconly.calls import SimWire
 from bundle.gconly.journal import JournalState, JournalTask
-from bundle.gconly.wire import SimWire
+from bundle.gconly.specs import GCOnlyConfigError
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -148,7 +148,7 @@ def _one_of_batch(batch: Future[t.Any], index: int) -> Future[t.Any]:
             single.set_exception(err)
             return
         try:
-            # A packed batch answers with its list pickled (bundle.gconly.wire); a plain one with the list.
+            # A packed batch answers with its list pickled (bundle.gconly.calls); a plain one with the list.
             result = SimWire.answer(done.result())
         except Exception as exc:
             single.set_exception(exc)
@@ -174,7 +174,7 @@ class Reattach:
 
     Raises
     ------
-    bundle.gconly.errors.EndpointUnavailableError
+    bundle.gconly.EndpointUnavailableError
         When the Globus Compute service does not answer ``reload_tasks``.
     """
 

@@ -6,10 +6,24 @@ import threading
 import typing as t
 import weakref
 
-from bundle.gconly.errors import SimSerializationError
+from bundle.errors import BundleError
 
 if t.TYPE_CHECKING:
     from globus_compute_sdk.serialize import ComputeSerializer
+
+
+class SimSerializationError(BundleError, TypeError):
+    """``sim_f`` or a simulation input that the endpoint's serializer cannot serialize.
+
+    Attributes
+    ----------
+    what : str
+        The object that failed, e.g. ``"sim_f"`` or ``"sim_specs['vocs']"``.
+    """
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(message)
+        self.what = what
 
 
 _SHIPPED: weakref.WeakKeyDictionary[t.Callable[..., t.Any], tuple[t.Callable[..., t.Any], str]] = (
@@ -72,14 +86,14 @@ def check_mapping(serializer: ComputeSerializer, what: str, mapping: t.Mapping[s
 
 
 def ship_checked(serializer: ComputeSerializer, what: str, fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-    """Return ``fn`` shipped with the globals it reads (:func:`bundle.shipping.ship`), or refuse it.
+    """Return ``fn`` shipped with the globals it reads (:func:`bundle.wire.shipping.ship`), or refuse it.
 
     Raises
     ------
     SimSerializationError
         Naming every global ``fn`` reads that would be undefined on the endpoint.
     """
-    from bundle.shipping import remote_name_problems, ship
+    from bundle.wire.shipping import remote_name_problems, ship
 
     shipped = ship(fn)
     problems = remote_name_problems(shipped, type(serializer.code_serializer).__name__)

@@ -12,7 +12,11 @@ import dataclasses
 import os
 import typing as t
 
-from bundle.gconly.errors import GCOnlyConfigError
+from bundle.errors import BundleError
+
+
+class GCOnlyConfigError(BundleError, ValueError):
+    """Specs that GC-only mode cannot run (say which option to change)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +51,7 @@ class GCOnlySpecs:
         reattach their tasks with ``reload_tasks``), and count ``sim_max`` over the whole run.
         Default False.  See "Resuming after a crash" in the docs.
     result_timeout : float or None
-        End the run with :class:`~bundle.gconly.errors.EndpointUnavailableError` when no result
+        End the run with :class:`~bundle.gconly.EndpointUnavailableError` when no result
         at all arrives for this many seconds while sims are in flight (the history is saved first).
         Set it to a few times your longest sim.  None waits forever.  Default 86400 (one day).
     require_online : bool
@@ -59,7 +63,7 @@ class GCOnlySpecs:
         allows it (faster).  False sends every call plain through the endpoint's serializer, e.g.
         for an endpoint that must not run ``pickle.loads`` on arguments.  Default True.
     fail_fast : int
-        Stop the run with :class:`~bundle.gconly.errors.SystematicSimError` (history saved) when
+        Stop the run with :class:`~bundle.gconly.SystematicSimError` (history saved) when
         the first ``fail_fast`` sims to end all failed with the same error (a systematic bug such
         as a ``NameError``, a missing module or a malformed return); the message quotes the remote
         cause and says what to change.  One sim that succeeds first disarms it.  0 never stops a run
@@ -99,7 +103,7 @@ class GCOnlySpecs:
         if self.endpoint_options is not None:
             if not isinstance(self.endpoint_options, dict):
                 raise GCOnlyConfigError("gc_specs.endpoint_options (deprecated: use local_options) must be a dict")
-            from bundle.session import merge_local_options
+            from bundle.endpoints.session import merge_local_options
 
             merged = merge_local_options(
                 self.local_options, self.endpoint_options, "GCOnlySpecs(endpoint_options=...)", 4
@@ -116,7 +120,7 @@ class GCOnlySpecs:
         if not isinstance(self.sdk_options, dict):
             raise GCOnlyConfigError(f"gc_specs.sdk_options must be a dict, not {type(self.sdk_options).__name__}")
         if self.sdk_options:
-            from bundle.sdk_options import check_sdk_options
+            from bundle.endpoints.sdk_options import check_sdk_options
 
             try:
                 check_sdk_options(self.sdk_options, local=False)

@@ -15,15 +15,15 @@ import threading
 import time
 import typing as t
 
+from bundle.endpoints.unsent import withdraw
 from bundle.gconly.availability import endpoint_failure
-from bundle.unsent import withdraw
 
 if t.TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from bundle.gconly.calls import SimWire
     from bundle.gconly.journal import Journal
     from bundle.gconly.resume import Reattach
-    from bundle.gconly.wire import SimWire
 
 
 @dataclasses.dataclass(eq=False)

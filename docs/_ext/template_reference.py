@@ -17,7 +17,7 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from docutils.statemachine import StringList
 
-from bundle.pattern_words import NO_TRAILING_NEWLINE, PATTERN_WORDS, pattern_words  # noqa: F401 (used by tests)
+from bundle.endpoints.schema_words import NO_TRAILING_NEWLINE, PATTERN_WORDS, pattern_words  # noqa: F401 (used by tests)
 
 
 def _literal(value: t.Any) -> str:
@@ -137,7 +137,7 @@ def base_of(name: str, schema: t.Mapping[str, t.Any], schemas: t.Mapping[str, t.
 
 
 def _examples(name: str) -> list[str]:
-    from bundle.templates import get_template
+    from bundle.endpoints.templates import get_template
 
     folder = get_template(name).path / "examples"
     if not folder.is_dir():
@@ -190,7 +190,7 @@ class TemplateReference(Directive):
         """Parse the generated reStructuredText into the document."""
         from sphinx.util.nodes import nested_parse_with_titles
 
-        from bundle.templates import get_template, list_templates
+        from bundle.endpoints.templates import get_template, list_templates
 
         schemas = {name: get_template(name).schema for name in list_templates()}
         # base templates first (local, slurm, pbs), then the presets that build on them

@@ -39,8 +39,8 @@ from globus_compute_sdk.errors import TaskExecutionFailed
 from globus_compute_sdk.sdk.asynchronous.compute_future import ComputeFuture
 from globus_compute_sdk.serialize import ComputeSerializer
 
-from bundle.local.engine_host import _ensure_bin_dir_on_path, _own_import_path
-from bundle.templates import get_template
+from bundle.endpoints.local.engine_host import _ensure_bin_dir_on_path, _own_import_path
+from bundle.endpoints.templates import get_template
 
 
 class InterchangeEndpoint:

@@ -17,8 +17,8 @@ import typing as t
 import pytest
 from globus_compute_sdk.errors import TaskExecutionFailed
 
+from bundle.endpoints.local import LocalEndpoint
 from bundle.errors import ResourceSpecificationError
-from bundle.local import LocalEndpoint
 from tests.contract.interchange import InterchangeEndpoint
 
 MPI = {"engine_type": "GlobusMPIEngine", "max_workers_per_block": 2}

@@ -8,7 +8,7 @@ import typing as t
 
 import pytest
 
-from bundle.templates import get_template, list_templates
+from bundle.endpoints.templates import get_template, list_templates
 from tests.docs.helpers import DOCS, ROOT
 
 sys.path.insert(0, str(DOCS / "_ext"))
@@ -29,7 +29,7 @@ def _patterns(node: t.Any) -> t.Iterator[str]:
 @pytest.mark.parametrize("name", list_templates())
 def test_every_pattern_of_the_template_is_said_in_words(name):
     missing = {p for p in _patterns(get_template(name).schema) if template_reference.pattern_words(p) is None}
-    assert not missing, f"add words for these patterns to PATTERN_WORDS in bundle/pattern_words.py: {missing}"
+    assert not missing, f"add words for these patterns to PATTERN_WORDS in bundle/endpoints/schema_words.py: {missing}"
 
 
 def test_allowed_values_read_as_words():
@@ -50,7 +50,7 @@ def test_presets_list_only_what_they_change():
 
 
 def test_doctor_page_covers_every_check():
-    source = (ROOT / "bundle" / "doctor.py").read_text()
+    source = "".join((ROOT / "bundle" / path).read_text() for path in ("cli/doctor.py", "endpoints/python_check.py"))
     names = set(re.findall(r'Check\(\s*f?"([^"{]+)', source))
     page = (DOCS / "doctor.rst").read_text()
     assert len(names) >= 6, names

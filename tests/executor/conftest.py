@@ -11,7 +11,7 @@ import typing as t
 
 import pytest
 
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 
 APPS = pathlib.Path(__file__).parent / "apps"
 

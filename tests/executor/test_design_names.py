@@ -22,7 +22,7 @@ from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, Sim
 from libensemble.tools import add_unique_random_streams
 
 import bundle
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 from tests.executor.design_flow import my_remote_func
 
 DESIGN_USER_FLOW = textwrap.dedent(

@@ -19,8 +19,8 @@ from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, Sim
 from libensemble.tools import add_unique_random_streams
 
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.local import reaper
 from bundle.executor.remote import MARKER_ENV
-from bundle.local import reaper
 from tests.ensembles import executor_libe_specs, given_rows
 from tests.executor import sims
 

@@ -13,9 +13,9 @@ from libensemble.executors.executor import TimeoutExpired
 from libensemble.message_numbers import WORKER_DONE, WORKER_KILL_ON_TIMEOUT
 
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.local import reaper
+from bundle.endpoints.session import GCSession
 from bundle.executor.remote import KILL_FILE, MARKER_ENV
-from bundle.local import reaper
-from bundle.session import GCSession
 
 CONFIG = {"slots_per_node": 2, "max_workers_per_block": 2}
 

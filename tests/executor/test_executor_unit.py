@@ -11,8 +11,8 @@ import pytest
 from libensemble.executors.executor import Executor, ExecutorException
 
 from bundle import GlobusComputeExecutor, GlobusComputeTask
+from bundle.endpoints.session import GCSession
 from bundle.errors import ResourceSpecificationError, TemplateOptionError
-from bundle.session import GCSession
 
 EP = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
 

@@ -17,8 +17,8 @@ import globus_compute_sdk
 import pytest
 
 from bundle import GlobusComputeExecutor
-from bundle.session import GCSession
-from bundle.unsent import withdraw
+from bundle.endpoints.session import GCSession
+from bundle.endpoints.unsent import withdraw
 
 EP = "2d6b0b8e-6a55-4d8e-9b7e-0f3c9a1e2b44"
 
@@ -64,7 +64,7 @@ class HeldService:
 
 @pytest.fixture
 def service(monkeypatch: pytest.MonkeyPatch) -> t.Iterator[HeldService]:
-    monkeypatch.setattr("bundle.endpoint_python.warn_on_python_mismatch", lambda *a, **k: None)
+    monkeypatch.setattr("bundle.endpoints.python_check.warn_on_python_mismatch", lambda *a, **k: None)
     svc = HeldService()
     yield svc
     svc.release.set()

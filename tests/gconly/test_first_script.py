@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from bundle.gconly.errors import SystematicSimError
+from bundle.gconly import SystematicSimError
 from bundle.gconly.failfast import FailFast, cause_line, failure_summary, hint_for
 
 # The natural first script: module-level numpy and constant, sim_f in __main__.  One process runs

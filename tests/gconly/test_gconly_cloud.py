@@ -303,7 +303,7 @@ def test_sdk_options_reach_the_sdk_executor(cloud: t.Any) -> None:
 
 
 def test_sdk_options_are_refused_for_the_local_endpoint(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bundle.gconly.errors import GCOnlyConfigError
+    from bundle.gconly import GCOnlyConfigError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(GCOnlyConfigError, match="not 'local'"):

@@ -14,9 +14,9 @@ from unittest import mock
 import globus_compute_sdk
 import pytest
 
+from bundle.endpoints.session import GCSession
+from bundle.gconly import GCOnlyConfigError, SimSerializationError
 from bundle.gconly.engine_choice import ONE_RANK
-from bundle.gconly.errors import GCOnlyConfigError, SimSerializationError
-from bundle.session import GCSession
 from tests.contract.interchange import InterchangeEndpoint
 from tests.gconly import sims
 from tests.gconly.helpers import run_specs, uniform_specs
@@ -40,7 +40,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[InterchangeEndp
 def cloud(site: InterchangeEndpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any) -> t.Iterator[mock.Mock]:
     """``globus_compute_sdk.Executor`` (autospec) whose tasks reach ``site`` as the service would deliver them."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("bundle.endpoint_python.warn_on_python_mismatch", lambda *a, **k: None)
+    monkeypatch.setattr("bundle.endpoints.python_check.warn_on_python_mismatch", lambda *a, **k: None)
     site.sent_specs.clear()
 
     def make(**kwargs: t.Any) -> t.Any:

@@ -16,8 +16,8 @@ from libensemble.message_numbers import TASK_FAILED, UNSET_TAG, WORKER_DONE
 
 from bundle.gconly import GCOnlyConfigError, GCOnlySpecs, SimOutputError
 from bundle.gconly.normalize import failed_output, normalize_sim_output
+from bundle.gconly.records import stats_line
 from bundle.gconly.remote import BATCH_FUNCTION_NAME, SIM_FUNCTION_NAME, make_batch_function, make_sim_function
-from bundle.gconly.stats import stats_line
 from tests.gconly.helpers import REPO
 
 OUT = np.zeros(2, dtype=[("f", float), ("g", int), ("v", float, (2,))])
@@ -200,7 +200,7 @@ MainRef.__module__ = "__main__"
 def _wire(serializer: t.Any = None, batched: bool = False, pack: bool = True) -> t.Any:
     import globus_compute_sdk
 
-    from bundle.gconly.wire import SimWire
+    from bundle.gconly.calls import SimWire
 
     executor = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
     executor.register_function.return_value = "fid"

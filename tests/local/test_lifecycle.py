@@ -12,9 +12,9 @@ import pytest
 from globus_compute_sdk import MPIFunction
 from globus_compute_sdk.errors import TaskExecutionFailed
 
+from bundle.endpoints.local import LocalEndpoint
+from bundle.endpoints.local.reaper import current_token
 from bundle.errors import EndpointStartError
-from bundle.local import LocalEndpoint
-from bundle.local.reaper import current_token
 from tests.conftest import cmdlines, descendants, engine_tree, wait_until_gone
 
 
@@ -112,7 +112,7 @@ DRIVER = textwrap.dedent(
     """
     import os, sys, time
     from globus_compute_sdk import MPIFunction
-    from bundle.local import LocalEndpoint
+    from bundle.endpoints.local import LocalEndpoint
     ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=sys.argv[1])
     ep.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     futs = [ep.submit(MPIFunction("sleep 300")) for _ in range(2)]

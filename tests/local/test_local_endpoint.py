@@ -10,9 +10,9 @@ from globus_compute_sdk import MPIFunction, ShellFunction
 from globus_compute_sdk.errors import TaskExecutionFailed
 from globus_compute_sdk.serialize import ComputeSerializer
 
+from bundle.endpoints.local import LocalEndpoint
 from bundle.errors import ResourceSpecificationError
-from bundle.local import LocalEndpoint
-from bundle.resource_spec import normalize_mpi_spec
+from bundle.wire.resource_spec import normalize_mpi_spec
 
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 

@@ -21,15 +21,15 @@ from libensemble.gen_funcs.sampling import uniform_random_sample
 from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
-from bundle.local import reaper
-from bundle.session import GCSession
+from bundle.endpoints.local import reaper
+from bundle.endpoints.session import GCSession
 from tests.polling import wait_for
 from tests.reliability import fault_sims
 
 if t.TYPE_CHECKING:
     from bundle import GlobusComputeExecutor
-    from bundle.local import LocalEndpoint
-    from bundle.local.engine_host import EngineHost
+    from bundle.endpoints.local import LocalEndpoint
+    from bundle.endpoints.local.engine_host import EngineHost
 
 FIGURES_ENV = "LIBE_GC_FIGURES"
 SCALE_ENV = "LIBE_GC_LOAD_SCALE"

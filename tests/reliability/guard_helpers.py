@@ -11,7 +11,7 @@ from unittest import mock
 
 import numpy as np
 
-from bundle.local.engine_host import EngineHost
+from bundle.endpoints.local.engine_host import EngineHost
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,7 @@ def _executor_phase(root: pathlib.Path, app: str, name: str, sim_f: t.Any) -> No
     from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 
     from bundle import GlobusComputeExecutor
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
     from tests.reliability.guard_helpers import MPI_OPTS
 
     work = root / name
@@ -58,7 +58,7 @@ def _executor_phase(root: pathlib.Path, app: str, name: str, sim_f: t.Any) -> No
 
 
 def _gconly_phase(root: pathlib.Path) -> None:
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
     from tests.reliability import guard_helpers as gh
 
     work = root / "gconly"

@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 from libensemble.executors.executor import ExecutorException
 
-from bundle import GlobusComputeExecutor, endpoint_python
+from bundle import GlobusComputeExecutor
+from bundle.endpoints import python_check
+from bundle.endpoints.session import GCSession
 from bundle.errors import (
     EndpointPythonWarning,
     ResourceSpecificationError,
@@ -31,7 +33,6 @@ from bundle.errors import (
     TemplateOptionError,
 )
 from bundle.gconly import GCOnlyConfigError, SimSerializationError
-from bundle.session import GCSession
 from tests.reliability import guard_helpers as gh
 
 EP = "0b6c35f4-3c55-4f55-9d4e-7d7f1f0f5a21"
@@ -320,9 +321,9 @@ def _other_minor() -> str:
 
 @pytest.fixture
 def fresh_checks() -> t.Iterator[None]:
-    endpoint_python.forget_checks()
+    python_check.forget_checks()
     yield
-    endpoint_python.forget_checks()
+    python_check.forget_checks()
     GCSession.clear()
 
 
@@ -381,8 +382,8 @@ def test_python_mismatch_warns_before_gconly_registers_sim_f(fresh_checks, monke
 def test_python_check_is_never_fatal_nor_a_hang(fresh_checks, monkeypatch, caplog, python, hang):
     cls, inst = _cloud(python, hang)
     monkeypatch.setattr(globus_compute_sdk, "Executor", cls)
-    monkeypatch.setattr(endpoint_python, "METADATA_TIMEOUT", 0.5)
-    caplog.set_level("DEBUG", logger="bundle.endpoint_python")
+    monkeypatch.setattr(python_check, "METADATA_TIMEOUT", 0.5)
+    caplog.set_level("DEBUG", logger="bundle.endpoints.python_check")
     start = time.monotonic()
     assert GCSession.get_executor(EP, {}) is inst  # no warning (filterwarnings=error would raise it)
     seconds = time.monotonic() - start

@@ -11,7 +11,7 @@ import typing as t
 
 import psutil
 
-from bundle.local.blocks import BlockWatch
+from bundle.endpoints.local.blocks import BlockWatch
 from tests.polling import wait_for
 
 # A stand-in worker pool: its command line names it, and it starts a long-lived "app".

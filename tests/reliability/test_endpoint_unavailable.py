@@ -21,11 +21,10 @@ import pytest
 import requests
 from globus_compute_sdk.sdk.asynchronous.compute_future import ComputeFuture
 
-from bundle.gconly import GCOnlySpecs
-from bundle.gconly.errors import EndpointUnavailableError
+from bundle.endpoints.local.reaper import current_token
+from bundle.endpoints.session import GCSession
+from bundle.gconly import EndpointUnavailableError, GCOnlySpecs
 from bundle.gconly.launch import run_gconly
-from bundle.local.reaper import current_token
-from bundle.session import GCSession
 from tests.conftest import engine_tree, wait_until_gone
 from tests.gconly import sims
 from tests.gconly.helpers import PY_ENGINE, uniform_specs

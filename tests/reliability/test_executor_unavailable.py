@@ -22,8 +22,8 @@ from libensemble import Ensemble
 from libensemble.executors.executor import TimeoutExpired
 
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.local import reaper
 from bundle.errors import TaskPendingTimeoutError
-from bundle.local import reaper
 from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
 from tests.reliability.fault_helpers import probe_ensemble, record
@@ -65,7 +65,7 @@ def test_local_workers_never_start(mpi_probe: t.Any, tmp_path: t.Any, monkeypatc
     assert len(saved[saved["sim_ended"]]) == SIM_MAX
     # bounded: the start timeout, plus the engine's start and one poll, not a hang
     assert elapsed < start_timeout + 60
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     GCSession.clear()
     # the block's never-ending worker_init was stopped with the engine
@@ -96,7 +96,7 @@ def offline_cloud(monkeypatch: pytest.MonkeyPatch) -> t.Iterator[list[concurrent
 
     monkeypatch.setattr(globus_compute_sdk, "Executor", mock.create_autospec(real, side_effect=make))
     yield futures
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     GCSession.clear()
 
@@ -170,7 +170,7 @@ def test_unreachable_service_fails_to_start(tmp_path: t.Any, monkeypatch: pytest
     assert time.monotonic() - t0 < 5
     assert task.state == "FAILED_TO_START" and task.finished
     assert "Name or service not known" in str(task.error)
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     GCSession.clear()
 

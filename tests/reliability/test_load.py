@@ -30,7 +30,7 @@ from libensemble.tools import add_unique_random_streams
 
 import bundle
 from bundle import GlobusComputeExecutor
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 from tests.ensembles import executor_libe_specs
 from tests.executor.conftest import mpi_probe  # noqa: F401  (the compiled MPI probe app fixture)
 from tests.gconly.helpers import REPO

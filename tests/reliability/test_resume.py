@@ -23,12 +23,11 @@ import globus_compute_sdk
 import numpy as np
 import pytest
 
-from bundle.gconly import GCOnlySpecs
-from bundle.gconly.errors import EndpointUnavailableError, GCOnlyConfigError
+from bundle.endpoints.session import GCSession
+from bundle.gconly import EndpointUnavailableError, GCOnlyConfigError, GCOnlySpecs
 from bundle.gconly.journal import JOURNAL_FILE, Journal, load_journal
 from bundle.gconly.launch import run_gconly
 from bundle.gconly.resume import find_saved_history, plan_resume, remaining_exit_criteria
-from bundle.session import GCSession
 from tests.conftest import cmdlines, engine_tree, wait_until_gone
 from tests.gconly import sims
 from tests.gconly.helpers import REPO, uniform_specs

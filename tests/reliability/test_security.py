@@ -33,9 +33,9 @@ import psutil
 import pytest
 import yaml
 
+from bundle.endpoints.local import LocalEndpoint, reaper
+from bundle.endpoints.templates import get_template, jobscripts_dir, list_templates
 from bundle.errors import TemplateOptionError
-from bundle.local import LocalEndpoint, reaper
-from bundle.templates import get_template, jobscripts_dir, list_templates
 from tests.reliability import guard_helpers as gh
 
 TEMPLATES = list_templates()
@@ -469,7 +469,7 @@ def test_allowed_serializers_refuses_other_strategies_on_the_real_engine(tmp_pat
     from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource, JSONData
 
     from bundle import GlobusComputeExecutor
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     monkeypatch.chdir(tmp_path)
     hardened = {**gh.PY_OPTS, "allowed_serializers": BUNDLE_SERIALIZERS}

@@ -227,7 +227,7 @@ def _tree_of(killer: PoolKiller) -> str:
 
 
 def _jobs(host: t.Any) -> str:
-    from bundle import proctree
+    from bundle.processes import proctree
 
     out = []
     for job_id, job in host.engine.executor.provider.resources.items():

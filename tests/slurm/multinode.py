@@ -73,7 +73,7 @@ def take_node_away(node: str) -> None:
 
 def bring_node_back(node: str, timeout: float = 90.0) -> None:
     """Start ``node``'s slurmd again and resume it; wait until Slurm shows it idle."""
-    from bundle.local.reaper import TOKEN_ENV
+    from bundle.endpoints.local.reaper import TOKEN_ENV
 
     # The slurmd it starts outlives this process: no pipes, and not marked as one of this process's engines'
     # (the bundle's watcher stops every process carrying its token when the engines shut down).

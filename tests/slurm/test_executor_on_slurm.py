@@ -8,9 +8,9 @@ import time
 import pytest
 
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.local import reaper
+from bundle.endpoints.session import GCSession
 from bundle.executor.remote import MARKER_ENV
-from bundle.local import reaper
-from bundle.session import GCSession
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 

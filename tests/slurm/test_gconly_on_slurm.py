@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bundle.endpoints.session import GCSession
 from bundle.gconly import GCOnlySpecs
 from bundle.gconly.launch import run_gconly
-from bundle.session import GCSession
 from tests.gconly import sims
 from tests.gconly.helpers import REPO, uniform_specs
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bundle import GlobusComputeExecutor
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 

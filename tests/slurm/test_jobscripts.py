@@ -14,7 +14,7 @@ import typing as t
 import numpy as np
 import pytest
 
-from bundle.templates import jobscripts_dir
+from bundle.endpoints.templates import jobscripts_dir
 
 HERE = pathlib.Path(__file__).resolve().parent
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}

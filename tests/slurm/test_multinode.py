@@ -19,8 +19,8 @@ from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 
 import bundle
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.session import GCSession
 from bundle.errors import ResourceSpecificationError
-from bundle.session import GCSession
 from tests.ensembles import executor_libe_specs
 from tests.gconly.helpers import REPO
 from tests.slurm import node_sims

@@ -25,7 +25,7 @@ from libensemble.specs import ExitCriteria, SimSpecs
 
 import bundle
 from bundle import GlobusComputeExecutor
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 from tests.ensembles import executor_libe_specs
 from tests.gconly.helpers import REPO, run_with, uniform_specs
 from tests.polling import wait_for

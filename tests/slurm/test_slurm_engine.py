@@ -14,7 +14,7 @@ import typing as t
 import pytest
 from globus_compute_sdk import MPIFunction
 
-from bundle.local import LocalEndpoint
+from bundle.endpoints.local import LocalEndpoint
 from tests.slurm.conftest import our_jobs, wait_no_jobs
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
@@ -131,7 +131,7 @@ def test_python_tasks_on_globus_compute_engine(tmp_path):
 DRIVER = textwrap.dedent(
     """
     import json, sys
-    from bundle.local import LocalEndpoint
+    from bundle.endpoints.local import LocalEndpoint
     ep = LocalEndpoint(template="slurm", user_endpoint_config=json.loads(sys.argv[1]), run_dir=sys.argv[2])
     ep.start()
     assert ep.wait_ready(120)

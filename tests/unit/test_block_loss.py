@@ -6,9 +6,9 @@ import concurrent.futures
 
 from libensemble.executors.executor import Application
 
+from bundle.endpoints.local.batch_jobs import EndedJob
 from bundle.errors import BlockLostError, block_lost_message, lost_worker_pool
 from bundle.executor.task import GlobusComputeTask
-from bundle.local.batch_jobs import EndedJob
 
 
 class ManagerLost(Exception):

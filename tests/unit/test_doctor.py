@@ -7,7 +7,7 @@ from unittest import mock
 
 import globus_compute_sdk
 
-from bundle import doctor
+from bundle.cli import doctor
 
 SECRET = "s3cr3t-do-not-print-7f2a"
 

@@ -7,9 +7,9 @@ import typing as t
 import pytest
 from globus_compute_sdk.errors import TaskExecutionFailed
 
+from bundle.endpoints.templates import get_template, list_templates
+from bundle.gconly import GCOnlyConfigError
 from bundle.gconly.engine_choice import ONE_RANK, choose_engine, mpi_spec_refusal
-from bundle.gconly.errors import GCOnlyConfigError
-from bundle.templates import get_template, list_templates
 
 PARSL_REFUSAL = (
     "Traceback (most recent call last):\n  ...\nparsl.executors.errors.InvalidResourceSpecification: Invalid Resource "

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.templates import get_template
 from bundle.errors import BundleError, ResourceSpecificationError
 from bundle.executor import gpus
 from bundle.executor.gpus import claim_devices, layout_of, plan, portable_claim, wrapper_script
-from bundle.templates import get_template
 
 GPU4 = {"gpus_per_node": 4, "max_workers_per_block": 4}
 
@@ -235,7 +235,7 @@ def test_pin_workers_to_gpus_is_refused_for_the_mpi_engine():
 
 
 def test_doctor_reports_the_gpu_layout():
-    from bundle.doctor import OK, check_gpus
+    from bundle.cli.doctor import OK, check_gpus
 
     found = check_gpus("polaris", {"account": "p", "slots_per_node": 4})
     assert found.status == OK and "4 GPU(s) per node [0,1,2,3] via CUDA_VISIBLE_DEVICES" in found.found
@@ -249,7 +249,7 @@ def test_a_polaris_gpu_task_reaches_the_real_sdk_with_its_claim_and_an_integer_s
 
     import globus_compute_sdk
 
-    from bundle.session import GCSession
+    from bundle.endpoints.session import GCSession
 
     real = globus_compute_sdk.Executor
     inst = mock.create_autospec(real, instance=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bundle.templates import get_template, jobscripts_dir, list_templates
+from bundle.endpoints.templates import get_template, jobscripts_dir, list_templates
 
 SCRIPTS = sorted(p for p in jobscripts_dir().rglob("*") if p.suffix in (".sbatch", ".qsub"))
 

@@ -29,7 +29,7 @@ def test_wheel_contains_templates_and_jobscripts(wheel):
         for f in ("config.yaml", "user_config_template.yaml.j2", "user_config_schema.json", "README.md"):
             assert f"bundle/endpoint_configs/{tmpl}/{f}" in names
     assert any(n.startswith("bundle/jobscripts/") for n in names)
-    assert "bundle/local/endpoint.py" in names
+    assert "bundle/endpoints/local/endpoint.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
@@ -41,7 +41,7 @@ def test_non_editable_install_finds_data_with_importlib_resources(wheel, tmp_pat
         [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True, capture_output=True
     )
     code = (
-        "import bundle.templates as t, pathlib;"
+        "import bundle.endpoints.templates as t, pathlib;"
         "print(t.endpoint_configs_dir()); print(t.jobscripts_dir()); print(','.join(t.list_templates()))"
     )
     out = subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout

@@ -7,10 +7,10 @@ import typing as t
 import pytest
 
 from bundle import GlobusComputeExecutor
+from bundle.endpoints.session import GCSession
+from bundle.endpoints.templates import get_template
 from bundle.errors import ResourceSpecificationError
 from bundle.executor.placement import BlockShape, block_shape
-from bundle.session import GCSession
-from bundle.templates import get_template
 
 EP = "2f0a3c8e-31b1-4d7a-9a34-8d0c5e8b6a11"
 

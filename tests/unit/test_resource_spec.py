@@ -1,7 +1,7 @@
 import pytest
 
 from bundle.errors import ResourceSpecificationError
-from bundle.resource_spec import normalize_mpi_spec
+from bundle.wire.resource_spec import normalize_mpi_spec
 
 
 @pytest.mark.parametrize(

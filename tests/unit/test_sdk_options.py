@@ -12,11 +12,10 @@ import yaml
 from globus_compute_endpoint.endpoint.config.utils import load_config_yaml
 
 from bundle import GlobusComputeExecutor
-from bundle.gconly import GCOnlySpecs
-from bundle.gconly.errors import GCOnlyConfigError
-from bundle.sdk_options import check_sdk_options, known_sdk_options
-from bundle.session import GCSession
-from bundle.templates import get_template, list_templates
+from bundle.endpoints.sdk_options import check_sdk_options, known_sdk_options
+from bundle.endpoints.session import GCSession
+from bundle.endpoints.templates import get_template, list_templates
+from bundle.gconly import GCOnlyConfigError, GCOnlySpecs
 
 EP = "6f3fa8a6-8a3b-4c64-9a8f-0ad4d3f6f1d1"
 
@@ -27,7 +26,7 @@ def sdk(monkeypatch: pytest.MonkeyPatch) -> t.Iterator[mock.Mock]:
     instance.resource_specification = None
     cls = mock.create_autospec(globus_compute_sdk.Executor, return_value=instance)
     monkeypatch.setattr(globus_compute_sdk, "Executor", cls)
-    monkeypatch.setattr("bundle.endpoint_python.warn_on_python_mismatch", lambda *a, **k: None)
+    monkeypatch.setattr("bundle.endpoints.python_check.warn_on_python_mismatch", lambda *a, **k: None)
     yield cls
 
 

@@ -5,8 +5,8 @@ from unittest import mock
 import globus_compute_sdk
 import pytest
 
-from bundle.local import LocalEndpoint
-from bundle.session import GCSession, parse_endpoint
+from bundle.endpoints.local import LocalEndpoint
+from bundle.endpoints.session import GCSession, parse_endpoint
 
 EP = "5f0c6ae5-8d2c-4fb8-9f0a-1b0c7f6f2e11"
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 import types
 
-from bundle.shipping import global_names, remote_name_problems, ship
+from bundle.wire.shipping import global_names, remote_name_problems, ship
 
 # A calling script: module-level import, constant, another function, decorator; it writes the SDK serializer's
 # payloads of sim (as is) and of ship(sim) to the files named on its command line.
@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from globus_compute_sdk.serialize import ComputeSerializer
 
-    from bundle.shipping import ship
+    from bundle.wire.shipping import ship
 
     SCALE = 2.0
 

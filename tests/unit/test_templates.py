@@ -3,8 +3,8 @@ import json
 import pytest
 import yaml
 
+from bundle.endpoints.templates import endpoint_configs_dir, get_template, list_templates
 from bundle.errors import TemplateNotFoundError, TemplateOptionError
-from bundle.templates import endpoint_configs_dir, get_template, list_templates
 
 HOSTILE = "a\"b'c\nd: e\n$(touch /tmp/pwned) `id`; rm -rf ~ # {{ 7*7 }}"
 
@@ -99,7 +99,7 @@ def test_hostile_worker_init_stays_one_string():
 @pytest.mark.parametrize("name", list_templates())
 def test_option_descriptions_say_patterns_in_words(name):
     """What `libe-gc templates show` and option errors print says each bundled pattern in words, not as a regex."""
-    from bundle.templates import describe_option
+    from bundle.endpoints.templates import describe_option
 
     props = get_template(name).schema.get("properties", {})
     described = {option: describe_option(prop) for option, prop in props.items()}

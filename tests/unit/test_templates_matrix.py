@@ -6,9 +6,9 @@ import re
 import pytest
 import yaml
 
-from bundle import sites
+from bundle.endpoints import sites
+from bundle.endpoints.templates import get_template, list_templates
 from bundle.errors import TemplateOptionError
-from bundle.templates import get_template, list_templates
 
 TEMPLATES = list_templates()
 PROVIDERS = {
@@ -58,7 +58,7 @@ def test_folder_has_every_file_and_readme_lists_every_option(name):
 
 
 def test_generated_presets_and_readmes_are_up_to_date():
-    assert sites.stale() == [], "run: python -m bundle.sites"
+    assert sites.stale() == [], "run: python -m bundle.endpoints.sites"
 
 
 @pytest.mark.parametrize("name", TEMPLATES)

@@ -6,9 +6,9 @@ from unittest import mock
 import globus_compute_sdk
 import pytest
 
+from bundle.endpoints.local import LocalEndpoint
+from bundle.endpoints.session import GCSession
 from bundle.errors import TemplateOptionError
-from bundle.local import LocalEndpoint
-from bundle.session import GCSession
 
 EP = str(uuid.uuid4())
 

@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from bundle.templates import get_template
+from bundle.endpoints.templates import get_template
 
 SLURM = ["slurm", "perlmutter", "frontier"]
 PBS = ["pbs", "polaris", "aurora"]

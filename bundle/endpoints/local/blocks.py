@@ -1,0 +1,142 @@
+"""Keep a local endpoint serving after one of its worker pools is lost.
+
+Two things go wrong in Parsl when a running worker pool dies (killed, out of memory):
+
+* the block's job ends ``FAILED``; with one block (``init_blocks: 1``) Parsl's default block
+  error handler, :func:`parsl.jobs.error_handlers.simple_error_handler`, then counts every
+  block as failed and puts the executor in a bad state: every task in flight and every later
+  task fails at once, and no new block is started.
+* the pool's workers, and the apps they run (``mpiexec`` and its ranks), are left orphaned:
+  a worker notices its pool is gone only between two tasks.
+
+:class:`BlockWatch` answers both for engines whose blocks are local processes: once the workers
+have connected, it swaps in Parsl's :func:`~parsl.jobs.error_handlers.windowed_error_handler`
+(the executor fails only when the last three blocks all failed, so Parsl's scaling strategy
+starts a new block after a loss), and it stops the processes of a block whose shell has exited.
+Tasks that were on the lost pool fail with Parsl's ``ManagerLost`` once the interchange has
+missed the pool's heartbeats for ``heartbeat_threshold`` seconds (a template option), and are
+retried on the new block when ``max_retries_on_system_failure`` allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import time
+import typing as t
+
+from bundle.processes import proctree
+
+log = logging.getLogger(__name__)
+
+LOST_BLOCKS_TOLERATED = 3
+"""The executor gives up (fails every task) once this many blocks in a row have failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LostBlock:
+    """A block whose shell exited while the engine was running.
+
+    Attributes
+    ----------
+    job_id : str
+        The provider's job id (the block shell's pid for a ``LocalProvider``).
+    noticed : float
+        ``time.monotonic()`` when the exit was noticed.
+    stopped : int
+        Processes of the block (workers, launchers, MPI ranks) left running and then stopped.
+    """
+
+    job_id: str
+    noticed: float
+    stopped: int
+
+
+def tolerate_lost_blocks(executor: t.Any) -> None:
+    """Make ``executor`` replace a failed block instead of failing every task.
+
+    Parameters
+    ----------
+    executor : parsl.executors.HighThroughputExecutor
+        The engine's executor, after its first block connected (a block that fails to start
+        before that is still reported at once by Parsl's default handler).
+    """
+    from parsl.jobs.error_handlers import windowed_error_handler
+
+    executor.block_error_handler = functools.partial(windowed_error_handler, threshold=LOST_BLOCKS_TOLERATED)
+
+
+class BlockWatch:
+    """Stop the processes of local blocks whose shell exited while the engine runs.
+
+    Parameters
+    ----------
+    provider : parsl.providers.base.ExecutionProvider
+        The engine's provider; only jobs with a local ``remote_pid`` are watched.
+    """
+
+    def __init__(self, provider: t.Any) -> None:
+        self.provider = provider
+        self.lost: list[LostBlock] = []
+        self._trees: dict[str, dict[int, float | None]] = {}
+        self._groups: dict[str, int] = {}
+        self._pools: dict[str, dict[int, float | None]] = {}
+        self._done: set[str] = set()
+
+    def _jobs(self) -> dict[str, int]:
+        jobs = {}
+        for job_id, job in list(getattr(self.provider, "resources", {}).items()):
+            pid = job.get("remote_pid")
+            if pid and not job.get("cancelled") and str(job_id) not in self._done:
+                jobs[str(job_id)] = int(pid)
+        return jobs
+
+    def check(self) -> list[LostBlock]:
+        """Record each live block's process tree; stop what is left of a block whose pool or shell is gone.
+
+        Returns
+        -------
+        list of LostBlock
+            Blocks found lost by this call.
+        """
+        found = []
+        for job_id, pid in self._jobs().items():
+            pools = self._pools.get(job_id, {})
+            pool_gone = bool(pools) and not any(proctree.same_process(p, start) for p, start in pools.items())
+            if proctree.alive(pid) and not pool_gone:
+                # Keep what was seen before (still alive): a worker orphaned a moment ago is no
+                # longer the block's descendant, but is still the block's.
+                tree = {p: start for p, start in self._trees.get(job_id, {}).items() if proctree.same_process(p, start)}
+                tree.update({p: proctree.start_time(p) for p in proctree.descendants([pid])})
+                self._trees[job_id] = tree
+                self._pools[job_id] = pools or {
+                    p: start for p, start in tree.items() if proctree.command_mentions(p, "worker_pool")
+                }
+                group = proctree.process_group(pid)
+                if group is not None and group != os.getpgid(0):
+                    self._groups[job_id] = group
+                continue
+            seen = self._trees.pop(job_id, None)
+            group = self._groups.pop(job_id, None)
+            self._pools.pop(job_id, {})
+            if seen is None:
+                continue
+            self._done.add(job_id)
+            left = {p for p, start in seen.items() if proctree.same_process(p, start)}
+            # Processes started since the last look (a launcher, its ranks) are in the block's process group.
+            left.update(proctree.group_members(group) if group is not None else [])
+            left.discard(os.getpid())
+            lost = LostBlock(job_id, time.monotonic(), len(left))
+            log.warning(
+                "worker pool of block job %s exited while the engine was running; stopping %d process(es) it left "
+                "(workers, launchers, MPI ranks); tasks on it fail or are retried once heartbeat_threshold passes",
+                job_id,
+                len(left),
+            )
+            if left:
+                proctree.terminate(sorted(left), grace=2.0)
+            self.lost.append(lost)
+            found.append(lost)
+        return found

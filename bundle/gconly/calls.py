@@ -1,0 +1,208 @@
+"""What one run's sims send to the endpoint, and how their answers are read back.
+
+The fast form (``packed``) sends each sim's arguments as one ``bytes`` object pickled with the
+standard library's ``pickle`` (protocol 5) to a runner registered once per run with ``sim_specs``
+bound in (see :mod:`bundle.gconly.remote`).  The endpoint's serializer (dill, in Globus
+Compute's default ``DillDataBase64``) then only has to carry a ``bytes`` object, which is
+about ten times cheaper for libEnsemble's arguments (a structured NumPy row, ``persis_info``
+with a NumPy random ``Generator``, ``libE_info``).
+
+A call whose arguments stdlib ``pickle`` cannot send cleanly (an unpicklable object, or a
+reference to something defined in the driver's ``__main__``, which only dill sends by value)
+goes plain, through the endpoint's serializer, as before.  When the endpoint's serializer
+cannot carry ``bytes`` or send the runner by value (a restricted strategy), every call goes
+plain to ``sim_f`` itself (batches: to the batch runner), as before this form existed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+import typing as t
+import weakref
+
+from bundle.gconly.remote import MAIN_MARKER, BatchItem, make_batch_function, make_sim_function
+
+if t.TYPE_CHECKING:
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+SIM_SPECS_SLOT = 2
+"""Position of ``sim_specs`` in ``sim_f``'s arguments; a packed call carries ``None`` there."""
+
+_REGISTERED: weakref.WeakKeyDictionary[t.Any, dict[tuple[str, t.Any, str], str]] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def register_once(
+    executor: t.Any, kind: str, sim_f: t.Callable[..., t.Any], fn: t.Callable[..., t.Any], variant: str = ""
+) -> str:
+    """Register ``fn`` (``sim_f`` itself, or a runner of it) once per executor and return its id.
+
+    Parameters
+    ----------
+    executor : LocalEndpoint or globus_compute_sdk.Executor
+        The endpoint's executor.
+    kind : str
+        ``"single"``, ``"batch"``, ``"packed"`` or ``"packed-batch"``.
+    sim_f : callable
+        The simulation function (the cache key).
+    fn : callable
+        What to register.
+    variant : str
+        More of the cache key: a digest of what ``fn`` has bound (``sim_specs``).
+
+    Returns
+    -------
+    str
+        The function id.
+    """
+    with _REGISTRY_LOCK:
+        ids = _REGISTERED.setdefault(executor, {})
+        fid = ids.get((kind, sim_f, variant))
+        if fid is None:
+            try:
+                fid = str(executor.register_function(fn))
+            except ValueError:
+                # Registered by the user on this executor already: both the SDK Executor and
+                # LocalEndpoint refuse a second registration and keep the id in their cache.
+                known = getattr(executor, "_function_registry", None) or getattr(executor, "_fn_ids", None) or {}
+                if fn not in known:
+                    raise
+                fid = str(known[fn])
+            ids[(kind, sim_f, variant)] = fid
+        return fid
+
+
+def pickle_cleanly(obj: object) -> bytes | None:
+    """Return ``obj`` pickled with stdlib ``pickle`` (protocol 5), or None when that would not load remotely.
+
+    None when pickling fails, or when the pickle refers to a ``__main__`` global (a function or
+    class of the calling script, which another process cannot import; dill sends those by value).
+    """
+    try:
+        data = pickle.dumps(obj, protocol=5)
+    except Exception:
+        return None
+    return None if MAIN_MARKER in data else data
+
+
+def carries_packed_calls(serializer: ComputeSerializer, runner: t.Callable[..., t.Any]) -> bool:
+    """Return whether ``serializer`` sends ``bytes`` arguments, and ``runner`` by value with its globals.
+
+    The runner makes a round trip here: source-based code strategies (``DillCodeSource``,
+    ``PureSourceTextInspect``, ...) serialize it but cannot rebuild it under its own name with
+    ``sim_f`` and ``sim_specs`` bound.
+    """
+    try:
+        if serializer.deserialize(serializer.serialize(b"\x80")) != b"\x80":
+            return False
+        copy = serializer.deserialize(serializer.serialize(runner))
+        bound = getattr(copy, "__globals__", {})
+        return bool(getattr(copy, "__name__", "") == runner.__name__ and "sim_f" in bound and "sim_specs" in bound)
+    except Exception:
+        return False
+
+
+class SimWire:
+    """How the sims of one run cross to the endpoint.
+
+    Parameters
+    ----------
+    executor : LocalEndpoint or globus_compute_sdk.Executor
+        The endpoint's executor.
+    serializer : ComputeSerializer
+        The executor's serializer.
+    sim_specs : dict
+        The run's ``sim_specs`` (``sim_f`` among them).
+    batched : bool
+        Whether tasks carry a list of sims.
+    pack : bool
+        Send calls packed when the endpoint's serializer allows it (``GCOnlySpecs.pack_calls``).
+    """
+
+    def __init__(
+        self,
+        executor: t.Any,
+        serializer: ComputeSerializer,
+        sim_specs: dict[str, t.Any],
+        batched: bool,
+        pack: bool = True,
+    ) -> None:
+        sim_f = sim_specs["sim_f"]
+        make = make_batch_function if batched else make_sim_function
+        runner = make(sim_f, sim_specs)
+        self.packed = pack and carries_packed_calls(serializer, runner)
+        """True for the fast form; False: every call goes plain through the endpoint's serializer."""
+        self.batched = batched
+        if self.packed:
+            digest = hashlib.sha256(serializer.serialize(sim_specs).encode()).hexdigest()
+            kind = "packed-batch" if batched else "packed"
+            self.function_id = register_once(executor, kind, sim_f, runner, digest)
+        elif batched:
+            self.function_id = register_once(executor, "batch", sim_f, make_batch_function(sim_f))
+        else:
+            self.function_id = register_once(executor, "single", sim_f, sim_f)
+
+    def request(self, args: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
+        """Return the ``args=`` of the task for one sim's full argument tuple."""
+        if not self.packed:
+            return args
+        call = (*args[:SIM_SPECS_SLOT], None, *args[SIM_SPECS_SLOT + 1 :]) if len(args) > SIM_SPECS_SLOT else args
+        data = pickle_cleanly(call)
+        return (call if data is None else data,)
+
+    def batch_request(self, calls: list[tuple[t.Any, ...]]) -> tuple[t.Any, ...]:
+        """Return the ``args=`` of the task for a batch of sims' full argument tuples."""
+        if not self.packed:
+            return (calls,)
+        slim = [(*c[:SIM_SPECS_SLOT], None, *c[SIM_SPECS_SLOT + 1 :]) if len(c) > SIM_SPECS_SLOT else c for c in calls]
+        data = pickle_cleanly(slim)
+        return (slim if data is None else data,)
+
+    @staticmethod
+    def answer(result: object) -> object:
+        """Return what ``sim_f`` (or the batch runner) returned, from the result of a packed call.
+
+        Raises
+        ------
+        Exception
+            When a packed answer does not unpickle here (e.g. a class the driver cannot import).
+        """
+        return pickle.loads(result) if isinstance(result, bytes) else result
+
+
+def sim_outcomes(
+    result: t.Any, *, count: int, batched: bool, packed: bool, submitted: float, finished: float
+) -> list[BatchItem]:
+    """Return one outcome per sim of a task that returned ``result``.
+
+    Parameters
+    ----------
+    result : object
+        What the task returned.
+    count : int
+        Sims the task carried.
+    batched : bool
+        Whether it carried a list of sims.
+    packed : bool
+        Whether its answer is packed.
+    submitted, finished : float
+        When the task went out and when it finished (the times of a one-sim task's outcome).
+
+    Returns
+    -------
+    list of tuple
+        ``(ok, value or error text, start, end)``, ``count`` of them.
+    """
+    if packed:
+        try:
+            result = SimWire.answer(result)
+        except Exception as err:
+            text = f"cannot read the result here: {type(err).__name__}: {err}"
+            return [(False, text, submitted, finished)] * count
+    if not batched:
+        return [(True, result, submitted, finished)]
+    if not isinstance(result, list) or len(result) != count:
+        return [(False, f"malformed batch result: {result!r:.200}", submitted, finished)] * count
+    return [t.cast(BatchItem, tuple(item)) for item in result]

@@ -1,5 +1,0 @@
-"""The local endpoint: the real Globus Compute engine, in this process."""
-
-from bundle.local.endpoint import LocalEndpoint
-
-__all__ = ["LocalEndpoint"]

@@ -1,0 +1,1 @@
+"""Process housekeeping: finding and stopping process trees, and resetting state after a fork."""
