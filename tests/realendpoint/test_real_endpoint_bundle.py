@@ -21,7 +21,7 @@ from libensemble.gen_funcs.sampling import uniform_random_sample
 from libensemble.specs import ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 
 from bundle import Ensemble, GCOnlySpecs, GlobusComputeExecutor
-from bundle.session import GCSession
+from bundle.endpoints.session import GCSession
 from tests.ensembles import executor_libe_specs, given_rows
 from tests.realendpoint import remote, sims
 from tests.realendpoint.conftest import ROOT, RealEndpoint
