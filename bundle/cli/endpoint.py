@@ -183,7 +183,15 @@ def configure_files(
     "--option", "pairs", multiple=True, metavar="KEY=VALUE", help="Endpoint default for an option; repeatable."
 )
 @click.option("--display-name", default=None, help="Display name of the endpoint.")
-def endpoint_configure(ep_name: str, name: str, pairs: tuple[str, ...], display_name: str | None) -> None:
+@click.option(
+    "--contact-email",
+    default=None,
+    help="Contact address written to the endpoint's config.yaml; globus-compute-endpoint start refuses to run "
+    "as root (or with the privileges to switch users) without one.",
+)
+def endpoint_configure(
+    ep_name: str, name: str, pairs: tuple[str, ...], display_name: str | None, contact_email: str | None
+) -> None:
     """Create Globus Compute endpoint EP_NAME from a bundled template.
 
     Runs ``globus-compute-endpoint configure EP_NAME --core-config ... --template-config ...
@@ -215,9 +223,17 @@ def endpoint_configure(ep_name: str, name: str, pairs: tuple[str, ...], display_
         ]
         if display_name:
             cmd += ["--display-name", display_name]
+        if contact_email:
+            cmd += ["--contact-email", contact_email]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     click.echo(proc.stdout, nl=False)
     if proc.returncode != 0:
         raise click.ClickException(f"globus-compute-endpoint configure failed (exit {proc.returncode}):\n{proc.stderr}")
+    if not contact_email and os.geteuid() == 0:
+        click.echo(
+            "note: as root, globus-compute-endpoint start asks for a contact email: configure with --contact-email, "
+            "or add an 'email:' line to the endpoint's config.yaml",
+            err=True,
+        )
     click.echo(f"endpoint {ep_name!r} uses the libe-gc {tmpl.name!r} template; start it with:")
     click.echo(f"  globus-compute-endpoint start {ep_name}")
