@@ -44,6 +44,10 @@ import uuid
 import psutil
 import pytest
 
+from tests.slurm.conftest import slurm
+
+__all__ = ["slurm"]  # the Slurm cluster fixture of tests/slurm, for the endpoints whose blocks it runs
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RABBITMQ_SH = ROOT / ".ci" / "rabbitmq.sh"
 SERVICE = pathlib.Path(__file__).with_name("service.py")
@@ -420,3 +424,24 @@ def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactor
     """An endpoint configured from the ``local`` template and started with ``globus-compute-endpoint start``."""
     with endpoint_from_template(gc_service, tmp_path_factory.mktemp("site"), "libe-gc-local", "local") as endpoint:
         yield endpoint
+
+
+SLURM_SITE = ["partition=debug", "walltime=00:10:00", "network_interface=lo"]
+"""What the site's administrator sets with ``--option`` when configuring the ``slurm`` endpoint (users may override)."""
+
+
+@pytest.fixture(scope="package")
+def slurm_endpoint(
+    slurm: None, gc_service: GCService, tmp_path_factory: pytest.TempPathFactory
+) -> t.Iterator[RealEndpoint]:
+    """An endpoint configured from the ``slurm`` template, its blocks run by the 3-node Slurm of ``tests/slurm``.
+
+    Shared by the modules of this folder and stopped after the last of them (before any other folder's tests
+    run, so its idle blocks never hold nodes that others need); afterwards no Slurm job of it is left.
+    """
+    from tests.slurm.conftest import wait_no_jobs
+
+    home = tmp_path_factory.mktemp("slurm-site")
+    with endpoint_from_template(gc_service, home, "libe-gc-slurm", "slurm", SLURM_SITE) as endpoint:
+        yield endpoint
+    assert wait_no_jobs() == [], "Slurm jobs of the endpoint's blocks were left"
