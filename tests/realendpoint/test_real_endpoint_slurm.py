@@ -12,9 +12,9 @@ import collections
 import pathlib
 import time
 import typing as t
+import uuid
 
 import globus_sdk
-import numpy as np
 import pytest
 from globus_compute_sdk import Client, Executor, MPIFunction
 from libensemble import Ensemble
@@ -24,6 +24,7 @@ from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 from bundle import GlobusComputeExecutor
 from bundle.endpoints.session import GCSession
 from tests.ensembles import executor_libe_specs
+from tests.polling import wait_for
 from tests.realendpoint.conftest import RealEndpoint
 from tests.slurm import node_sims
 from tests.slurm.multinode import HERE, check_placement
@@ -120,3 +121,43 @@ def test_executor_mode_one_and_two_node_sims_place_their_ranks_per_node(
     cached = list(GCSession._executors.values())
     assert cached and all(isinstance(e, Executor) for e in cached)
     assert {str(e.endpoint_id) for e in cached} == {slurm_endpoint.endpoint_id}
+
+
+def test_a_task_killed_before_the_sdk_sends_it_never_reaches_the_endpoint(
+    slurm_endpoint: RealEndpoint,
+    clean_session: None,
+    node_probe: pathlib.Path,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    group = uuid.uuid4()
+    # The SDK's own rate limit keeps tasks in its send queue: after two sends within 8 s it waits about 4 s
+    # before the next one (the defaults, 4 sends per 16 s, do the same after four).
+    exctr = GlobusComputeExecutor(
+        endpoint=slurm_endpoint.endpoint_id,
+        template="slurm",
+        user_endpoint_config=dict(MPI_CONFIG),
+        sdk_options={"task_group_id": str(group), "api_burst_limit": 2, "api_burst_window_s": 8},
+    )
+    exctr.register_app(str(node_probe), app_name="probe")
+    sent = []
+    for i in range(3):
+        sent.append(exctr.submit(app_name="probe", app_args=f"t{i}", num_procs=1, stdout=f"t{i}.out"))
+        if i < 2:  # one send each; the third waits out the rate limit in the SDK's submitter
+            assert wait_for(lambda: sent[-1].gc_task_id is not None, 60), "the SDK did not send the task"
+    time.sleep(0.5)
+    held = exctr.submit(app_name="probe", app_args="held", num_procs=1, stdout="held.out")
+    assert held.gc_task_id is None and held.state == "WAITING"
+    held.kill()
+    assert (held.state, held.finished, held.success) == ("USER_KILLED", True, False)
+    assert held.future is not None and held.future.cancelled()
+    for task in sent:
+        task.wait(timeout=300)
+        assert task.state == "FINISHED", (task.error, task.read_stderr())
+    # The service never saw it: the task group holds the three others, and the app never ran.
+    listed = {task["id"] for task in slurm_endpoint.service.get(f"/v2/taskgroup/{group}")["tasks"]}
+    assert listed == {task.gc_task_id for task in sent}
+    assert not (tmp_path / "held.out").exists()
+    held.wait(timeout=1)
+    assert held.state == "USER_KILLED"
