@@ -23,6 +23,7 @@ from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, SimSpecs
 
 from bundle import GlobusComputeExecutor
 from bundle.endpoints.session import GCSession
+from bundle.errors import TemplateOptionError, UserEndpointStartError
 from tests.ensembles import executor_libe_specs
 from tests.polling import wait_for
 from tests.realendpoint.conftest import RealEndpoint
@@ -161,3 +162,40 @@ def test_a_task_killed_before_the_sdk_sends_it_never_reaches_the_endpoint(
     assert not (tmp_path / "held.out").exists()
     held.wait(timeout=1)
     assert held.state == "USER_KILLED"
+
+
+REFUSED = {**MPI_CONFIG, "node_per_block": 2}
+"""A misspelt option (``nodes_per_block``): the template's schema allows no other keys."""
+
+
+def test_a_config_the_templates_schema_refuses_is_a_clear_error_within_seconds(
+    slurm_endpoint: RealEndpoint, clean_session: None, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # With the template named, the bundle refuses it before anything is sent.
+    started = time.monotonic()
+    with pytest.raises(TemplateOptionError, match="node_per_block") as early:
+        GlobusComputeExecutor(endpoint=slurm_endpoint.endpoint_id, template="slurm", user_endpoint_config=REFUSED)
+    named = time.monotonic() - started
+    # Without it, the endpoint refuses to start a user endpoint: the task fails with the endpoint's reason, and
+    # later tasks of that configuration are not sent (they would wait for a user endpoint that never starts).
+    group = uuid.uuid4()
+    exctr = GlobusComputeExecutor(
+        endpoint=slurm_endpoint.endpoint_id, user_endpoint_config=REFUSED, sdk_options={"task_group_id": str(group)}
+    )
+    exctr.register_app("/bin/hostname", app_name="hostname", mpi=False)
+    started = time.monotonic()
+    task = exctr.submit(app_name="hostname")
+    task.wait(timeout=120)
+    refused = time.monotonic() - started
+    print(f"refused config: template named {named * 1000:.0f} ms ({early.value}); by the endpoint {refused:.1f} s")
+    print(f"  {type(task.error).__name__}: {task.error}")
+    assert task.state == "FAILED" and isinstance(task.error, UserEndpointStartError)
+    assert "(ValidationError) Additional properties are not allowed ('node_per_block' was unexpected)" in str(
+        task.error
+    )
+    assert "template=" in str(task.error), "the message says how to have options checked before sending"
+    with pytest.raises(UserEndpointStartError):
+        exctr.submit(app_name="hostname")
+    assert len(slurm_endpoint.service.get(f"/v2/taskgroup/{group}")["tasks"]) == 1
+    assert named < 1 and refused < 30

@@ -8,6 +8,7 @@ same config, so they share that user endpoint and its one-node block (started by
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import pathlib
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import typing as t
+import urllib.error
 import uuid
 
 import numpy as np
@@ -25,7 +27,8 @@ from libensemble.specs import ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 
 from bundle import Ensemble, GCOnlySpecs
 from bundle.endpoints.session import GCSession
-from bundle.gconly import SystematicSimError
+from bundle.errors import TemplateOptionError
+from bundle.gconly import EndpointUnavailableError, SystematicSimError
 from bundle.gconly.journal import JOURNAL_FILE, load_journal
 from bundle.gconly.resume import find_saved_history
 from tests.realendpoint import remote
@@ -159,6 +162,36 @@ def test_sims_that_all_fail_alike_stop_the_run_early_quoting_the_cause(
     assert "first 5 sims all failed" in str(stopped.value) and "install it there" in str(stopped.value)
     assert list(tmp_path.glob("libE_history_at_abort_*.npy")), "the history is saved before the run stops"
     assert waited < 120
+
+
+def test_a_config_the_templates_schema_refuses_ends_the_run_within_seconds(
+    slurm_endpoint: RealEndpoint, clean_session: None, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    refused = {**PY_CONFIG, "node_per_block": 2}  # misspelt: the template's schema allows no other keys
+    group = uuid.uuid4()
+    # With the template named, the run is refused before anything is sent.
+    ensemble = _ensemble(slurm_endpoint.endpoint_id, remote.on_node, 8, sdk_options={"task_group_id": group})
+    ensemble.gc_specs = dataclasses.replace(ensemble.gc_specs, user_endpoint_config=refused)
+    started = time.monotonic()
+    with pytest.raises(TemplateOptionError, match="node_per_block"):
+        ensemble.run()
+    named = time.monotonic() - started
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        slurm_endpoint.service.get(f"/v2/taskgroup/{group}")  # the service never heard of the run
+    # Without it, the endpoint refuses to start a user endpoint: the run ends at the first answer, quoting it.
+    ensemble = _ensemble(slurm_endpoint.endpoint_id, remote.on_node, 8)
+    ensemble.gc_specs = dataclasses.replace(ensemble.gc_specs, template=None, user_endpoint_config=refused)
+    started = time.monotonic()
+    with pytest.raises(EndpointUnavailableError) as stopped:
+        ensemble.run()
+    by_endpoint = time.monotonic() - started
+    print(f"refused config: template named {named * 1000:.0f} ms; by the endpoint {by_endpoint:.1f} s: {stopped.value}")
+    message = str(stopped.value)
+    assert "could not start a user endpoint for gc_specs.user_endpoint_config" in message
+    assert "(ValidationError) Additional properties are not allowed ('node_per_block' was unexpected)" in message
+    assert "History saved in" in message
+    assert named < 1 and by_endpoint < 30
 
 
 def _driver(endpoint: str, workdir: pathlib.Path, sim_max: int, *extra: str, out: str) -> subprocess.Popen[bytes]:
