@@ -233,8 +233,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
 
     def _give_up_pending(self) -> None:
         """Fail a task the endpoint has not started within ``pending_timeout``, and cancel its future."""
+        from bundle.endpoints.unsent import withdraw
+
         assert self.future is not None
-        self.future.cancel()
+        withdraw(self.endpoint_executor, self.future)
         self.error = TaskPendingTimeoutError(
             f"task {self.name} was not started by endpoint {self.endpoint_label or '?'} within "
             f"pending_timeout={self.pending_timeout:g} s: the endpoint may be offline or unreachable, or its "
