@@ -16,6 +16,7 @@ cancelled future off the result watcher's list.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import typing as t
@@ -50,7 +51,10 @@ def withdraw(executor: t.Any, future: t.Any) -> bool:
         if removed:
             to_send.task_done()  # the submitter will never take it: keep the queue's count right
             log.debug("task withdrawn before the SDK sent it")
-    future.cancel()
+    if not future.done() and future.cancel():
+        # As an executor does for a future it cancels: wake whoever waits on it (concurrent.futures.wait).
+        with contextlib.suppress(RuntimeError):  # notified meanwhile by another thread that cancelled it
+            future.set_running_or_notify_cancel()
     _stop_watching(future)
     return removed
 
