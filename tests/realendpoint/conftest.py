@@ -5,13 +5,16 @@ Session fixtures, each started only when a test asks for it:
 * ``rabbitmq``: the broker (``.ci/rabbitmq.sh up`` when it is not running; root only) and a virtual
   host of this session's own, deleted at the end (with every queue in it); the broker is stopped again
   only if this session started it.
-* ``gc_service``: the stand-in (``service.py``) on ``localhost:5000``, the address of the SDK's
-  built-in ``local`` environment.  The port is fixed, so one session at a time holds it (a lock file).
+* ``gc_service``: the stand-in (``python -m tests.realendpoint.service``) on ``localhost:5000``, the address of
+  the SDK's built-in ``local`` environment.  The port is fixed, so one session at a time holds it (a lock file).
 * ``real_endpoint``: what a site user does, run as a subprocess: ``libe-gc endpoint configure NAME
   --template local --contact-email ...`` then ``globus-compute-endpoint start NAME`` (in the
   foreground, in a session of its own); ready once the service sees its heartbeat.  At the end
   ``globus-compute-endpoint stop NAME``, and a check that no process of it (daemon, user endpoints,
   interchanges, worker pools) and no consumer on its queues is left.
+* ``slurm_endpoint`` (package scope): the same from the ``slurm`` template, its blocks run by the 3-node Slurm of
+  ``tests/slurm`` (``slurm`` fixture); shared by this folder's modules and stopped after the last of them, then
+  no Slurm job of it may be left.  ``test_real_endpoint_slurm_stopped.py`` stops it mid-run, last.
 
 Tests reach the services through the environment a user would set (``local_services`` fixture):
 ``GLOBUS_SDK_ENVIRONMENT=local``, ``GLOBUS_SDK_SERVICE_URL_AUTH`` (the stand-in answers Globus Auth's
@@ -50,7 +53,6 @@ __all__ = ["slurm"]  # the Slurm cluster fixture of tests/slurm, for the endpoin
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RABBITMQ_SH = ROOT / ".ci" / "rabbitmq.sh"
-SERVICE = pathlib.Path(__file__).with_name("service.py")
 BIN = pathlib.Path(sys.executable).parent
 SERVICE_URL = "http://localhost:5000"
 SERVICE_LOCK = pathlib.Path("/run/libe-gc-gc-service.lock")
@@ -202,10 +204,13 @@ def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.
             pytest.fail(f"something else answers on {SERVICE_URL}; the stand-in needs that address")
         folder = tmp_path_factory.mktemp("gc-service")
         service = GCService(SERVICE_URL, str(uuid.uuid4()), uuid.uuid4().hex, rabbitmq, folder / "service.log")
-        cmd = [sys.executable, str(SERVICE), "--amqp-url", rabbitmq.url, "--port", "5000"]
+        # As the docs tell a user to start it (from the repository root, so that this ``tests`` package is found).
+        cmd = [sys.executable, "-m", "tests.realendpoint.service", "--amqp-url", rabbitmq.url, "--port", "5000"]
         cmd += ["--client-id", service.client_id, "--client-secret", service.client_secret]
         log = stack.enter_context(service.log.open("w"))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, close_fds=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, close_fds=True
+        )
         stack.callback(stop_process, proc)
         deadline = time.monotonic() + 60
         while not _answers(SERVICE_URL):
