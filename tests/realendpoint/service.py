@@ -348,9 +348,12 @@ class Service:
             record = self.endpoints.get(ep_id)
             if record is None:
                 return
-            period = float(state.get("heartbeat_period") or 0)
-            record["heartbeat"] = {"at": time.time(), "period": period, "state": dict(state)}
             error = state.get("error")
+            if not error:
+                # An error report is no heartbeat: its sender (a process the daemon forked to report a failed
+                # start) says nothing about whether the endpoint itself is up, though it carries a period (3 s).
+                period = float(state.get("heartbeat_period") or 0)
+                record["heartbeat"] = {"at": time.time(), "period": period, "state": dict(state)}
             waiting = [tid for tid, rec in self.tasks.items() if rec["endpoint"] == ep_id and "completion_t" not in rec]
             user_endpoint = record["parent"] is not None
         if not error:

@@ -65,21 +65,27 @@ def test_stopping_the_endpoint_mid_run_ends_both_modes_with_a_clear_error(
     marks.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
     cmd = [sys.executable, "-m", "tests.realendpoint.resume_driver", slurm_endpoint.endpoint_id, str(gconly_dir)]
-    cmd += ["40", "--sleep", "60", "--offline-timeout", str(OFFLINE_TIMEOUT)]
+    cmd += ["40", "--sleep", "300", "--offline-timeout", str(OFFLINE_TIMEOUT)]
     with (gconly_dir / "out.txt").open("wb") as out:
         driver = subprocess.Popen(cmd, cwd=gconly_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
     stopped: dict[str, t.Any] = {}
 
-    def stop_once_both_run() -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (rh.read_executions(gconly_dir) and list(marks.iterdir())):
+    def stop_once_executor_sims_run() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(marks.iterdir()):
             time.sleep(0.2)
         stopped["at"] = time.monotonic()
         stopped["result"] = slurm_endpoint.stop()
         stopped["took"] = time.monotonic() - stopped["at"]
 
-    stopper = threading.Thread(target=stop_once_both_run, name="stopper")
+    stopper = threading.Thread(target=stop_once_executor_sims_run, name="stopper")
     try:
+        # First the GC-only script's sims run on the endpoint ...
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None and not rh.read_executions(gconly_dir):
+            time.sleep(0.2)
+        assert driver.poll() is None and rh.read_executions(gconly_dir), (gconly_dir / "out.txt").read_text()
+        # ... then the executor-mode ensemble starts, and the endpoint is stopped once its sims run too.
         exctr = GlobusComputeExecutor(
             endpoint=slurm_endpoint.endpoint_id,
             template="slurm",
@@ -94,7 +100,7 @@ def test_stopping_the_endpoint_mid_run_ends_both_modes_with_a_clear_error(
                 sim_f=node_sims.span_task,
                 inputs=["sim_id", "nodes"],
                 outputs=[("state", "U20"), ("runline", "U300"), ("stdout", "U1000"), ("error", "U400")],
-                user={"sleep": 60.0, "wait": 300, "mark_dir": str(marks)},
+                user={"sleep": 300.0, "wait": 600, "mark_dir": str(marks)},
             ),
             exit_criteria=ExitCriteria(sim_max=4),
             H0=_rows(4),
