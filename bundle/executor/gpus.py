@@ -445,7 +445,7 @@ def claim_devices(
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(
                         f"libe-gc: no {gpus['per_node']} free GPU(s) among {list(gpus['devices'])} on node {node} "
-                        f"after {float(limit):g} s: running tasks hold them (locks in {folder}). Run fewer tasks "
+                        f"after {float(limit or 0):g} s: running tasks hold them (locks in {folder}). Run fewer tasks "
                         "per node (slots_per_node) or ask fewer GPUs per task; the bound is the executor's "
                         "pending_timeout, else one hour"
                     )
