@@ -228,7 +228,7 @@ def _script_function(source: str, name: str, **globals_: object):
 
 
 def test_a_python_task_is_fixed_at_submit_and_a_shipping_failure_is_a_submit_time_error(tmp_path, monkeypatch):
-    """The SDK serializes in its own thread later: what it gets is a copy made in submit; what cannot go raises there."""
+    """The SDK serializes later, in its own thread: it gets a copy made in submit; what cannot go raises there."""
     from bundle.errors import TaskSerializationError
 
     real = globus_compute_sdk.Executor

@@ -236,7 +236,7 @@ RUN_CASES = textwrap.dedent(
 
 
 def test_functions_reached_through_containers_partials_defaults_and_nested_recursion_travel(tmp_path):
-    """Each case runs in a fresh interpreter (the endpoint's side), not with a NameError there or a RecursionError here."""
+    """Each case runs in a fresh interpreter (the endpoint's side): no NameError there, no RecursionError here."""
     (tmp_path / "driver.py").write_text(CASES)
     (tmp_path / "remote.py").write_text(RUN_CASES)
     payloads = tmp_path / "payloads.json"
