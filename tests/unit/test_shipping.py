@@ -265,9 +265,7 @@ def test_an_empty_closure_cell_and_unlooked_containers_are_refused_naming_the_wa
     with pytest.raises(ShippingError, match=r"reads 'g' from its enclosing function, where it has no value yet"):
         ship(maker())
     helper = _main_function("def helper(x):\n    return x\n", "helper")
-    odd = _main_function(
-        "def sim(x):\n    return ODD['h'](x)\n", "sim", ODD=collections.OrderedDict(h=helper)
-    )
+    odd = _main_function("def sim(x):\n    return ODD['h'](x)\n", "sim", ODD=collections.OrderedDict(h=helper))
     with pytest.raises(ShippingError, match=r"OrderedDict that contains a function of the calling script"):
         ship(odd)
     # a list that holds itself and a function: the copy keeps the cycle
