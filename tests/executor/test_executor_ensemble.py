@@ -66,7 +66,7 @@ def test_forces_history_identical_to_mpi_executor(forces_app, tmp_path, monkeypa
     mpi.register_app(full_path=str(forces_app), app_name="forces")
     h_mpi = _forces_ensemble(mpi, comms, tmp_path / "mpi")
 
-    gce = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
+    gce = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
     gce.register_app(full_path=str(forces_app), app_name="forces")
     h_gc = _forces_ensemble(gce, comms, tmp_path / "gc")
 
@@ -86,7 +86,7 @@ def test_forces_history_identical_to_mpi_executor(forces_app, tmp_path, monkeypa
 def test_threads_comms_each_worker_keeps_its_identity(mpi_probe, tmp_path, monkeypatch):
     """On threads comms the workers share one executor object: each still submits as itself."""
     monkeypatch.chdir(tmp_path)
-    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
     exctr.register_app(full_path=str(mpi_probe), app_name="probe")
     n = 8
     ens = Ensemble(
@@ -110,7 +110,7 @@ def test_threads_comms_each_worker_keeps_its_identity(mpi_probe, tmp_path, monke
 def test_manager_kill_reaches_a_running_task(mpi_probe, tmp_path, monkeypatch):
     """wallclock_max ends the run while a sim's app runs: the manager's signal stops the app."""
     monkeypatch.chdir(tmp_path)
-    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
     exctr.register_app(full_path=str(mpi_probe), app_name="probe")
     H0 = given_rows(2)
     H0["x"] = [[600.0], [600.0]]
