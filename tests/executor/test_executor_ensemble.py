@@ -107,6 +107,48 @@ def test_threads_comms_each_worker_keeps_its_identity(mpi_probe, tmp_path, monke
     assert len(set(done["sim_worker"])) > 1, "the sims should have been spread over several workers"
 
 
+def test_threads_comms_with_sim_dirs_each_sim_reads_its_own_output(forces_app, tmp_path, monkeypatch):
+    """The forces example's set-up on threads comms: each sim's task runs in, and the sim reads, its own sim dir.
+
+    libEnsemble's threaded workers change directory into their sim dirs; the process has one working
+    directory, so without care a task (and the sim reading ``forces.stat``) lands in another sim's folder and
+    the relative ``ensemble_dir_path`` nests (``ensemble/sim0001/ensemble/sim0002``).
+    """
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
+    exctr.register_app(full_path=str(forces_app), app_name="forces")
+    n = 8
+    H0 = given_rows(n)
+    H0["x"][:, 0] = 100 + 20 * np.arange(n)  # particles (and the app's random seed): a different energy per sim
+    ens = Ensemble(
+        executor=exctr,
+        libE_specs=LibeSpecs(
+            comms="threads",
+            nworkers=3,
+            gen_on_manager=True,
+            sim_dirs_make=True,
+            ensemble_dir_path="./ensemble",
+            disable_resource_manager=True,
+        ),
+        sim_specs=SimSpecs(sim_f=sims.run_forces, inputs=["x"], outputs=[("energy", float)], user={"num_procs": 1}),
+        exit_criteria=ExitCriteria(sim_max=n),
+        H0=H0,
+    )
+    H, _, flag = ens.run()
+    assert flag == 0
+    done = H[H["sim_ended"]]
+    assert len(done) == n and np.all(np.isfinite(done["energy"])), done[["sim_id", "energy"]]
+    ensemble = tmp_path / "ensemble"
+    assert sorted(p.name for p in ensemble.iterdir()) == [f"sim{i:04d}" for i in range(n)]
+    nested = [str(p.relative_to(tmp_path)) for p in ensemble.rglob("*") if p.is_dir() and p.parent != ensemble]
+    assert nested == [], f"sim directories nested in each other: {nested}"
+    for row in done:
+        sim_dir = ensemble / f"sim{int(row['sim_id']):04d}"
+        (out,) = sim_dir.glob("libe_task_forces_*.out")  # this sim's task ran here, and only it
+        assert f"Particles: {int(row['x'][0])}" in out.read_text(), (sim_dir, out.read_text()[:200])
+        assert float((sim_dir / "forces.stat").read_text().split()[-1]) == row["energy"], sim_dir
+
+
 def test_manager_kill_reaches_a_running_task(mpi_probe, tmp_path, monkeypatch):
     """wallclock_max ends the run while a sim's app runs: the manager's signal stops the app."""
     monkeypatch.chdir(tmp_path)
