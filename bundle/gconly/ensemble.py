@@ -84,7 +84,7 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
                 gc_specs=self.gc_specs,
                 nworkers=self.nworkers or 1,
             )
-        except REPORTED as err:
-            raise err.with_traceback(None) from None  # the message says it all: no frames of the bundle
+        except REPORTED as err:  # the message says it all: raised without the bundle's frames
+            raise err.with_traceback(None) from None
         self.H, self.persis_info, self.flag, self.sim_errors = out.H, out.persis_info, out.exit_flag, out.sim_errors
         return out.H, out.persis_info, out.exit_flag

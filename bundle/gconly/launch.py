@@ -470,6 +470,6 @@ def libE(
         H, persis_out, flag, _, _ = run_gconly(
             sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0, gc_specs=gc_specs
         )
-    except REPORTED as err:
-        raise err.with_traceback(None) from None  # the message says it all: no frames of the bundle
+    except REPORTED as err:  # the message says it all: raised without the bundle's frames
+        raise err.with_traceback(None) from None
     return H, persis_out, flag

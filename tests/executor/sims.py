@@ -82,3 +82,11 @@ def run_timed_probe(H, persis_info, sim_specs, libE_info):
     output["start"] = min((float(rank["start"]) for rank in lines), default=np.nan)
     output["end"] = max((float(rank["end"]) for rank in lines), default=np.nan)
     return output, persis_info, WORKER_DONE if task.state == "FINISHED" else TASK_FAILED
+
+
+def run_with_other_fields(H, persis_info, sim_specs, libE_info):
+    """Compose a launch (dry run), then return a field ``sim_specs["out"]`` does not declare (``F``, not ``energy``)."""
+    task = libE_info["executor"].submit(app_name="probe", num_procs=1, dry_run=True)
+    output = np.zeros(1, dtype=[("F", np.float32)])
+    output["F"] = len(task.runline)
+    return output, persis_info

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.executors.executor import Executor
@@ -18,6 +19,7 @@ from libensemble.gen_funcs.sampling import uniform_random_sample
 from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
+from bundle import Ensemble as BundleEnsemble
 from bundle import GlobusComputeExecutor
 from bundle.endpoints.local import reaper
 from bundle.executor.remote import MARKER_ENV
@@ -147,6 +149,26 @@ def test_threads_comms_with_sim_dirs_each_sim_reads_its_own_output(forces_app, t
         (out,) = sim_dir.glob("libe_task_forces_*.out")  # this sim's task ran here, and only it
         assert f"Particles: {int(row['x'][0])}" in out.read_text(), (sim_dir, out.read_text()[:200])
         assert float((sim_dir / "forces.stat").read_text().split()[-1]) == row["energy"], sim_dir
+
+
+def test_bundle_ensemble_refuses_a_sim_return_with_other_fields(mpi_probe, tmp_path, monkeypatch):
+    """Executor mode through bundle.Ensemble: a return whose fields differ from sim_specs["out"] stops the run.
+
+    libEnsemble's own Ensemble would add ``F`` to the history as a new column and leave ``energy`` at 0.
+    """
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
+    exctr.register_app(full_path=str(mpi_probe), app_name="probe")
+    specs = SimSpecs(sim_f=sims.run_with_other_fields, inputs=["x"], outputs=[("energy", float)])
+    ens = BundleEnsemble(
+        executor=exctr, libE_specs=executor_libe_specs(2), sim_specs=specs, exit_criteria=ExitCriteria(sim_max=2)
+    )
+    ens.H0 = given_rows(2)
+    with pytest.raises(
+        Exception, match=r"fields \[\('F', float32\)\], but sim_specs\['out'\] declares \[\('energy', float64\)\]"
+    ):
+        ens.run()
+    assert ens.sim_specs is specs  # the caller's specs are left as they were
 
 
 def test_manager_kill_reaches_a_running_task(mpi_probe, tmp_path, monkeypatch):
