@@ -429,6 +429,9 @@ def libE(
 ) -> tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int]:
     """Run ``libE()``, in GC-only mode when ``sim_specs.globus_compute_endpoint`` is set.
 
+    Otherwise libEnsemble's own ``libE()`` runs, with each sim's return checked against
+    ``sim_specs["out"]`` where the sim runs (:class:`~bundle.gconly.normalize.CheckedSim`).
+
     Parameters
     ----------
     sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
