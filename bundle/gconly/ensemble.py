@@ -23,7 +23,7 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
     each sim is submitted to the endpoint; ``nworkers`` (``LibeSpecs.nworkers`` or ``-n``) is the
     number of sims in flight (1 when unset).  Otherwise :meth:`run` is libEnsemble's, with each
     sim's return checked against ``sim_specs["out"]`` in its worker (a mismatch raises
-    :class:`~bundle.gconly.normalize.SimOutputError` in the sim, naming the fields).
+    :class:`~bundle.gconly.SimOutputError` in the sim, naming the fields).
 
     Parameters
     ----------
