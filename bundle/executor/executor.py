@@ -48,6 +48,7 @@ from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
 from bundle.processes.forksafe import KeyedLocks
+from bundle.processes.thread_cwd import own_working_directory
 from bundle.wire.resource_spec import normalize_mpi_spec
 from bundle.wire.shipping import ship_task_function
 
@@ -214,6 +215,25 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     @manager_signal.setter
     def manager_signal(self, value: t.Any) -> None:
         self._tls.manager_signal = value
+
+    def set_worker_info(self, comm: t.Any = None, workerid: int | None = None) -> None:
+        """Record the calling worker's comm and id, as libEnsemble's workers call it when they start.
+
+        A worker that is a thread (``threads`` comms) also gets a working directory of its own, so
+        that its sim directory, and the tasks its sims submit from there, are its own and not
+        another worker's (see :mod:`bundle.processes.thread_cwd`).
+
+        Parameters
+        ----------
+        comm : Comm, optional
+            The worker's comm with the manager.
+        workerid : int, optional
+            The worker's id.
+        """
+        self.workerID = workerid
+        self.comm = comm
+        if threading.current_thread() is not threading.main_thread():
+            own_working_directory()
 
     def __getstate__(self) -> dict[str, t.Any]:
         state = self.__dict__.copy()
