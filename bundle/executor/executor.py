@@ -49,6 +49,7 @@ from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
 from bundle.executor.task import GlobusComputeTask
 from bundle.processes.forksafe import KeyedLocks
+from bundle.processes.thread_cwd import own_working_directory
 from bundle.wire.resource_spec import normalize_mpi_spec
 from bundle.wire.shipping import ship_task_function
 
@@ -222,6 +223,25 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     @manager_signal.setter
     def manager_signal(self, value: t.Any) -> None:
         self._tls.manager_signal = value
+
+    def set_worker_info(self, comm: t.Any = None, workerid: int | None = None) -> None:
+        """Record the calling worker's comm and id, as libEnsemble's workers call it when they start.
+
+        A worker that is a thread (``threads`` comms) also gets a working directory of its own, so
+        that its sim directory, and the tasks its sims submit from there, are its own and not
+        another worker's (see :mod:`bundle.processes.thread_cwd`).
+
+        Parameters
+        ----------
+        comm : Comm, optional
+            The worker's comm with the manager.
+        workerid : int, optional
+            The worker's id.
+        """
+        self.workerID = workerid
+        self.comm = comm
+        if threading.current_thread() is not threading.main_thread():
+            own_working_directory()
 
     def __getstate__(self) -> dict[str, t.Any]:
         state = self.__dict__.copy()
@@ -561,46 +581,48 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         walltime: float | None,
         gpu_plan: gpus.GpuPlan | None,
     ) -> bool:
-        """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task)."""
+        """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task).
+
+        A Python task's function and arguments are shipped and serialized here, before anything is
+        sent: what cannot travel raises :class:`~bundle.errors.TaskSerializationError` in ``submit``.
+        """
         try:
             gce = self.gc_executor()
             self._check_endpoint(gce)
-            if kind == "python":
-                fn = ship_task_function(app.pyobj, app.name)  # with the globals it reads
-                run_args: tuple[t.Any, ...] = (fn, tuple(args), dict(kwargs or {}), task.workdir)
-                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
-            else:
-                run_args = (
-                    cmd,
-                    kind == "mpi",
-                    task.workdir,
-                    task.stdout,
-                    task.stderr,
-                    walltime,
-                    task.marker,
-                    self.snippet_lines,
-                    dict(task.env),
-                )
-                gpu_args = self._gpu_runner_args(kind, gpu_plan)
-                if gpu_args is not None:  # only GPU tasks carry the claim function
-                    run_args += (gpu_args,)
-                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
         except (ExecutorException, BundleError, TypeError):
             raise  # the caller's mistakes: not a task that failed to start
-        except (
-            Exception
-        ) as err:  # the endpoint is gone or refused the task: as MPIExecutor, a task that failed to start
+        except Exception as err:  # the endpoint cannot be reached: as MPIExecutor, a task that failed to start
+            return self._failed_to_start(task, err)
+        if kind == "python":
+            which = "run_python"
+            run_args = self._python_call(gce, app, tuple(args), dict(kwargs or {}), task.workdir)
+        else:
+            which = "run_app"
+            run_args = (
+                cmd,
+                kind == "mpi",
+                task.workdir,
+                task.stdout,
+                task.stderr,
+                walltime,
+                task.marker,
+                self.snippet_lines,
+                dict(task.env),
+            )
+            gpu_args = self._gpu_runner_args(kind, gpu_plan)
+            if gpu_args is not None:  # only GPU tasks carry the claim function
+                run_args += (gpu_args,)
+        try:
+            future = self._submit(gce, task.resource_specification, self._runner_id(gce, which), run_args)
+        except (ExecutorException, BundleError, TypeError):
+            raise  # the caller's mistakes: not a task that failed to start
+        except Exception as err:  # the endpoint is gone or refused the task: a task that failed to start
             from globus_compute_sdk.errors import SerializationError
 
             if kind == "python" and isinstance(err, SerializationError):
                 # A programming error, not a failure of the endpoint: say which value and what to change.
                 raise _unserializable(app, tuple(args), dict(kwargs or {}), err) from err
-            log.warning("Task %s failed to start: %s", task.name, err)
-            task.error = err
-            task.state = "FAILED_TO_START"
-            task.finished = True
-            self.list_of_tasks.append(task)
-            return False
+            return self._failed_to_start(task, err)
         task._submitted(future, gce)
         task.block_report = getattr(gce, "lost_block_report", None)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
@@ -620,6 +642,47 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             failure = health.check(self.__dict__.get("offline_timeout", DEFAULT_OFFLINE_TIMEOUT))
             if failure is not None:
                 raise failure
+
+    def _failed_to_start(self, task: GlobusComputeTask, err: Exception) -> bool:
+        """Record ``task`` as ``FAILED_TO_START`` with ``err`` (the endpoint could not take it); return False."""
+        log.warning("Task %s failed to start: %s", task.name, err)
+        task.error = err
+        task.state = "FAILED_TO_START"
+        task.finished = True
+        self.list_of_tasks.append(task)
+        return False
+
+    def _python_call(
+        self, gce: t.Any, app: Application, args: tuple[t.Any, ...], kwargs: dict[str, t.Any], workdir: str | None
+    ) -> tuple[t.Any, ...]:
+        """Return ``run_python``'s arguments for a Python task, fixed now: what is sent is what they are at submit.
+
+        The function and its arguments are shipped (functions of the calling script with the globals
+        they read) and checked; then serialized with the endpoint executor's serializer.  The local
+        endpoint serializes inside its ``submit``; the SDK's ``Executor`` would serialize later, in its
+        submission thread, so for it the arguments travel as a copy made here (serialized and read
+        back), and later changes to them or to the globals in the calling script do not reach the task.
+
+        Raises
+        ------
+        TaskSerializationError
+            What cannot be shipped or serialized, named; nothing is submitted.
+        """
+        from globus_compute_sdk.serialize import ComputeSerializer
+
+        ser = getattr(gce, "serializer", None)
+        serializer = ser if isinstance(ser, ComputeSerializer) else ComputeSerializer()
+        strategy = type(serializer.code_serializer).__name__
+        fn, args, kwargs = ship_task_function(
+            t.cast(t.Callable[..., t.Any], app.pyobj), app.name, strategy, args, kwargs
+        )
+        run_args = (fn, args, kwargs, workdir)
+        if self.is_local:
+            return run_args
+        try:
+            return t.cast(tuple[t.Any, ...], serializer.deserialize(serializer.serialize(run_args)))
+        except Exception as err:
+            raise _unserializable(app, args, kwargs, err) from err
 
     @staticmethod
     def _remove_stale_output(task: GlobusComputeTask) -> None:
@@ -721,12 +784,14 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             return plan, spec
         return plan, out
 
-    @staticmethod
-    def _gpu_runner_args(kind: str, plan: gpus.GpuPlan | None) -> dict[str, t.Any] | None:
-        """Return the runner's GPU argument: devices are claimed on the endpoint unless ``srun`` binds them."""
+    def _gpu_runner_args(self, kind: str, plan: gpus.GpuPlan | None) -> dict[str, t.Any] | None:
+        """Return the runner's GPU argument: devices are claimed on the endpoint unless ``srun`` binds them.
+
+        The claim waits for free devices at most ``pending_timeout`` (else :data:`gpus.CLAIM_TIMEOUT`).
+        """
         if plan is None or (kind == "mpi" and plan.layout.bind == "launcher"):
             return None
-        return plan.runner_args()
+        return plan.runner_args(self.pending_timeout)
 
     def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
         if kind != "mpi" or spec is None:

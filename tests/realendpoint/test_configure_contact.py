@@ -23,10 +23,10 @@ def test_contact_email_reaches_the_endpoint_config(tmp_path: pathlib.Path) -> No
     assert "--contact-email" not in result.output
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the note is for root only")
-def test_root_without_contact_email_is_told_what_start_will_ask(tmp_path: pathlib.Path) -> None:
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for root only")
+def test_root_without_contact_email_is_refused_before_anything_is_configured(tmp_path: pathlib.Path) -> None:
     env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
     result = CliRunner().invoke(main, ["endpoint", "configure", "ep", "--template", "local"], env=env)
-    assert result.exit_code == 0, result.output
-    assert "email" not in yaml.safe_load((tmp_path / "gc" / "ep" / "config.yaml").read_text())
+    assert result.exit_code != 0, result.output
     assert "--contact-email" in result.output
+    assert not (tmp_path / "gc" / "ep").exists()
