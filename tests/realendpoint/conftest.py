@@ -368,6 +368,8 @@ def endpoint_from_template(
     # As root the daemon starts user endpoints with a cleared environment (HOME=/root); the endpoint's
     # user_environment.yaml, the administrator's file for this, keeps their folders beside the endpoint's.
     (ep_dir / "user_environment.yaml").write_text(f"GLOBUS_COMPUTE_USER_DIR: {compute_dir}\n")
+    # What `libe-gc endpoint start NAME` checks first (credentials, the service answering) holds here too.
+    run_cli([str(BIN / "libe-gc"), "endpoint", "start", name, "--check-only"], env)
     log_path = home / f"{name}-start.log"
     started = time.monotonic()
     with log_path.open("w") as log:
