@@ -159,7 +159,7 @@ def test_sims_that_all_fail_alike_stop_the_run_early_quoting_the_cause(
     waited = time.monotonic() - started
     print(f"fail-fast after {waited:.1f} s: {stopped.value}")
     assert stopped.value.cause == "ModuleNotFoundError: No module named 'libe_gc_missing_solver'"
-    assert "first 5 sims all failed" in str(stopped.value) and "install it there" in str(stopped.value)
+    assert "stopped early: the first 5" in str(stopped.value) and "install the package" in str(stopped.value)
     assert list(tmp_path.glob("libE_history_at_abort_*.npy")), "the history is saved before the run stops"
     assert waited < 120
 
