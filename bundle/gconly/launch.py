@@ -444,7 +444,8 @@ def libE(
         As for ``libensemble.libE.libE``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
-        ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``, ``fail_fast``.
+        ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``offline_timeout``,
+        ``require_online``, ``fail_fast``.
         Refused when GC-only mode is off.
 
     Returns
