@@ -592,7 +592,6 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             self.list_of_tasks.append(task)
             return False
         task._submitted(future, gce)
-        task.block_report = getattr(gce, "lost_block_report", None)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         return True

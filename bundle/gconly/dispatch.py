@@ -285,8 +285,7 @@ class SimDispatcher:
                 self._raise_fatal(fatal)
             text = f"{type(err).__name__}: {err}"
             if lost_worker_pool(err):
-                report = getattr(self.executor, "lost_block_report", None)
-                text = f"BlockLostError: {block_lost_message('the sim', err, report() if report else '')}\n{text}"
+                text = f"BlockLostError: {block_lost_message('the sim', err)}\n{text}"
             for order in live:
                 self._fail(order, text, task.submitted, task.finished)
             return
