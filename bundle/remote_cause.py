@@ -13,6 +13,8 @@ import re
 def cause_line(text: str) -> str:
     """Return the line of an error text that names the error (a traceback's last non-empty line).
 
+    The ``+++`` and ``---`` rules an endpoint puts around a remote traceback are not lines of it.
+
     Parameters
     ----------
     text : str
@@ -23,7 +25,7 @@ def cause_line(text: str) -> str:
     str
         ``"(no error text)"`` when ``text`` is blank.
     """
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip().strip("+-")]
     return lines[-1] if lines else "(no error text)"
 
 

@@ -47,3 +47,14 @@ def test_the_message_keeps_the_manager_line_of_a_remote_traceback():
     text = block_lost_message("the sim", RuntimeError(_remote_text(ManagerLost(b"a1b2", "n7"))))
     assert text.startswith("the sim failed: the block (worker pool) it ran on was lost: the endpoint stopped hearing")
     assert text.endswith("ManagerLost: Task failure due to loss of manager a1b2 on host n7)"), text
+
+
+def test_the_cause_line_of_a_lost_sim_is_the_manager_line():
+    from bundle.remote_cause import cause_line
+
+    remote = _remote_text(ManagerLost(b"a1b2", "n7"))
+    text = f"BlockLostError: {block_lost_message('the sim', RuntimeError(remote))}\nTaskExecutionFailed: \n"
+    text += "+" * 68 + "\n" + remote + "-" * 68  # as the endpoint wraps a remote traceback
+    assert cause_line(text) == "parsl.executors.high_throughput.errors.ManagerLost: " + (
+        "Task failure due to loss of manager a1b2 on host n7"
+    )
