@@ -237,7 +237,7 @@ class EngineHost:
 
         With ``block_error_handler: false`` (the templates' setting) Parsl keeps launching blocks
         that cannot start, and the tasks wait; a site endpoint does the same.  The local endpoint
-        says so at once instead, with the blocks' error output.
+        says so at once instead, with the blocks' error output, and stops the engine's scaling.
         """
         from parsl.jobs.states import JobState
 
@@ -292,12 +292,13 @@ class EngineHost:
                 return
             failed = self._failed_start(executor)
             if failed:
-                self._fail(
-                    EndpointStartError(
-                        f"the local endpoint's workers failed to start (template {self.template.name!r}): {failed}\n"
-                        f"{self._block_diagnostics()}"
-                    )
+                error = EndpointStartError(
+                    f"the local endpoint's workers failed to start (template {self.template.name!r}): {failed}\n"
+                    f"{self._block_diagnostics()}"
                 )
+                # Parsl's hook for error handlers: the engine launches no more blocks and fails its tasks.
+                executor.set_bad_state_and_fail_all(error)
+                self._fail(error)
                 return
             now = time.monotonic()
             if launched_at is None:
