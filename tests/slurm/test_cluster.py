@@ -6,6 +6,7 @@ import subprocess
 
 import psutil
 from parsl.jobs.states import JobState
+from parsl.launchers import SimpleLauncher
 from parsl.providers import SlurmProvider
 
 from tests.polling import wait_for
@@ -48,13 +49,21 @@ def test_accounting_listens_on_loopback_only(slurm):
     assert _listening(("mariadbd", "mysqld")) == []
 
 
+def _listed(job: str) -> bool:
+    out = subprocess.run(["sacct", "-X", "--noheader", "-j", job], capture_output=True, text=True, timeout=30)
+    return bool(out.stdout.strip())
+
+
 def test_parsl_reads_job_states_from_accounting(slurm, tmp_path):
     """Parsl's SlurmProvider takes its sacct path, and sacct records a failed block job as FAILED."""
-    provider = SlurmProvider(partition="debug", walltime="00:01:00", cmd_timeout=30)
+    provider = SlurmProvider(partition="debug", walltime="00:01:00", cmd_timeout=30, launcher=SimpleLauncher())
     assert provider._cmd.startswith("sacct "), f"Parsl falls back to squeue: {provider._cmd}"
     provider.script_dir = str(tmp_path)
     job = provider.submit("exit 3", 1, job_name="parsl.libe-gc-cluster-check")
     assert job
+    # A job reaches the accounting database a moment after sbatch; one sacct does not list yet is one
+    # Parsl counts as COMPLETED.  (An endpoint polls a block it submitted a strategy period, 5 s, later at the soonest.)
+    assert wait_for(lambda: _listed(job), 30, period=0.2), f"sacct never listed job {job}"
 
     def ended() -> bool:
         (status,) = provider.status([job])

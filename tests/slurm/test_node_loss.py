@@ -5,8 +5,9 @@ it down and ends the jobs on it (``NODE_FAIL``, which ``sacct`` reports, as at t
 node's slurmd and job steps are gone.  The endpoint is built from the ``slurm`` template and has
 nothing of its own for lost blocks: what keeps it serving is in the template
 (``block_error_handler: false``, heartbeats, ``max_retries_on_system_failure``), so a site endpoint
-started from it does the same.  Each case runs with the template's heartbeat defaults (Parsl's,
-30 s / 120 s) and with short ones (2 s / 10 s):
+started from it does the same.  Cases run with the template's heartbeat defaults (Parsl's,
+30 s / 120 s) and with short ones (2 s / 10 s); ``LIBE_GC_NODE_LOSS_CASES`` says which
+(:data:`CASES_ENV`):
 
 * the tasks on the lost block fail once the interchange has missed the block's heartbeats for
   ``heartbeat_threshold`` seconds, with a :class:`~bundle.errors.BlockLostError` naming the lost
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import pathlib
 import re
 import threading
@@ -203,7 +205,21 @@ def assert_names_the_lost_block(ep: EndpointUnderTest, error: str, job: str) -> 
     return manager
 
 
-EXECUTOR_CASES = [("short", 0), ("short", 1), ("defaults", 0), ("defaults", 1)]
+CASES_ENV = "LIBE_GC_NODE_LOSS_CASES"
+"""``all`` runs every mode x setting x retries case.  By default (CI) every case runs with short
+heartbeats (about 1.5 min each here) and, with the template's defaults (2.5 to 3 min each), one
+case in each mode: an MPI task that fails, and GC-only sims that run again with two retries
+(the one the default heartbeat period makes harder: sibling pools expire up to 30 s apart)."""
+
+
+def _cases(every: list[tuple[str, int]], defaults: tuple[str, int]) -> list[tuple[str, int]]:
+    chosen = os.environ.get(CASES_ENV, "ci")
+    if chosen not in ("ci", "all"):
+        raise ValueError(f"{CASES_ENV} must be 'ci' or 'all', got {chosen!r}")
+    return [case for case in every if chosen == "all" or case[0] == "short" or case == defaults]
+
+
+EXECUTOR_CASES = _cases([("short", 0), ("short", 1), ("defaults", 0), ("defaults", 1)], ("defaults", 0))
 
 
 @pytest.mark.parametrize(("setting", "retries"), EXECUTOR_CASES)
@@ -309,7 +325,7 @@ def test_executor_task_on_a_lost_node(
 
 # Two retries: a block's worker pools die together, and a task retried after the loss of one pool can be
 # sent to a sibling pool of the same block before the interchange has noticed that one is gone too.
-GCONLY_CASES = [("short", 0), ("short", 2), ("defaults", 0), ("defaults", 2)]
+GCONLY_CASES = _cases([("short", 0), ("short", 2), ("defaults", 0), ("defaults", 2)], ("defaults", 2))
 
 
 @pytest.mark.parametrize(("setting", "retries"), GCONLY_CASES)
