@@ -118,6 +118,10 @@ make_gpus() {
   done
 }
 
+node_layout() {  # the lines of slurm.conf that say which nodes exist (a change needs slurmctld -c)
+  grep -E '^(NodeName|PartitionName|GresTypes)=' "$CONF_DIR/slurm.conf" 2>/dev/null || true
+}
+
 write_config() {
   mkdir -p "$CONF_DIR" "$STATE/slurmctld" "$LOGS" /run/munge /var/log/munge /var/lib/munge
   local i node_lines="" last=$((GPUS_PER_NODE - 1)) gres_line=""
@@ -130,6 +134,8 @@ write_config() {
   if (( GPUS_PER_NODE > 0 )); then
     gres_line="NodeName=n[1-${NODES}] Name=gpu File=${GPU_DIR}/nvidia[0-${last}]"
   fi
+  local layout
+  layout="$(node_layout)"
   write_if_changed "$CONF_DIR/slurm.conf" "$(cat <<CONF
 # Written by ${MARK} .ci/slurm.sh: ${NODES} nodes, all on this machine.
 ClusterName=${CLUSTER}
@@ -165,7 +171,10 @@ ${node_lines%$'\n'}
 PartitionName=debug Nodes=n[1-${NODES}] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 )"
-  write_if_changed "$CONF_DIR/gres.conf" "$gres_line"
+  write_if_changed "$CONF_DIR/gres.conf" "$gres_line" LAYOUT_CHANGED
+  if [[ "$(node_layout)" != "$layout" ]]; then
+    LAYOUT_CHANGED=1
+  fi
   if [[ ! -s /etc/munge/munge.key ]]; then
     log "creating munge key"
     mkdir -p /etc/munge
@@ -321,7 +330,7 @@ start_daemons() {
       munged --force 9>&-
     fi
   fi
-  if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
+  if [[ "${CONFIG_CHANGED:-0}" == 1 || "${LAYOUT_CHANGED:-0}" == 1 ]]; then
     stop_slurm
   fi
   # Accounting before slurmctld: it registers with slurmdbd when it starts.
@@ -329,10 +338,10 @@ start_daemons() {
   start_dbd
   if ! pid_alive /run/slurmctld.pid; then
     log "starting slurmctld"
-    if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
+    if [[ "${LAYOUT_CHANGED:-0}" == 1 ]]; then
       slurmctld -c 9>&-  # new node layout: forget the old nodes' and jobs' state
     else
-      slurmctld 9>&-
+      slurmctld 9>&-  # other settings (accounting): jobs that run go on
     fi
   fi
   local node
