@@ -113,6 +113,11 @@ def block_of_manager(ep: EndpointUnderTest, manager: str) -> str:
     return found[0].removeprefix("block-")
 
 
+def accounting_answers() -> bool:
+    """Whether Slurm accounting answers, as Parsl's SlurmProvider asks it (``sacct -X``)."""
+    return subprocess.run(["sacct", "-X", "--noheader"], capture_output=True, timeout=30).returncode == 0
+
+
 def sacct_fields(job: str, *fields: str) -> list[str]:
     """Fields of a job as Slurm accounting records them (``sacct -X``)."""
     out = subprocess.run(

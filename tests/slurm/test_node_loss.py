@@ -48,6 +48,7 @@ from tests.slurm import node_sims
 from tests.slurm.endpoint_under_test import (
     EndpointUnderTest,
     LocalSlurmEndpoint,
+    accounting_answers,
     block_jobs,
     block_of_job,
     block_of_manager,
@@ -100,11 +101,14 @@ def endpoint_under_test(
 ) -> t.Iterator[EndpointUnderTest]:
     """The endpoint the test runs on, built from the ``slurm`` template; stopped afterwards."""
     assert request.param == "local"
+    # Without accounting Parsl reads job states with squeue, not as at the centers (see .ci/slurm.sh).
+    assert accounting_answers(), "Slurm accounting does not answer (sacct -X): run .ci/slurm.sh up"
     ep = LocalSlurmEndpoint(tmp_path / "engine", START_TIMEOUT)
     try:
         yield ep
     finally:
         ep.stop()
+    assert accounting_answers(), "Slurm accounting stopped answering during the test: the cluster was reconfigured"
 
 
 class NodeTaker(threading.Thread):
