@@ -152,27 +152,29 @@ def lost_worker_pool(err: BaseException) -> bool:
     return isinstance(err, BlockLostError) or type(err).__name__ == "ManagerLost" or "ManagerLost" in str(err)
 
 
-def block_lost_message(what: str, err: BaseException, report: str = "") -> str:
-    """Compose the message of a :class:`BlockLostError`: what was lost, what Slurm said, what to do.
+def block_lost_message(what: str, err: BaseException) -> str:
+    """Compose the message of a :class:`BlockLostError`: what was lost, and what to do.
+
+    Parsl's ``ManagerLost`` names the lost worker pool (its manager id, which is also the name of
+    its log folder ``block-<block id>/<manager id>`` in the endpoint's run directory) and the host
+    it ran on; the message keeps that line.
 
     Parameters
     ----------
     what : str
         What failed (``"task <name>"``, ``"the sim"``).
     err : BaseException
-        The original error (``ManagerLost``).
-    report : str
-        What the endpoint knows of its blocks that ended abnormally (empty when unknown).
+        The original error (``ManagerLost``, also as remote text).
 
     Returns
     -------
     str
     """
     lines = [line.strip() for line in str(err).splitlines() if line.strip().strip("-+")]
-    said = [line for line in lines if "ManagerLost" in line] or lines[-1:] or [type(err).__name__]
-    first = said[-1][:300]
-    lost = report or "the endpoint stopped hearing from it (a node of its batch job failed, or the job ended)"
+    said = [line for line in lines if "ManagerLost" in line or "loss of manager" in line]
+    first = (said or lines[-1:] or [type(err).__name__])[-1][:300]
     return (
-        f"{what} failed: the block (worker pool) it ran on was lost: {lost}. Set the endpoint's "
-        f"max_retries_on_system_failure to rerun such tasks on a new block. ({first})"
+        f"{what} failed: the block (worker pool) it ran on was lost: the endpoint stopped hearing from it "
+        f"(a node of its batch job failed, or the job ended). Set the endpoint's max_retries_on_system_failure "
+        f"to rerun such tasks on a new block. ({first})"
     )

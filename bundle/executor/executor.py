@@ -624,7 +624,6 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
                 raise _unserializable(app, tuple(args), dict(kwargs or {}), err) from err
             return self._failed_to_start(task, err)
         task._submitted(future, gce)
-        task.block_report = getattr(gce, "lost_block_report", None)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         return True

@@ -109,7 +109,6 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.health: EndpointHealth | None = None
         self.endpoint_label = ""
         self.app_line: str | None = None
-        self.block_report: t.Callable[[], str] | None = None
         self.endpoint_executor: t.Any = None
         self._value: t.Any = None
 
@@ -168,8 +167,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             if refusal is not None:  # the endpoint could not start a user endpoint for this configuration
                 err = refusal
             elif lost_worker_pool(err) and not isinstance(err, BlockLostError):
-                report = self.block_report() if self.block_report is not None else ""
-                lost = BlockLostError(block_lost_message(f"task {self.name}", err, report))
+                lost = BlockLostError(block_lost_message(f"task {self.name}", err))
                 lost.__cause__ = err
                 err = lost
             self.error = err

@@ -289,8 +289,7 @@ class SimDispatcher:
                 self._raise_fatal(fatal)
             text = error_text(err)
             if lost_worker_pool(err):
-                report = getattr(self.executor, "lost_block_report", None)
-                text = f"BlockLostError: {block_lost_message('the sim', err, report() if report else '')}\n\n{text}"
+                text = f"BlockLostError: {block_lost_message('the sim', err)}\n\n{text}"
             for i, order in enumerate(live):  # the task failed as a whole: fail-fast counts it once
                 self._fail(order, text, task.submitted, task.finished, count=i == 0)
             return

@@ -1,27 +1,21 @@
-"""Keep a local endpoint serving after one of its worker pools is lost.
+"""Stop what a lost local block leaves running.
 
-Two things go wrong in Parsl when a running worker pool dies (killed, out of memory):
+When a local block's worker pool dies while tasks run (killed, out of memory), the pool's workers
+and the apps they run (``mpiexec`` and its ranks) are left orphaned: a worker notices its pool is
+gone only between two tasks, and an app may run on for its whole length.  A batch scheduler stops
+a lost block's processes itself (Slurm ends the job and kills its steps); for blocks that are local
+processes (``LocalProvider``) :class:`BlockWatch` does it.
 
-* the block's job ends ``FAILED``; with one block (``init_blocks: 1``) Parsl's default block
-  error handler, :func:`parsl.jobs.error_handlers.simple_error_handler`, then counts every
-  block as failed and puts the executor in a bad state: every task in flight and every later
-  task fails at once, and no new block is started.
-* the pool's workers, and the apps they run (``mpiexec`` and its ranks), are left orphaned:
-  a worker notices its pool is gone only between two tasks.
-
-:class:`BlockWatch` answers both for engines whose blocks are local processes: once the workers
-have connected, it swaps in Parsl's :func:`~parsl.jobs.error_handlers.windowed_error_handler`
-(the executor fails only when the last three blocks all failed, so Parsl's scaling strategy
-starts a new block after a loss), and it stops the processes of a block whose shell has exited.
-Tasks that were on the lost pool fail with Parsl's ``ManagerLost`` once the interchange has
-missed the pool's heartbeats for ``heartbeat_threshold`` seconds (a template option), and are
-retried on the new block when ``max_retries_on_system_failure`` allows.
+Keeping the endpoint serving is not done here: the templates set the engine's
+``block_error_handler: false``, so Parsl replaces the lost block as it would on a site endpoint,
+and the tasks that were on it fail with ``ManagerLost`` once the interchange has missed the
+pool's heartbeats for ``heartbeat_threshold`` seconds (or run again, up to
+``max_retries_on_system_failure`` times).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import time
@@ -30,9 +24,6 @@ import typing as t
 from bundle.processes import proctree
 
 log = logging.getLogger(__name__)
-
-LOST_BLOCKS_TOLERATED = 3
-"""The executor gives up (fails every task) once this many blocks in a row have failed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,20 +43,6 @@ class LostBlock:
     job_id: str
     noticed: float
     stopped: int
-
-
-def tolerate_lost_blocks(executor: t.Any) -> None:
-    """Make ``executor`` replace a failed block instead of failing every task.
-
-    Parameters
-    ----------
-    executor : parsl.executors.HighThroughputExecutor
-        The engine's executor, after its first block connected (a block that fails to start
-        before that is still reported at once by Parsl's default handler).
-    """
-    from parsl.jobs.error_handlers import windowed_error_handler
-
-    executor.block_error_handler = functools.partial(windowed_error_handler, threshold=LOST_BLOCKS_TOLERATED)
 
 
 class BlockWatch:

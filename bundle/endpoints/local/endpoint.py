@@ -362,18 +362,6 @@ class LocalEndpoint:
         self._announcer.announce(fut, tid)
         return fut
 
-    def lost_block_report(self) -> str:
-        """Describe the block jobs of this endpoint that ended abnormally (a failed node, walltime), if any.
-
-        Returns
-        -------
-        str
-            One clause per job, ``"; "``-joined; empty when none is known.
-        """
-        with self._lock:
-            hosts = list(self._hosts.values())
-        return "; ".join(job.describe() for host in hosts for job in host.ended_jobs)
-
     def _forget(self, task_id: str) -> None:
         with self._lock:
             self._futures.pop(task_id, None)

@@ -3,9 +3,10 @@
 An :class:`EngineHost` is what a user endpoint process is to a
 template-capable endpoint: one engine, built from one rendered template, fed
 packed tasks and answering with packed results.  It adds what a driver needs
-and the engine lacks: a bounded wait for the workers to start, a worker pool
-replaced (and its orphaned processes stopped) when it is lost, and a shutdown
-that leaves no process behind.
+and the engine lacks: a bounded wait for the workers to start, the orphaned
+processes of a lost local worker pool stopped, and a shutdown that leaves no
+process behind.  Replacing a lost block is the engine's own doing, as on a site
+endpoint: the templates set ``block_error_handler: false``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import typing as t
 import uuid
 
 from bundle.endpoints.local import reaper
-from bundle.endpoints.local.batch_jobs import EndedJob, SlurmJobWatch
-from bundle.endpoints.local.blocks import BlockWatch, LostBlock, tolerate_lost_blocks
+from bundle.endpoints.local.blocks import BlockWatch, LostBlock
 from bundle.endpoints.templates import EndpointTemplate
 from bundle.errors import EndpointShutdownError, EndpointStartError
 from bundle.processes import proctree
@@ -87,27 +87,6 @@ def _tail(path: pathlib.Path, lines: int = _ERR_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _mark_failed(provider: t.Any, ended: EndedJob) -> None:
-    """Record a block job that ended abnormally as failed in the provider, so Parsl replaces the block.
-
-    Parsl's ``SlurmProvider`` reads job states with ``squeue --job``; once Slurm has forgotten an
-    ended job (``MinJobAge``, 300 s by default, can be shorter than its 60 s status interval) that
-    command fails and Parsl keeps the block as running for good: no new block starts and the tasks
-    left wait forever.  The state seen by :class:`~bundle.endpoints.local.batch_jobs.SlurmJobWatch` is Slurm's own.
-    """
-    from parsl.jobs.states import JobState, JobStatus
-
-    job = getattr(provider, "resources", {}).get(ended.job_id)
-    if job is None or job["status"].terminal:
-        return
-    job["status"] = JobStatus(
-        JobState.FAILED,
-        message=ended.describe(),
-        stdout_path=job.get("job_stdout_path"),
-        stderr_path=job.get("job_stderr_path"),
-    )
-
-
 class EngineHost:
     """One started engine, its start watchdog, and its clean shutdown.
 
@@ -144,7 +123,6 @@ class EngineHost:
         self._watchdog: threading.Thread | None = None
         self._registered_jobs: set[str] = set()
         self._block_watch: BlockWatch | None = None
-        self._job_watch: SlurmJobWatch | None = None
         config = template.load(options)
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
@@ -254,6 +232,23 @@ class EngineHost:
                 except Exception:  # raced with a result
                     pass
 
+    def _failed_start(self, executor: t.Any) -> str:
+        """Describe the blocks that ended FAILED before any block connected (empty when none did).
+
+        With ``block_error_handler: false`` (the templates' setting) Parsl keeps launching blocks
+        that cannot start, and the tasks wait; a site endpoint does the same.  The local endpoint
+        says so at once instead, with the blocks' error output, and stops the engine's scaling.
+        """
+        from parsl.jobs.states import JobState
+
+        failed = []
+        for block_id, status in list(executor.status_facade.items()):
+            if status.state in (JobState.FAILED, JobState.MISSING):
+                code = f" with exit code {status.exit_code}" if status.exit_code is not None else ""
+                why = f": {status.message}" if status.message else ""
+                failed.append(f"block {block_id} ended {status.state.name}{code}{why}")
+        return "; ".join(failed)
+
     def _watch_start(self) -> None:
         """Fail pending and new tasks if the workers never connect.
 
@@ -262,6 +257,7 @@ class EngineHost:
         start-up can take seconds on a loaded host), and the block's error output, which the
         error message carries, exists only from then on.  A block that is never launched fails
         the tasks once ``start_timeout`` plus that period have passed since the engine started.
+        A block that ends FAILED before any has connected fails them at once.
         """
         executor = self.engine.executor
         watch_from = time.monotonic()
@@ -282,7 +278,6 @@ class EngineHost:
             self._register_batch_jobs()
             try:
                 if executor.connected_blocks():
-                    tolerate_lost_blocks(executor)
                     # First look at the blocks' processes before any task can run on them.
                     self._block_watch = BlockWatch(executor.provider)
                     try:
@@ -294,6 +289,16 @@ class EngineHost:
                     break
             except Exception as err:  # the command channel broke: treat as a start failure
                 self._fail(EndpointStartError(f"the local endpoint's interchange does not answer: {err}"))
+                return
+            failed = self._failed_start(executor)
+            if failed:
+                error = EndpointStartError(
+                    f"the local endpoint's workers failed to start (template {self.template.name!r}): {failed}\n"
+                    f"{self._block_diagnostics()}"
+                )
+                # Parsl's hook for error handlers: the engine launches no more blocks and fails its tasks.
+                executor.set_bad_state_and_fail_all(error)
+                self._fail(error)
                 return
             now = time.monotonic()
             if launched_at is None:
@@ -319,21 +324,12 @@ class EngineHost:
         batch = type(executor.provider).__name__ in _CANCEL_COMMANDS
         if self._block_watch is None:
             self._block_watch = BlockWatch(executor.provider)
-        if type(executor.provider).__name__ == "SlurmProvider":
-            self._job_watch = SlurmJobWatch()
-        last_registered = last_jobs = time.monotonic()
+        last_registered = time.monotonic()
         while not self._stop.wait(period):
             try:
                 self._block_watch.check()  # a block stopped by shutdown is marked cancelled and skipped
             except Exception:  # never let the watch thread die on a /proc race
                 log.debug("block watch failed", exc_info=True)
-            if self._job_watch is not None and time.monotonic() - last_jobs >= 2.0:
-                last_jobs = time.monotonic()
-                try:
-                    for ended in self._job_watch.check(self._batch_jobs(active_only=False)):
-                        _mark_failed(executor.provider, ended)
-                except Exception:
-                    log.debug("batch job watch failed", exc_info=True)
             # Blocks submitted later (scaling out, replacing a lost or idle-cancelled job) are batch jobs too.
             if batch and time.monotonic() - last_registered >= 5.0:
                 last_registered = time.monotonic()
@@ -343,11 +339,6 @@ class EngineHost:
     def lost_blocks(self) -> list[LostBlock]:
         """Blocks whose worker pool exited while the engine was running (see :mod:`bundle.endpoints.local.blocks`)."""
         return list(self._block_watch.lost) if self._block_watch is not None else []
-
-    @property
-    def ended_jobs(self) -> list[EndedJob]:
-        """Block jobs that ended abnormally while the engine ran (Slurm only, see :mod:`.batch_jobs`)."""
-        return list(self._job_watch.ended) if self._job_watch is not None else []
 
     def _batch_jobs(self, active_only: bool = True) -> list[str]:
         """Ids of the jobs a batch-scheduler provider holds (none for a LocalProvider)."""
