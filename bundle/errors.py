@@ -85,6 +85,48 @@ class TaskPendingTimeoutError(BundleError, TimeoutError):
     """
 
 
+class EndpointOfflineError(BundleError, RuntimeError):
+    """A cloud endpoint went offline while tasks waited on it: it was stopped, or lost its host or network.
+
+    Once the Globus Compute service has reported the endpoint online and then ``offline`` for
+    ``offline_timeout`` seconds, tasks still waiting on it fail with this error (executor mode: the
+    task is ``FAILED`` and the next ``submit`` raises it; GC-only mode: the run ends).  A task that was
+    running on the endpoint is lost with it; one the service still holds runs when the endpoint is back.
+
+    Attributes
+    ----------
+    endpoint : str
+        The endpoint UUID.
+    """
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class UserEndpointStartError(BundleError, RuntimeError):
+    """A cloud endpoint could not start a user endpoint for the tasks' ``user_endpoint_config``.
+
+    The endpoint daemon renders its template with the configuration; when the template's schema
+    refuses an option (or the identity cannot be mapped, or the process cannot start) it reports why,
+    once, and the service fails the tasks waiting at that moment.  Tasks sent with the same
+    configuration a moment later would wait for a user endpoint that never starts, so every later
+    task of that configuration fails with this error too, at once, without being sent.
+
+    Attributes
+    ----------
+    endpoint : str
+        The endpoint UUID.
+    reason : str
+        The endpoint's own words (the first line of its report).
+    """
+
+    def __init__(self, message: str, *, endpoint: str, reason: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.reason = reason
+
+
 class BlockLostError(BundleError, RuntimeError):
     """The worker pool (block) a task ran on was lost: a node of its batch job failed, or the job ended.
 

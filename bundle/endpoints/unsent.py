@@ -1,4 +1,4 @@
-"""Take a task back before the Globus Compute SDK sends it to the web service.
+"""Take a task back before the Globus Compute SDK sends it to the web service, and stop waiting for it after.
 
 The SDK ``Executor`` queues each submitted task (``(future, task)`` pairs) for its
 submitter thread, which sends them in batches.  A future cancelled while still in
@@ -7,10 +7,16 @@ would run on the endpoint.  :func:`withdraw` cancels the future and removes the 
 from the queue, so it never leaves this process.  Once the SDK has taken the task from
 its queue (``task_id`` then follows), only cancelling the future is possible: the task
 runs and its result is ignored.
+
+A sent task's future also sits in the SDK's result watcher until its result arrives, and
+the SDK's exit handler waits for every such future: a task whose endpoint was stopped never
+answers, so the calling script would never exit.  :func:`withdraw` therefore also takes the
+cancelled future off the result watcher's list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import typing as t
@@ -19,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def withdraw(executor: t.Any, future: t.Any) -> bool:
-    """Cancel ``future``; for an SDK ``Executor``, also keep its task from being sent if it is still queued.
+    """Cancel ``future``; for an SDK ``Executor``, keep its task from being sent if still queued, and stop watching it.
 
     Parameters
     ----------
@@ -45,5 +51,31 @@ def withdraw(executor: t.Any, future: t.Any) -> bool:
         if removed:
             to_send.task_done()  # the submitter will never take it: keep the queue's count right
             log.debug("task withdrawn before the SDK sent it")
-    future.cancel()
+    if not future.done() and future.cancel():
+        # As an executor does for a future it cancels: wake whoever waits on it (concurrent.futures.wait).
+        with contextlib.suppress(RuntimeError):  # notified meanwhile by another thread that cancelled it
+            future.set_running_or_notify_cancel()
+    _stop_watching(future)
     return removed
+
+
+def _stop_watching(future: t.Any) -> None:
+    """Take a cancelled future off the SDK result watchers' lists (they would wait for its result at exit)."""
+    task_id = getattr(future, "task_id", None)
+    if task_id is None:  # not sent yet: the SDK never watches a future that is done when it is sent
+        return
+    try:
+        from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+    except ImportError:
+        return
+    for watcher in list(_RESULT_WATCHERS.values()):
+        lock = getattr(watcher, "_new_futures_lock", None)
+        watched = getattr(watcher, "_open_futures", None)
+        empty = getattr(watcher, "_open_futures_empty", None)
+        if lock is None or not isinstance(watched, dict) or empty is None:
+            continue
+        with lock:
+            if watched.get(task_id) is future:
+                del watched[task_id]
+                if not watched:
+                    empty.set()

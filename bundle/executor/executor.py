@@ -39,6 +39,7 @@ from libensemble.executors.executor import (
     ExecutorException,
 )
 
+from bundle.endpoints.health import DEFAULT_OFFLINE_TIMEOUT, check_offline_timeout, health_of
 from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
 from bundle.executor import gpus
@@ -128,6 +129,11 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         app is seen running (its stdout file appears; shared filesystems only); for Python functions,
         and apps on an endpoint without a shared filesystem, the bound applies to the result.  Leave it
         unset (no bound, as the Globus Compute SDK) when an endpoint's batch job may queue for long.
+    offline_timeout : float, optional
+        For an endpoint UUID: seconds the endpoint may be reported ``offline`` by the Globus Compute service,
+        after it was seen online, before the tasks waiting on it fail with
+        :class:`~bundle.errors.EndpointOfflineError` (and the next ``submit`` raises it).  A stopped endpoint
+        never answers the tasks it held.  Default 120; None waits for it however long.
     endpoint_id : str or uuid.UUID, optional
         Another name for ``endpoint`` (the SDK's and libEnsemble's).
     sdk_options : dict, optional
@@ -159,6 +165,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         local_options: dict[str, t.Any] | None = None,
         pending_timeout: float | None = None,
         sdk_options: dict[str, t.Any] | None = None,
+        offline_timeout: float | None = DEFAULT_OFFLINE_TIMEOUT,
     ) -> None:
         self._tls = threading.local()
         Executor.__init__(self)
@@ -185,6 +192,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         if pending_timeout is not None and (isinstance(pending_timeout, bool) or not pending_timeout > 0):
             raise ValueError(f"pending_timeout must be a positive number of seconds, got {pending_timeout!r}")
         self.pending_timeout = None if pending_timeout is None else float(pending_timeout)
+        self.offline_timeout = check_offline_timeout(offline_timeout, "offline_timeout")
         self._app_kinds: dict[str, str] = {}
 
     # --- per-thread worker identity (libEnsemble's threads comms share one executor) ------
@@ -532,6 +540,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             shared_fs=self.shared_fs,
         )
         task.pending_timeout = self.pending_timeout
+        task.offline_timeout = self.__dict__.get("offline_timeout", DEFAULT_OFFLINE_TIMEOUT)
         task.endpoint_label = str(self.endpoint)
         return task
 
@@ -579,6 +588,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         """
         try:
             gce = self.gc_executor()
+            self._check_endpoint(gce)
         except (ExecutorException, BundleError, TypeError):
             raise  # the caller's mistakes: not a task that failed to start
         except Exception as err:  # the endpoint cannot be reached: as MPIExecutor, a task that failed to start
@@ -617,6 +627,20 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         return True
+
+    def _check_endpoint(self, gce: t.Any) -> None:
+        """Raise what the bundle learnt of a cloud endpoint that cannot run this task (gone, or refusing its config).
+
+        Raises
+        ------
+        bundle.errors.EndpointOfflineError, bundle.errors.UserEndpointStartError
+            Instead of sending a task that would wait forever.
+        """
+        health = health_of(gce)
+        if health is not None:
+            failure = health.check(self.__dict__.get("offline_timeout", DEFAULT_OFFLINE_TIMEOUT))
+            if failure is not None:
+                raise failure
 
     def _failed_to_start(self, task: GlobusComputeTask, err: Exception) -> bool:
         """Record ``task`` as ``FAILED_TO_START`` with ``err`` (the endpoint could not take it); return False."""

@@ -15,12 +15,16 @@ import typing as t
 
 from libensemble.executors.executor import Application, Task, TimeoutExpired, jassert
 
+from bundle.endpoints.health import EndpointHealth, health_of
 from bundle.errors import BlockLostError, TaskPendingTimeoutError, block_lost_message, lost_worker_pool
 from bundle.executor.remote import KILL_FILE
 
 log = logging.getLogger(__name__)
 
 KINDS = ("mpi", "shell", "python")
+
+HEALTH_STEP = 1.0
+"""Longest sleep of :meth:`GlobusComputeTask.wait` on a cloud endpoint between looks at its health."""
 
 
 class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
@@ -66,6 +70,9 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         Why the task failed, when it did not get as far as a return code.
     pending_timeout : float or None
         Seconds the endpoint has to start the task (see ``GlobusComputeExecutor(pending_timeout=...)``).
+    offline_timeout : float or None
+        Seconds a cloud endpoint may be reported offline while the task waits (see
+        ``GlobusComputeExecutor(offline_timeout=...)``).
     """
 
     state: str
@@ -98,6 +105,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.shell_result: t.Any = None
         self.error: BaseException | None = None
         self.pending_timeout: float | None = None
+        self.offline_timeout: float | None = None
+        self.health: EndpointHealth | None = None
         self.endpoint_label = ""
         self.app_line: str | None = None
         self.endpoint_executor: t.Any = None
@@ -108,6 +117,7 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     def _submitted(self, future: concurrent.futures.Future[t.Any], endpoint_executor: t.Any = None) -> None:
         """Record the future of a task that has just been submitted (and the executor that holds it)."""
         self.endpoint_executor = endpoint_executor
+        self.health = None if endpoint_executor is None else health_of(endpoint_executor)
         self.future = future
         self.process = future  # libEnsemble code checks ``task.process`` to see that a task was launched
         self.state = "WAITING"
@@ -153,7 +163,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             self.state = "USER_KILLED"
             return
         except BaseException as err:  # the remote error, a lost task or a stopped endpoint
-            if lost_worker_pool(err) and not isinstance(err, BlockLostError):
+            refusal = self.health.record(err) if self.health is not None else None
+            if refusal is not None:  # the endpoint could not start a user endpoint for this configuration
+                err = refusal
+            elif lost_worker_pool(err) and not isinstance(err, BlockLostError):
                 lost = BlockLostError(block_lost_message(f"task {self.name}", err))
                 lost.__cause__ = err
                 err = lost
@@ -192,6 +205,23 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.runtime = self.timer.elapsed
         if self.state == "WAITING" and self._pending_left() == 0.0:
             self._give_up_pending()
+        elif self.health is not None:
+            gone = self.health.check(self.offline_timeout)
+            if gone is not None:
+                self._give_up(gone)
+
+    def _give_up(self, err: BaseException) -> None:
+        """Fail a task that can no longer end on its own (its endpoint is gone), and withdraw its future."""
+        from bundle.endpoints.unsent import withdraw
+
+        assert self.future is not None
+        withdraw(self.endpoint_executor, self.future)
+        self.error = err
+        self.finished = True
+        self.success = False
+        self.state = "FAILED"
+        self.calc_task_timing()
+        log.warning("task %s failed: %s", self.name, err)
 
     def _pending_left(self) -> float | None:
         """Seconds left before an unstarted task counts as failed (None: no bound)."""
@@ -201,8 +231,10 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
 
     def _give_up_pending(self) -> None:
         """Fail a task the endpoint has not started within ``pending_timeout``, and cancel its future."""
+        from bundle.endpoints.unsent import withdraw
+
         assert self.future is not None
-        self.future.cancel()
+        withdraw(self.endpoint_executor, self.future)
         self.error = TaskPendingTimeoutError(
             f"task {self.name} was not started by endpoint {self.endpoint_label or '?'} within "
             f"pending_timeout={self.pending_timeout:g} s: the endpoint may be offline or unreachable, or its "
@@ -235,6 +267,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         while True:
             pending = self._pending_left() if self.state == "WAITING" else None
             step = timeout if pending is None else (pending if timeout is None else min(timeout, pending))
+            if self.health is not None:  # wake up now and then to hear whether the endpoint is still there
+                step = HEALTH_STEP if step is None else min(step, HEALTH_STEP)
             start = float(self.timer.elapsed)
             try:
                 concurrent.futures.wait([self.future], timeout=step)

@@ -6,8 +6,11 @@ every sim ``TASK_FAILED`` or waiting forever:
 * a cloud endpoint (UUID) is asked for its status once, before anything is submitted
   (``Client.get_endpoint_status``); an unknown, unauthorised or offline endpoint ends the run;
 * a failure that names the endpoint or the service rather than the sim (a local endpoint whose
-  workers never start: :class:`~bundle.errors.EndpointStartError`; the service refusing the
-  submission: ``globus_sdk.GlobusAPIError`` / ``globus_sdk.NetworkError``) ends the run;
+  workers never start: :class:`~bundle.errors.EndpointStartError`; a cloud endpoint that cannot
+  start a user endpoint for ``user_endpoint_config``; the service refusing the submission:
+  ``globus_sdk.GlobusAPIError`` / ``globus_sdk.NetworkError``) ends the run;
+* a cloud endpoint reported offline for ``offline_timeout`` seconds while sims are in flight ends
+  the run (:mod:`bundle.endpoints.health`);
 * :class:`ResultWatch` ends the run when no result at all arrives for ``result_timeout`` seconds
   while sims are in flight.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import time
 import typing as t
 
+from bundle.endpoints.health import start_failure_reason, start_refusal
 from bundle.errors import BundleError, EndpointShutdownError, EndpointStartError
 
 __all__ = ["EndpointUnavailableError", "ResultWatch", "check_endpoint_online", "endpoint_failure", "is_service_error"]
@@ -62,6 +66,10 @@ def endpoint_failure(err: BaseException, endpoint: str) -> EndpointUnavailableEr
         )
     if isinstance(err, EndpointShutdownError):
         return EndpointUnavailableError(f"endpoint {endpoint!r} was shut down during the run: {err}", endpoint=endpoint)
+    reason = start_failure_reason(err)
+    if reason is not None:
+        refusal = start_refusal(endpoint, reason, err, "gc_specs.user_endpoint_config")
+        return EndpointUnavailableError(str(refusal), endpoint=endpoint)
     if is_service_error(err):
         return EndpointUnavailableError(
             f"the Globus Compute service refused work for endpoint {endpoint}: {type(err).__name__}: {err}\n"

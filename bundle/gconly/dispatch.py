@@ -49,6 +49,7 @@ from bundle.wire.remote_cause import error_text
 if t.TYPE_CHECKING:
     import numpy.typing as npt
 
+    from bundle.endpoints.health import EndpointHealth
     from bundle.gconly.failfast import FailFast
     from bundle.gconly.journal import Journal
     from bundle.gconly.resume import Reattach
@@ -110,6 +111,9 @@ class SimDispatcher:
         self.reattach: Reattach | None = None
         self.watch = ResultWatch(None)
         self.failfast: FailFast | None = None
+        self.health: EndpointHealth | None = None
+        """What is known of a cloud endpoint's state (set by run_gconly; None for a local endpoint)."""
+        self.offline_timeout: float | None = None
         self._check_function()
         self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
         self.function_id = self.wire.function_id
@@ -396,11 +400,23 @@ class SimDispatcher:
         return 0, self._answers.pop(w)
 
     def _check_watch(self) -> None:
-        """End the run when no result has arrived for ``result_timeout`` seconds while sims are in flight."""
+        """End the run when sims in flight can no longer return.
+
+        That is when no result has arrived for ``result_timeout`` seconds, or when a cloud endpoint has been
+        reported offline for ``offline_timeout`` seconds meanwhile.
+        """
         quiet = self.watch.expired()
-        if not quiet:
+        gone = self.health.check(self.offline_timeout) if self.health is not None else None
+        if not quiet and gone is None:
             return
         sim_ids = sorted(int(i) for o in self._orders.values() for i in o.work["libE_info"].get("H_rows", []))
+        if gone is not None:
+            some = f"{sim_ids[:20]}{' ...' if len(sim_ids) > 20 else ''}"
+            self._raise_fatal(
+                EndpointUnavailableError(
+                    f"{gone}\nSims in flight: {len(sim_ids)} (sim_ids {some}).", endpoint=self.endpoint
+                )
+            )
         self._raise_fatal(self.watch.stalled(quiet, sim_ids, self.endpoint))
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: the endpoint's template options (``user_endpoint_config``, ``template``),
         ``batch_size``, ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``,
-        ``require_online`` and ``fail_fast``.
+        ``offline_timeout``, ``require_online`` and ``fail_fast``.
 
     Attributes
     ----------

@@ -90,8 +90,9 @@ def run_gconly(
         When ``user_endpoint_config`` fails the template's schema.
     EndpointUnavailableError
         When the endpoint cannot run sims: unknown or offline at start, workers that never start,
-        the service refusing tasks, or no result for ``gc_specs.result_timeout`` seconds (the
-        history is saved first; the message names the file).
+        the service refusing tasks, a cloud endpoint that cannot start a user endpoint for
+        ``user_endpoint_config`` or goes offline for ``gc_specs.offline_timeout`` seconds, or no result
+        for ``gc_specs.result_timeout`` seconds (the history is saved first; the message names the file).
     """
     import numpy as np
     from libensemble.comms.logs import manager_logging_config
@@ -99,6 +100,7 @@ def run_gconly(
     from libensemble.resources.resources import Resources
     from libensemble.tools.alloc_support import AllocSupport
 
+    from bundle.endpoints.health import health_of
     from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
     from bundle.endpoints.templates import get_template
     from bundle.gconly.availability import ResultWatch, check_endpoint_online
@@ -141,8 +143,10 @@ def run_gconly(
         sdk_options=gc.sdk_options or None,
         local_options=gc.local_options,
     )
-    if ep_name != LOCAL and gc.require_online:
-        check_endpoint_online(executor, endpoint)
+    health = health_of(executor)
+    if ep_name != LOCAL and gc.require_online and check_endpoint_online(executor, endpoint) == "online":
+        if health is not None:
+            health.mark_online()
 
     for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
         if callable(sim_d.get(key)):
@@ -154,6 +158,8 @@ def run_gconly(
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)
+    # require_online=False never asks for the endpoint's status: its sims may wait for it to come back.
+    dispatcher.health, dispatcher.offline_timeout = health, gc.offline_timeout if gc.require_online else None
     dispatcher.failfast = FailFast(
         gc.fail_fast, error_dir, sim_module=getattr(_user_function(sim_d), "__module__", None)
     )
@@ -438,7 +444,8 @@ def libE(
         As for ``libensemble.libE.libE``.
     gc_specs : GCOnlySpecs or dict, optional
         GC-only options: ``user_endpoint_config``, ``template``, ``batch_size``,
-        ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``require_online``, ``fail_fast``.
+        ``local_options``, ``poll_interval``, ``resume``, ``result_timeout``, ``offline_timeout``,
+        ``require_online``, ``fail_fast``.
         Refused when GC-only mode is off.
 
     Returns

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import typing as t
 
+from bundle.endpoints.health import DEFAULT_OFFLINE_TIMEOUT
 from bundle.errors import BundleError
 
 
@@ -58,6 +59,12 @@ class GCOnlySpecs:
         For an endpoint UUID: ask the Globus Compute service for the endpoint's status before
         submitting, and end the run at once when it is unknown or not online.  False queues the
         sims for an offline endpoint (they run when it comes back).  Default True.
+    offline_timeout : float or None
+        For an endpoint UUID: end the run with :class:`~bundle.gconly.EndpointUnavailableError`
+        (history saved) when the service, having reported the endpoint online, reports it ``offline``
+        for this many seconds while sims are in flight: it was stopped or lost, and the sims it held
+        never return.  Default 120; None waits for it (``result_timeout`` still applies), as does
+        ``require_online=False``, which never asks for the endpoint's status.
     pack_calls : bool
         Send each call's arguments pickled in one ``bytes`` object when the endpoint's serializer
         allows it (faster).  False sends every call plain through the endpoint's serializer, e.g.
@@ -83,6 +90,7 @@ class GCOnlySpecs:
     resume: bool | str | os.PathLike[str] = False
     result_timeout: float | None = 86400.0
     require_online: bool = True
+    offline_timeout: float | None = DEFAULT_OFFLINE_TIMEOUT
     sdk_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     pack_calls: bool = True
     fail_fast: int = 5
@@ -117,6 +125,12 @@ class GCOnlySpecs:
         timeout = self.result_timeout
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise GCOnlyConfigError(f"gc_specs.result_timeout must be seconds > 0 or None, got {timeout!r}")
+        from bundle.endpoints.health import check_offline_timeout
+
+        try:
+            check_offline_timeout(self.offline_timeout, "gc_specs.offline_timeout")
+        except ValueError as err:
+            raise GCOnlyConfigError(str(err)) from None
         if not isinstance(self.sdk_options, dict):
             raise GCOnlyConfigError(f"gc_specs.sdk_options must be a dict, not {type(self.sdk_options).__name__}")
         if self.sdk_options:

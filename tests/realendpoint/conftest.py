@@ -5,13 +5,16 @@ Session fixtures, each started only when a test asks for it:
 * ``rabbitmq``: the broker (``.ci/rabbitmq.sh up`` when it is not running; root only) and a virtual
   host of this session's own, deleted at the end (with every queue in it); the broker is stopped again
   only if this session started it.
-* ``gc_service``: the stand-in (``service.py``) on ``localhost:5000``, the address of the SDK's
-  built-in ``local`` environment.  The port is fixed, so one session at a time holds it (a lock file).
+* ``gc_service``: the stand-in (``python -m tests.realendpoint.service``) on ``localhost:5000``, the address of
+  the SDK's built-in ``local`` environment.  The port is fixed, so one session at a time holds it (a lock file).
 * ``real_endpoint``: what a site user does, run as a subprocess: ``libe-gc endpoint configure NAME
   --template local --contact-email ...`` then ``globus-compute-endpoint start NAME`` (in the
   foreground, in a session of its own); ready once the service sees its heartbeat.  At the end
   ``globus-compute-endpoint stop NAME``, and a check that no process of it (daemon, user endpoints,
   interchanges, worker pools) and no consumer on its queues is left.
+* ``slurm_endpoint`` (package scope): the same from the ``slurm`` template, its blocks run by the 3-node Slurm of
+  ``tests/slurm`` (``slurm`` fixture); shared by this folder's modules and stopped after the last of them, then
+  no Slurm job of it may be left.  ``test_real_endpoint_slurm_stopped.py`` stops it mid-run, last.
 
 Tests reach the services through the environment a user would set (``local_services`` fixture):
 ``GLOBUS_SDK_ENVIRONMENT=local``, ``GLOBUS_SDK_SERVICE_URL_AUTH`` (the stand-in answers Globus Auth's
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import json
 import os
 import pathlib
@@ -43,9 +47,12 @@ import uuid
 import psutil
 import pytest
 
+from tests.slurm.conftest import slurm
+
+__all__ = ["slurm"]  # the Slurm cluster fixture of tests/slurm, for the endpoints whose blocks it runs
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RABBITMQ_SH = ROOT / ".ci" / "rabbitmq.sh"
-SERVICE = pathlib.Path(__file__).with_name("service.py")
 BIN = pathlib.Path(sys.executable).parent
 SERVICE_URL = "http://localhost:5000"
 SERVICE_LOCK = pathlib.Path("/run/libe-gc-gc-service.lock")
@@ -197,10 +204,13 @@ def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.
             pytest.fail(f"something else answers on {SERVICE_URL}; the stand-in needs that address")
         folder = tmp_path_factory.mktemp("gc-service")
         service = GCService(SERVICE_URL, str(uuid.uuid4()), uuid.uuid4().hex, rabbitmq, folder / "service.log")
-        cmd = [sys.executable, str(SERVICE), "--amqp-url", rabbitmq.url, "--port", "5000"]
+        # As the docs tell a user to start it (from the repository root, so that this ``tests`` package is found).
+        cmd = [sys.executable, "-m", "tests.realendpoint.service", "--amqp-url", rabbitmq.url, "--port", "5000"]
         cmd += ["--client-id", service.client_id, "--client-secret", service.client_secret]
         log = stack.enter_context(service.log.open("w"))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, close_fds=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, close_fds=True
+        )
         stack.callback(stop_process, proc)
         deadline = time.monotonic() + 60
         while not _answers(SERVICE_URL):
@@ -208,6 +218,18 @@ def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.
                 pytest.fail(f"the Globus Compute stand-in did not start:\n{service.log.read_text()}")
             time.sleep(0.2)
         yield service
+
+
+def stop_result_watchers() -> None:
+    """Stop the SDK's result watchers (each holds an AMQP connection) while the services still answer.
+
+    The SDK keeps a task group's result watcher after ``Executor.shutdown``, until the interpreter exits.
+    (A function of its own: no local name of the caller keeps the last one alive.)
+    """
+    from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+
+    for watcher in list(_RESULT_WATCHERS.values()):
+        watcher.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture
@@ -218,12 +240,10 @@ def local_services(gc_service: GCService, tmp_path: pathlib.Path) -> t.Iterator[
         for key, value in env.items():
             mp.setenv(key, value)
         yield env
-        # The SDK keeps a task group's result watcher (and its AMQP connection) after Executor.shutdown,
-        # until the interpreter exits; stop them while the services still answer.
-        from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
-
-        for watcher in list(_RESULT_WATCHERS.values()):
-            watcher.shutdown(wait=True, cancel_futures=True)
+        stop_result_watchers()
+        # Collect the stopped watchers' wake-up sockets now, while this test's warning filters apply; left to the
+        # collection at the end of the session they fail it (no test's filters apply there).
+        gc.collect()
 
 
 @dataclasses.dataclass
@@ -238,6 +258,18 @@ class RealEndpoint:
     proc: subprocess.Popen[t.Any]
     service: GCService
     started_at: float
+
+    def stop(self, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``globus-compute-endpoint stop NAME``, as its administrator would (the fixture's own stop then finds it
+        stopped and only checks that nothing of it is left)."""
+        return subprocess.run(
+            [str(BIN / "globus-compute-endpoint"), "stop", self.name],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def user_endpoints(self) -> list[psutil.Process]:
         """The user endpoint processes the daemon started (its children)."""
@@ -336,6 +368,8 @@ def endpoint_from_template(
     # As root the daemon starts user endpoints with a cleared environment (HOME=/root); the endpoint's
     # user_environment.yaml, the administrator's file for this, keeps their folders beside the endpoint's.
     (ep_dir / "user_environment.yaml").write_text(f"GLOBUS_COMPUTE_USER_DIR: {compute_dir}\n")
+    # What `libe-gc endpoint start NAME` checks first (credentials, the service answering) holds here too.
+    run_cli([str(BIN / "libe-gc"), "endpoint", "start", name, "--check-only"], env)
     log_path = home / f"{name}-start.log"
     started = time.monotonic()
     with log_path.open("w") as log:
@@ -373,7 +407,7 @@ def endpoint_from_template(
             text=True,
             timeout=120,
             stdin=subprocess.DEVNULL,
-        )
+        )  # also when a test stopped it already ("Endpoint not active", exit code 0)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -409,3 +443,24 @@ def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactor
     """An endpoint configured from the ``local`` template and started with ``globus-compute-endpoint start``."""
     with endpoint_from_template(gc_service, tmp_path_factory.mktemp("site"), "libe-gc-local", "local") as endpoint:
         yield endpoint
+
+
+SLURM_SITE = ["partition=debug", "walltime=00:10:00", "network_interface=lo"]
+"""What the site's administrator sets with ``--option`` when configuring the ``slurm`` endpoint (users may override)."""
+
+
+@pytest.fixture(scope="package")
+def slurm_endpoint(
+    slurm: None, gc_service: GCService, tmp_path_factory: pytest.TempPathFactory
+) -> t.Iterator[RealEndpoint]:
+    """An endpoint configured from the ``slurm`` template, its blocks run by the 3-node Slurm of ``tests/slurm``.
+
+    Shared by the modules of this folder and stopped after the last of them (before any other folder's tests
+    run, so its idle blocks never hold nodes that others need); afterwards no Slurm job of it is left.
+    """
+    from tests.slurm.conftest import wait_no_jobs
+
+    home = tmp_path_factory.mktemp("slurm-site")
+    with endpoint_from_template(gc_service, home, "libe-gc-slurm", "slurm", SLURM_SITE) as endpoint:
+        yield endpoint
+    assert wait_no_jobs() == [], "Slurm jobs of the endpoint's blocks were left"

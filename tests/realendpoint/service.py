@@ -18,8 +18,11 @@ there).  It moves messages through a real RabbitMQ as the service does:
   the SDK ``Executor`` consumes; heartbeats make an endpoint "online", and a user endpoint's start-up
   failure report fails its waiting tasks with the endpoint's message.
 
-Everything is held in memory; one identity (the client id it is started with) owns everything.  Run it as
-``python tests/realendpoint/service.py --amqp-url URL [--port 5000] [--client-id ID --client-secret S]``.
+Everything is held in memory; one identity (the client id it is started with) owns everything.  Run it from the
+repository root as ``python -m tests.realendpoint.service [--amqp-url URL] [--port 5000] [--client-id ID
+--client-secret S]`` (a broker on this machine's default virtual host unless ``--amqp-url`` names another; a client
+id and secret are made up when not given).  It prints the environment variables that point the SDK and
+``globus-compute-endpoint`` at it, and runs until interrupted: see "Rehearse a site on one machine" in the docs.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from pika.exchange_type import ExchangeType
 
 log = logging.getLogger("gc-service-stand-in")
 
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+"""The broker of ``.ci/rabbitmq.sh up``, its default virtual host."""
 TASKS, RESULTS, HEARTBEATS = "tasks", "results", "heartbeats"
 TASK_GROUP_QUEUE_PREFIX = "taskgroup."
 COMPUTE_RESOURCE_SERVER = "funcx_service"
@@ -343,9 +348,12 @@ class Service:
             record = self.endpoints.get(ep_id)
             if record is None:
                 return
-            period = float(state.get("heartbeat_period") or 0)
-            record["heartbeat"] = {"at": time.time(), "period": period, "state": dict(state)}
             error = state.get("error")
+            if not error:
+                # An error report is no heartbeat: its sender (a process the daemon forked to report a failed
+                # start) says nothing about whether the endpoint itself is up, though it carries a period (3 s).
+                period = float(state.get("heartbeat_period") or 0)
+                record["heartbeat"] = {"at": time.time(), "period": period, "state": dict(state)}
             waiting = [tid for tid, rec in self.tasks.items() if rec["endpoint"] == ep_id and "completion_t" not in rec]
             user_endpoint = record["parent"] is not None
         if not error:
@@ -514,13 +522,25 @@ def create_app(service: Service) -> Flask:
 def main(argv: list[str] | None = None) -> int:
     """Run the stand-in until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--amqp-url", required=True, help="the broker, as endpoints and the SDK will reach it")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--client-id", default=str(uuid.uuid4()), help="the one identity (a client id)")
-    parser.add_argument("--client-secret", default=None, help="its secret (no client-credentials login without)")
+    parser.add_argument(
+        "--amqp-url",
+        default=DEFAULT_AMQP_URL,
+        help=f"the broker, as endpoints and the SDK reach it ({DEFAULT_AMQP_URL})",
+    )
+    parser.add_argument("--port", type=int, default=5000, help="5000: the SDK's local environment expects it there")
+    parser.add_argument("--client-id", default=str(uuid.uuid4()), help="the one identity (a client id; made up)")
+    parser.add_argument("--client-secret", default=secrets.token_hex(16), help="its secret (made up when not given)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
+    env = {
+        "GLOBUS_SDK_ENVIRONMENT": "local",
+        "GLOBUS_SDK_SERVICE_URL_AUTH": f"http://localhost:{args.port}/",
+        "GLOBUS_COMPUTE_CLIENT_ID": args.client_id,
+        "GLOBUS_COMPUTE_CLIENT_SECRET": args.client_secret,
+    }
+    print("# Point the Globus Compute SDK and globus-compute-endpoint at this stand-in:", flush=True)
+    print("\n".join(f"export {key}={value}" for key, value in env.items()), flush=True)
 
     broker = Broker(args.amqp_url)
     service = Service(broker, args.client_id, args.client_secret)
