@@ -58,8 +58,8 @@ SCRIPTS: tuple[PeerScript, ...] = (
     PeerScript("functionality_tests/test_persistent_uniform_sampling.py"),
     PeerScript("regression_tests/test_persistent_aposmm_scipy.py"),
     PeerScript("regression_tests/test_persistent_aposmm_periodic.py"),
-    # libEnsemble's sim directory options (issue 24, deliverable 2), with Python sims.
-    PeerScript("functionality_tests/test_sim_dirs_per_calc.py"),
+    # libEnsemble's sim directory options with Python sims: per-sim dirs in worker dirs with copied and
+    # symlinked files, and sim_input_dir.
     PeerScript("functionality_tests/test_sim_dirs_per_worker.py"),
     PeerScript("functionality_tests/test_sim_input_dir_option.py"),
     # The forces MPI app, built with mpicc, in per-sim directories.

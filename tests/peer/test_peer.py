@@ -73,4 +73,4 @@ def test_gconly_refuses_oversized_results_before_submitting(
     sims = [line for line in stats.read_text().splitlines() if "sim_id" in line] if stats.exists() else []
     assert not sims, f"sims were submitted before the refusal: {sims[:3]}"
     assert not (folder / "gconly_sim_errors").exists(), "sims failed on the endpoint instead of a refusal at start"
-    assert re.search(r"10(\.0+)? ?MiB|10485760", result.stderr), f"the refusal names no limit\n{result.tail()}"
+    assert re.search(r"10(\.0+)? ?MiB|10,?485,?760", result.stderr), f"the refusal names no limit\n{result.tail()}"
