@@ -48,7 +48,7 @@ SCRIPTS: tuple[PeerScript, ...] = (
         timeout=420.0,
     ),
     PeerScript("functionality_tests/test_persistent_uniform_gen_decides_stop.py"),
-    PeerScript(
+    PeerScript(  # GC-only must refuse it before the first submit: test_peer.py checks that on its own
         "functionality_tests/test_fast_alloc.py",
         gconly_na="its sim_f returns an 8 MB row per sim, over Globus Compute's 10 MiB result limit once serialized",
     ),
