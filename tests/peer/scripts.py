@@ -1,0 +1,67 @@
+"""Which of libEnsemble's shipped test scripts the peer suite runs, and in which modes.
+
+Every script runs stock (as shipped) first: a failure there is libEnsemble's or this machine's,
+not the bundle's.  Then, where the script can exercise the bundle:
+
+* **executor** when the script builds an ``MPIExecutor`` (its sims launch apps through
+  ``libE_info["executor"]``);
+* **gconly** when its sims are Python functions that need no executor.
+
+A script whose checks GC-only mode cannot meet by design carries the reason (one line) in
+``gconly_na``; the docs list them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerScript:
+    """One shipped test script and how the peer suite runs it."""
+
+    path: str
+    """Relative to libEnsemble's ``tests`` folder."""
+    executor: bool = False
+    """Run it with ``MPIExecutor`` swapped for ``GlobusComputeExecutor("local")``."""
+    gconly_na: str | None = None
+    """Why GC-only mode cannot run it by design (one line); None: run it in GC-only mode."""
+    timeout: float = 240.0
+    """Seconds a run may take before it is stopped (each mode)."""
+
+    @property
+    def name(self) -> str:
+        """The script's file name without ``.py``."""
+        return self.path.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+_EXECUTOR_SIM = "its sim_f launches apps through libE_info['executor']; GC-only sims are Python functions"
+
+SCRIPTS: tuple[PeerScript, ...] = (
+    # The six named in issue 24.
+    PeerScript("functionality_tests/test_executor_hworld_pass_fail.py", executor=True, gconly_na=_EXECUTOR_SIM),
+    PeerScript("functionality_tests/test_uniform_sampling.py"),
+    PeerScript(
+        "functionality_tests/test_stats_output.py",
+        executor=True,
+        gconly_na=_EXECUTOR_SIM + " and sizes each launch from the worker's resource sets",
+        timeout=420.0,
+    ),
+    PeerScript("functionality_tests/test_persistent_uniform_gen_decides_stop.py"),
+    PeerScript(  # GC-only must refuse it before the first submit: test_peer.py checks that on its own
+        "functionality_tests/test_fast_alloc.py",
+        gconly_na="its sim_f returns an 8 MB row per sim, over Globus Compute's 10 MiB result limit once serialized",
+    ),
+    PeerScript("functionality_tests/test_calc_exception.py"),
+    # Asked for by the issue.
+    PeerScript("functionality_tests/test_executor_simple.py", executor=True, gconly_na=_EXECUTOR_SIM),
+    PeerScript("functionality_tests/test_persistent_uniform_sampling.py"),
+    PeerScript("regression_tests/test_persistent_aposmm_scipy.py"),
+    PeerScript("regression_tests/test_persistent_aposmm_periodic.py"),
+    # libEnsemble's sim directory options with Python sims: per-sim dirs in worker dirs with copied and
+    # symlinked files, and sim_input_dir.
+    PeerScript("functionality_tests/test_sim_dirs_per_worker.py"),
+    PeerScript("functionality_tests/test_sim_input_dir_option.py"),
+    # The forces MPI app, built with mpicc, in per-sim directories.
+    PeerScript("functionality_tests/test_executor_forces_tutorial.py", executor=True, gconly_na=_EXECUTOR_SIM),
+)
