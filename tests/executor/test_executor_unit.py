@@ -229,6 +229,7 @@ def test_a_multi_line_mpi_script_goes_as_written_with_the_launch_where_the_prefi
     inst.register_function.return_value = "fn-run-app"
     inst.resource_specification = None
     monkeypatch.chdir(tmp_path)
+    GCSession.clear()  # this module keeps endpoints across tests: an earlier test's stand-in may be cached
     with mock.patch("globus_compute_sdk.Executor", mock.create_autospec(real, side_effect=lambda *a, **k: inst)):
         exctr = GlobusComputeExecutor(EP, template="local", user_endpoint_config={"mpi_launcher": "mpiexec"})
         dry = exctr.submit(func=globus_compute_sdk.MPIFunction(SCRIPT), num_procs=4, dry_run=True)
