@@ -13,6 +13,8 @@ import pathlib
 import sys
 import typing as t
 
+from libensemble.manager import LoggedException
+
 from bundle.errors import BundleError
 from bundle.wire.remote_cause import cause_line, cause_signature
 
@@ -36,11 +38,12 @@ _HINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-class SystematicSimError(BundleError, RuntimeError):
+class SystematicSimError(BundleError, LoggedException, RuntimeError):  # type: ignore[misc]  # libensemble is untyped
     """The first sims of a GC-only run all failed with the same error (``gc_specs.fail_fast``).
 
     The run stops early (libEnsemble saves the history first); the message quotes the remote
-    cause and says what to change.
+    cause and says what to change.  It is also libEnsemble's ``LoggedException``, which a stock run
+    raises when a sim's error stops the manager.
 
     Attributes
     ----------

@@ -101,7 +101,7 @@ def run_gconly(
 
     from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
     from bundle.endpoints.templates import get_template
-    from bundle.gconly.availability import ResultWatch, check_endpoint_online
+    from bundle.gconly.availability import ResultWatch, check_endpoint_online, wait_local_ready
     from bundle.gconly.dispatch import SimDispatcher, VirtualWorkerComm
     from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.failfast import FailFast, report_failures
@@ -143,6 +143,8 @@ def run_gconly(
     )
     if ep_name != LOCAL and gc.require_online:
         check_endpoint_online(executor, endpoint)
+    if ep_name == LOCAL:  # the engine's start-up must not count against wallclock_max
+        wait_local_ready(executor, endpoint)
 
     for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
         if callable(sim_d.get(key)):

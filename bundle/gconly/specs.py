@@ -12,11 +12,17 @@ import dataclasses
 import os
 import typing as t
 
+from libensemble.manager import LoggedException
+
 from bundle.errors import BundleError
 
 
-class GCOnlyConfigError(BundleError, ValueError):
-    """Specs that GC-only mode cannot run (say which option to change)."""
+class GCOnlyConfigError(BundleError, LoggedException, ValueError):  # type: ignore[misc]  # libensemble is untyped
+    """Specs that GC-only mode cannot run (say which option to change).
+
+    Also libEnsemble's ``LoggedException``, as every error that stops a GC-only run once it has
+    started (an allocation function's order GC-only cannot send, a first sim the endpoint refuses).
+    """
 
 
 @dataclasses.dataclass(frozen=True)

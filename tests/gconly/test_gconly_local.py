@@ -345,3 +345,12 @@ def test_lost_task_is_task_failed_and_the_run_goes_on(in_tmp: t.Any) -> None:
     assert np.all(np.isnan(done["f"][lost])) and np.allclose(done["f"][~lost], done["x"][~lost, 0])
     statuses = [s for _, _, s in sim_stats(in_tmp)]
     assert statuses.count("Task Failed during run") == int(lost.sum())
+
+
+def test_the_local_engines_start_up_counts_against_no_exit_criterion(in_tmp: t.Any) -> None:
+    """The engine starts (seconds, more under load) before the manager: a short wallclock_max still runs sims."""
+    n = 2
+    specs = uniform_specs(sims.six_hump, n, 100_000)
+    specs["exit_criteria"] = {"wallclock_max": 4}
+    H, _, _, errors, _ = gc_run(specs, n)
+    assert not errors and H["sim_ended"].sum() > 0

@@ -289,3 +289,20 @@ def test_gc_specs_without_an_endpoint_are_refused() -> None:
 
     with pytest.raises(GCOnlyConfigError, match="globus_compute_endpoint"):
         bundle.libE({"sim_f": _double, "in": ["x"], "out": [("f", float)]}, None, {"sim_max": 1}, gc_specs={})
+
+
+def test_errors_that_stop_a_run_are_libensembles_logged_exception() -> None:
+    """A script written for stock libEnsemble catches a stopped run with ``except LoggedException``."""
+    from libensemble.manager import LoggedException
+
+    from bundle.gconly import EndpointUnavailableError, SimSerializationError, SystematicSimError
+
+    stopped = [
+        SystematicSimError("stopped", cause="ValueError: x"),
+        EndpointUnavailableError("gone", endpoint="local"),
+        GCOnlyConfigError("persistent sims"),
+        SimSerializationError("cannot send", what="sim_f"),
+    ]
+    for err in stopped:
+        with pytest.raises(LoggedException):
+            raise err
