@@ -50,6 +50,7 @@ from bundle.executor.remote import portable
 from bundle.executor.scripts import Script, script_of
 from bundle.executor.task import GlobusComputeTask
 from bundle.processes.forksafe import KeyedLocks
+from bundle.wire.limits import PAYLOAD_LIMIT, check_size, rough_size, submission_size
 from bundle.wire.resource_spec import normalize_mpi_spec
 from bundle.wire.shipping import ship_task_function
 
@@ -599,6 +600,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             if kind == "python":
                 fn = ship_task_function(app.pyobj, app.name)  # with the globals it reads
                 run_args: tuple[t.Any, ...] = (fn, tuple(args), dict(kwargs or {}), task.workdir)
+                self._check_python_size(gce, app, run_args)
                 future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
             else:
                 run_args = (
@@ -639,6 +641,23 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         return True
+
+    @staticmethod
+    def _check_python_size(gce: t.Any, app: Application, run_args: tuple[t.Any, ...]) -> None:
+        """Refuse a Python task whose payload is over Globus Compute's limit (measured when its data may be)."""
+        if rough_size(run_args[1:3]) <= PAYLOAD_LIMIT // 4:
+            return  # small arrays, strings and buffers: not worth a second serialization per task
+        from globus_compute_sdk.serialize import ComputeSerializer
+
+        serializer = getattr(gce, "serializer", None)
+        if not isinstance(serializer, ComputeSerializer):
+            serializer = ComputeSerializer()
+        check_size(
+            submission_size(serializer, run_args),
+            f"the arguments of Python task {app.name!r}",
+            "pass large data through files the endpoint can read (give the function a path), or split the work "
+            "over several tasks.",
+        )
 
     @staticmethod
     def _remove_stale_output(task: GlobusComputeTask) -> None:

@@ -22,10 +22,23 @@ import threading
 import typing as t
 import weakref
 
+from bundle.errors import PayloadTooLargeError
 from bundle.gconly.remote import MAIN_MARKER, BatchItem, make_batch_function, make_sim_function
+from bundle.gconly.specs import GCOnlyConfigError
+from bundle.wire.limits import PAYLOAD_LIMIT, check_size, result_size, submission_size
 
 if t.TYPE_CHECKING:
+    import numpy as np
     from globus_compute_sdk.serialize import ComputeSerializer
+
+
+class SimPayloadTooLargeError(PayloadTooLargeError, GCOnlyConfigError):
+    """A GC-only task's arguments, result or registered runner over Globus Compute's 10 MiB limit.
+
+    Raised before the first task is submitted (the runner: before the run starts; the first task's
+    arguments and result: at the first sim), with the measured size and what to change.
+    """
+
 
 SIM_SPECS_SLOT = 2
 """Position of ``sim_specs`` in ``sim_f``'s arguments; a packed call carries ``None`` there."""
@@ -132,17 +145,78 @@ class SimWire:
         sim_f = sim_specs["sim_f"]
         make = make_batch_function if batched else make_sim_function
         runner = make(sim_f, sim_specs)
+        self.serializer = serializer
         self.packed = pack and carries_packed_calls(serializer, runner)
         """True for the fast form; False: every call goes plain through the endpoint's serializer."""
         self.batched = batched
         if self.packed:
+            self._check_registered(runner, "sim_f with sim_specs bound")
             digest = hashlib.sha256(serializer.serialize(sim_specs).encode()).hexdigest()
             kind = "packed-batch" if batched else "packed"
             self.function_id = register_once(executor, kind, sim_f, runner, digest)
         elif batched:
-            self.function_id = register_once(executor, "batch", sim_f, make_batch_function(sim_f))
+            batch_runner = make_batch_function(sim_f)
+            self._check_registered(batch_runner, "the batch runner of sim_f")
+            self.function_id = register_once(executor, "batch", sim_f, batch_runner)
         else:
+            self._check_registered(sim_f, "sim_f")
             self.function_id = register_once(executor, "single", sim_f, sim_f)
+
+    def _check_registered(self, fn: t.Callable[..., t.Any], what: str) -> None:
+        """Refuse a function to register over the size limit (sim_f's globals or sim_specs carrying data)."""
+        try:
+            size = len(self.serializer.serialize(fn))
+        except Exception:
+            return  # what cannot be serialized is named by the serialization checks
+        check_size(
+            size,
+            f"{what}, as registered with the endpoint (the globals sim_f reads travel with it)",
+            "keep large data out of sim_specs and out of the module-level names sim_f reads: put it in a file "
+            "the endpoint can read and load it in sim_f.",
+            error=SimPayloadTooLargeError,
+        )
+
+    def check_first_task(
+        self, args: tuple[t.Any, ...], nrows: int, out_dtype: np.dtype[t.Any] | None, batch_size: int
+    ) -> None:
+        """Refuse a run whose tasks would be over the size limit, from the first sim's arguments (before it goes).
+
+        Measures, with the endpoint's serializer, the first task's payload (``batch_size`` times the first
+        sim's, for a batch) and a result of ``batch_size`` sims of ``nrows`` zero-filled rows of ``out_dtype``
+        in the form the runner sends it back.
+
+        Raises
+        ------
+        SimPayloadTooLargeError
+        """
+        import numpy as np
+
+        n = batch_size if self.batched else 1
+        sims = f"{n} sim{'s' if n > 1 else ''} of {nrows} row{'s' if nrows != 1 else ''}"
+        fewer = "lower gc_specs.batch_size, " if n > 1 else ""
+        check_size(
+            submission_size(self.serializer, self.request(args)) * n,
+            f"the arguments of one task ({sims}, gc_specs.batch_size={batch_size})",
+            f"{fewer}send fewer rows per sim (the allocation function's work orders), or pass large inputs "
+            "through files the endpoint can read (e.g. paths in sim_specs['user'], or libE_specs.sim_input_dir).",
+            error=SimPayloadTooLargeError,
+        )
+        if out_dtype is None:
+            return
+        zeros = [np.zeros(nrows, dtype=out_dtype) for _ in range(n)]  # distinct arrays: pickle shares no copies
+        what = f"the result of one task ({sims} of sim_specs['out'], gc_specs.batch_size={batch_size})"
+        change = (
+            f"{fewer}return fewer rows per sim, or write large outputs (arrays of sim_specs['out']) to files on "
+            "the endpoint's file system (e.g. in each sim's directory, libE_specs.sim_dirs_make) and return small "
+            "fields."
+        )
+        raw = sum(z.nbytes for z in zeros)
+        if raw > PAYLOAD_LIMIT:  # already over: no need to serialize it to know
+            check_size(raw, what, change, at_least=True, error=SimPayloadTooLargeError)
+        value: t.Any = [(True, (z, None), 0.0, 0.0) for z in zeros] if self.batched else (zeros[0], None)
+        if self.packed:
+            value = pickle.dumps(value, protocol=5)
+        check_size(result_size(self.serializer, value), what, change, error=SimPayloadTooLargeError)
 
     def request(self, args: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
         """Return the ``args=`` of the task for one sim's full argument tuple."""

@@ -35,7 +35,7 @@ from libensemble.message_numbers import (
 
 from bundle.errors import block_lost_message, lost_worker_pool
 from bundle.gconly.availability import EndpointUnavailableError, ResultWatch, endpoint_failure
-from bundle.gconly.calls import SimWire, sim_outcomes
+from bundle.gconly.calls import SimPayloadTooLargeError, SimWire, sim_outcomes
 from bundle.gconly.engine_choice import mpi_spec_refusal
 from bundle.gconly.failfast import SystematicSimError
 from bundle.gconly.normalize import SimOutputError, check_calc_out, failed_output, normalize_sim_output
@@ -166,10 +166,11 @@ class SimDispatcher:
                 check_mapping(self.serializer, f"persis_info[{w}]", persis_info[w])
 
     def _check_first(self, order: SimOrder) -> None:
-        """Check the first work item's arguments, one by one, before the first submission."""
+        """Check the first work item's arguments, one by one, and the size of its task, before the first submission."""
         self._first_checked = True
         for name, arg in zip(ARG_NAMES, order.args, strict=False):
             check_serializable(self.serializer, f"the first simulation's {name}", arg)
+        self.wire.check_first_task(order.args, order.nrows, self.out_dtype, self.batch_size)
 
     # --- messages from the manager -------------------------------------------------------
 
@@ -223,7 +224,7 @@ class SimDispatcher:
         if not self._first_checked:
             try:
                 self._check_first(order)
-            except SimSerializationError as err:
+            except (SimSerializationError, SimPayloadTooLargeError) as err:
                 self._raise_fatal(err)
         if len(self._orders) == 1:
             self.watch.progress()  # the first sim in flight after a quiet spell: the clock starts now

@@ -256,3 +256,29 @@ def test_scripts_without_a_launch_place_or_with_app_words_are_refused():
         "cd /tmp && ls",
         {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
     )
+
+
+def _size_probe(data: object) -> int:
+    return 0
+
+
+def test_python_task_arguments_over_the_10_mib_limit_are_refused_before_submitting(tmp_path, monkeypatch):
+    import numpy as np
+
+    from bundle.errors import PayloadTooLargeError
+
+    real = globus_compute_sdk.Executor
+    inst = mock.create_autospec(real, instance=True)
+    inst.register_function.return_value = "fn-run-python"
+    inst.resource_specification = None
+    inst.serializer = globus_compute_sdk.serialize.ComputeSerializer()
+    monkeypatch.chdir(tmp_path)
+    GCSession.clear()  # this module keeps endpoints across tests: an earlier test's stand-in may be cached
+    with mock.patch("globus_compute_sdk.Executor", mock.create_autospec(real, side_effect=lambda *a, **k: inst)):
+        exctr = GlobusComputeExecutor(EP, template="local", user_endpoint_config={"engine_type": "GlobusComputeEngine"})
+        with pytest.raises(PayloadTooLargeError) as info:
+            exctr.submit(func=_size_probe, args=(np.zeros(1_000_000),))  # 8 MB raw, 10.7 MB serialized
+        assert info.value.size > info.value.limit == 10_485_760 and "_size_probe" in str(info.value)
+        inst.submit_to_registered_function.assert_not_called()
+        exctr.submit(func=_size_probe, args=(np.zeros(700_000),))
+        inst.submit_to_registered_function.assert_called_once()

@@ -306,3 +306,42 @@ def test_errors_that_stop_a_run_are_libensembles_logged_exception() -> None:
     for err in stopped:
         with pytest.raises(LoggedException):
             raise err
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-sim", "batch"])
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "plain"])
+def test_results_over_the_10_mib_limit_are_refused_before_the_first_sim_goes(batched: bool, pack: bool) -> None:
+    """libEnsemble's test_fast_alloc returns an 8 MB row per sim: 10,807,387 bytes once serialized."""
+    from bundle.gconly.calls import SimPayloadTooLargeError
+
+    H = np.zeros(1, dtype=[("x", float, (2,))])
+    args = (H, {}, {}, {"H_rows": np.array([0])})
+    _, wire = _wire(batched=batched, pack=pack)
+    big = np.dtype([("f", float), ("large", float, 1_000_000)])
+    with pytest.raises(SimPayloadTooLargeError) as info:
+        wire.check_first_task(args, 1, big, 1)
+    assert 10_485_760 < info.value.size < 11_000_000 and info.value.limit == 10_485_760
+    assert "10,485,760 bytes (10 MiB)" in str(info.value) and f"{info.value.size:,} bytes" in str(info.value)
+    assert "files" in str(info.value)
+    under = np.dtype([("f", float), ("large", float, 700_000)])  # 5.6 MB raw, about 7.5 MB serialized
+    wire.check_first_task(args, 1, under, 1)
+    if batched:  # two such sims in one task are too many: fewer per task is the fix
+        with pytest.raises(SimPayloadTooLargeError, match=r"lower gc_specs\.batch_size"):
+            wire.check_first_task(args, 1, under, 2)
+
+
+def test_arguments_and_registered_runners_over_the_limit_are_refused() -> None:
+    import globus_compute_sdk
+
+    from bundle.gconly.calls import SimPayloadTooLargeError, SimWire
+
+    _, wire = _wire()
+    big_rows = np.zeros(1, dtype=[("x", float, (1_000_000,))])
+    with pytest.raises(SimPayloadTooLargeError, match="the arguments of one task") as info:
+        wire.check_first_task((big_rows, {}, {}, {}), 1, None, 1)
+    assert info.value.size > 10_485_760
+    executor = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
+    specs = {"sim_f": _keeps, **SPECS, "user": {"table": np.ones(1_400_000)}}  # 11.2 MB bound into the runner
+    with pytest.raises(SimPayloadTooLargeError, match="sim_f with sim_specs bound"):
+        SimWire(executor, ComputeSerializer(), specs, False)
+    executor.register_function.assert_not_called()
