@@ -2,8 +2,9 @@
 
 :func:`libE` has libEnsemble's ``libE()`` signature plus ``gc_specs``.  When
 ``sim_specs.globus_compute_endpoint`` is set it validates the specs as libEnsemble does,
-starts no worker process, runs the generator on the manager (a thread) and hands
-``nworkers`` virtual worker comms to ``libensemble.libE.manager``; otherwise it calls
+starts no worker process, runs the generators on worker threads 1..k as a stock run places them
+(or on the manager with ``gen_on_manager``, see :mod:`bundle.gconly.gen_workers`) and hands them
+and ``nworkers`` virtual worker comms to ``libensemble.libE.manager``; otherwise it calls
 libEnsemble's own ``libE()``.  libEnsemble's legacy Globus Compute runner (one blocked
 worker per future) is never reached through this path.
 """
@@ -105,6 +106,7 @@ def run_gconly(
     from bundle.gconly.dispatch import SimDispatcher, VirtualWorkerComm
     from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.failfast import FailFast, report_failures
+    from bundle.gconly.gen_workers import plan_layout, start_gen_workers, stop_gen_workers
     from bundle.gconly.journal import JOURNAL_FILE, Journal
     from bundle.gconly.resume import Reattach
     from bundle.gconly.serialization import serializer_of, ship_checked
@@ -120,6 +122,10 @@ def run_gconly(
         sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
     )
     n = _virtual_workers(sim_d, libE_d, nworkers)
+    layout = plan_layout(gen_d, alloc_d, libE_d, n)
+    libE_d.update(nworkers=layout.total)
+    if not layout.on_manager:
+        libE_d.update(gen_workers=list(layout.gen_ids))
 
     # The manager's and the generator thread's copy: libEnsemble's worker would build its
     # legacy Globus Compute runner from a set globus_compute_endpoint.
@@ -151,8 +157,16 @@ def run_gconly(
             sim_d = dict(sim_d, **{key: ship_checked(serializer_of(executor), key, sim_d[key])})
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(
-        executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval, pack_calls=gc.pack_calls
+        executor,
+        sim_d,
+        n,
+        gc.batch_size,
+        error_dir,
+        gc.poll_interval,
+        pack_calls=gc.pack_calls,
+        worker_ids=layout.sim_ids,
     )
+    dispatcher.total_workers = layout.total
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)
@@ -169,10 +183,20 @@ def run_gconly(
     Resources.resources = None  # no resource sets: sims run on the endpoint
     AllocSupport.gen_counter = 0
     hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, H0_run)
-    wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
     exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
 
-    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    log.info(
+        "GC-only run: endpoint %s, %d virtual sim workers %s, generator workers %s, batch size %d",
+        endpoint,
+        n,
+        list(layout.sim_ids),
+        "[0] (on the manager)" if layout.on_manager else list(layout.gen_ids),
+        gc.batch_size,
+    )
+    gen_comms = start_gen_workers(layout, mgr_sim_d, gen_d, libE_d, dispatcher.refuse)
+    by_id: dict[int, t.Any] = {c.w: c for c in gen_comms}
+    by_id.update((w, VirtualWorkerComm(dispatcher, w)) for w in layout.sim_ids)
+    wcomms = [by_id[w] for w in sorted(by_id)]  # the manager indexes its comms by worker id
     manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
 
     # The executor is cached and shared: its spec is this run's only while the manager runs, restored on close.
@@ -182,7 +206,13 @@ def run_gconly(
     def restore_spec() -> None:
         executor.resource_specification = previous_spec
 
-    H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, [exit_logger, restore_spec], workflow_dir)
+    H, persis_out, flag = _run_manager(
+        manager_args,
+        dispatcher,
+        journal,
+        [lambda: stop_gen_workers(gen_comms), exit_logger, restore_spec],
+        workflow_dir,
+    )
     if dispatcher.errors:
         ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
         report_failures(dispatcher.errors, ended, error_dir)
@@ -252,9 +282,7 @@ def _virtual_workers(sim_d: dict[str, t.Any], libE_d: dict[str, t.Any], nworkers
     n = int(nworkers or libE_d.get("nworkers") or 1)
     if n < 1:
         raise GCOnlyConfigError(f"nworkers must be >= 1 in GC-only mode, got {n}")
-    if not libE_d.get("gen_on_manager"):
-        log.info("GC-only mode: the generator runs on the manager (gen_on_manager=True)")
-    libE_d.update(nworkers=n, gen_on_manager=True, disable_resource_manager=True, comms="threads")
+    libE_d.update(nworkers=n, disable_resource_manager=True, comms="threads")
     return n
 
 

@@ -108,10 +108,10 @@ def test_uuid_endpoint_registers_once_and_submits_packed_arguments_only(cloud: t
         calc_in, _persis_info, _, libE_info = sent_args(call)
         assert calc_in.dtype.names == ("x",) and len(calc_in) == 1
         assert libE_info["comm"] is None and libE_info["executor"] is None
-        assert 1 <= libE_info["workerID"] <= 3
+        assert 2 <= libE_info["workerID"] <= 4  # the generator runs on worker 1, as in a stock run
     done = res.H[res.H["sim_ended"]]
     assert np.allclose(done["f"], done["x"][:, 0])
-    assert sum(res.persis_info[w]["calls"] for w in (1, 2, 3)) == 15
+    assert sum(res.persis_info[w]["calls"] for w in (2, 3, 4)) == 15
 
 
 def test_second_run_reuses_the_registration(cloud: t.Any) -> None:
@@ -209,7 +209,7 @@ def test_ensemble_takes_nworkers_from_the_command_line(cloud: t.Any, monkeypatch
     H, _, flag = ens.run()
     assert flag == 0 and H["sim_ended"].sum() == 12
     ids = {sent_args(c)[3]["workerID"] for c in cls.return_value.submit_to_registered_function.call_args_list}
-    assert ids == {1, 2, 3}
+    assert ids == {2, 3, 4}  # virtual sim workers after the generator's worker 1
 
 
 def test_without_an_endpoint_the_stock_path_runs(cloud: t.Any) -> None:
@@ -273,15 +273,15 @@ def test_arguments_stdlib_pickle_cannot_send_go_plain(cloud: t.Any) -> None:
     """A lambda in persis_info: dill sends it by value, stdlib pickle cannot; the run goes on plain."""
     cls, _ = cloud
     specs = uniform_specs(sims.counting, 2, 8, endpoint=EP)
-    specs["persis_info"][1]["scale"] = lambda x: 2 * x
+    specs["persis_info"][2]["scale"] = lambda x: 2 * x  # virtual sim worker 2 (the generator is worker 1)
     res = run(specs, 2)
     assert res.exit_flag == 0 and not res.sim_errors
     sent = [c.kwargs["args"][0] for c in cls.return_value.submit_to_registered_function.call_args_list]
     plain = [s for s in sent if not isinstance(s, bytes)]
     assert plain and all(s[1]["scale"](2) == 4 and s[2] is None for s in plain)
-    assert any(isinstance(s, bytes) for s in sent)  # virtual worker 2's persis_info pickles cleanly
-    assert sum(res.persis_info[w]["calls"] for w in (1, 2)) == 8
-    assert res.persis_info[1]["scale"](3) == 6
+    assert any(isinstance(s, bytes) for s in sent)  # virtual worker 3's persis_info pickles cleanly
+    assert sum(res.persis_info[w]["calls"] for w in (2, 3)) == 8
+    assert res.persis_info[2]["scale"](3) == 6
 
 
 def test_plain_calls_when_packing_is_switched_off(cloud: t.Any) -> None:
@@ -291,7 +291,7 @@ def test_plain_calls_when_packing_is_switched_off(cloud: t.Any) -> None:
     cls.return_value.register_function.assert_called_once_with(sims.counting)
     for call in cls.return_value.submit_to_registered_function.call_args_list:
         _, _, sim_specs, libE_info = call.kwargs["args"]
-        assert sim_specs["sim_f"] is sims.counting and 1 <= libE_info["workerID"] <= 2
+        assert sim_specs["sim_f"] is sims.counting and 2 <= libE_info["workerID"] <= 3
 
 
 def test_sdk_options_reach_the_sdk_executor(cloud: t.Any) -> None:

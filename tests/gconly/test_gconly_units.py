@@ -345,3 +345,23 @@ def test_arguments_and_registered_runners_over_the_limit_are_refused() -> None:
     with pytest.raises(SimPayloadTooLargeError, match="sim_f with sim_specs bound"):
         SimWire(executor, ComputeSerializer(), specs, False)
     executor.register_function.assert_not_called()
+
+
+def test_generators_are_numbered_first_as_a_stock_run_places_them() -> None:
+    from bundle.gconly.gen_workers import plan_layout
+
+    gen = {"gen_f": print}
+    one = plan_layout(gen, {"user": {"num_active_gens": 1}}, {}, 3)
+    assert (one.gen_ids, one.sim_ids, one.total) == ((1,), (2, 3, 4), 4)
+    two = plan_layout(gen, {"user": {"num_active_gens": 2, "async_return": True}}, {}, 3)
+    assert (two.gen_ids, two.sim_ids) == ((1, 2), (3, 4, 5))
+    assert plan_layout(gen, {"user": {}}, {}, 2).gen_ids == (1,)  # libEnsemble's default: one active generator
+    named = plan_layout(gen, {}, {"gen_workers": [3]}, 3)
+    assert (named.gen_ids, named.sim_ids) == ((3,), (1, 2, 4))
+    manager = plan_layout(gen, {"user": {"num_active_gens": 2}}, {"gen_on_manager": True}, 3)
+    assert (manager.gen_ids, manager.sim_ids, manager.on_manager) == ((), (1, 2, 3), True)
+    assert plan_layout({"gen_f": None}, {}, {}, 2).sim_ids == (1, 2)  # no generator: given rows only
+    with pytest.raises(GCOnlyConfigError, match=r"numbers its workers 1\.\.4"):
+        plan_layout(gen, {}, {"gen_workers": [7]}, 3)
+    with pytest.raises(GCOnlyConfigError, match="with gen_on_manager"):
+        plan_layout(gen, {}, {"gen_workers": [1], "gen_on_manager": True}, 3)

@@ -217,9 +217,9 @@ GCONLY_CASES = [
     Case(
         "unpicklable persis_info",
         "gconly",
-        _gconly(persis={1: {"db": gh.Unpicklable()}}),
+        _gconly(persis={2: {"db": gh.Unpicklable()}}),  # virtual sim worker 2 (the generator is worker 1)
         SimSerializationError,
-        ("persis_info[1]['db']", "cannot be pickled"),
+        ("persis_info[2]['db']", "cannot be pickled"),
     ),
     Case(
         "unknown endpoint name",
