@@ -77,6 +77,9 @@ class SimDispatcher:
     worker_ids : sequence of int, optional
         The virtual workers' ids (default 1..nworkers; after the generator workers', see
         :mod:`bundle.gconly.gen_workers`).
+    sim_dirs : dict, optional
+        Where sims run on the endpoint (:meth:`bundle.gconly.simdirs.SimDirs.bound`); None: where the
+        endpoint's worker is.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class SimDispatcher:
         poll_interval: float = 0.05,
         pack_calls: bool = True,
         worker_ids: t.Sequence[int] | None = None,
+        sim_dirs: dict[str, t.Any] | None = None,
     ) -> None:
         self.executor = executor
         self.sim_specs = sim_specs
@@ -121,7 +125,9 @@ class SimDispatcher:
         self.watch = ResultWatch(None)
         self.failfast: FailFast | None = None
         self._check_function()
-        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
+        self.wire = SimWire(
+            executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls, sim_dirs=sim_dirs
+        )
         self.function_id = self.wire.function_id
         self.tasks = SimTasks(executor, self.wire, batch_size)
         """The run's remote tasks (submission, batching, the journal, finished tasks)."""

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 ERROR_DIR = "gconly_sim_errors"
 """Folder (in the workflow dir) holding ``sim_<sim_id>.txt`` for each failed simulation."""
 
-_SIM_DIR_OPTIONS = ("sim_dirs_make", "sim_input_dir", "sim_dir_copy_files", "sim_dir_symlink_files")
-
 
 def gc_endpoint_of(sim_specs: t.Any) -> str:
     """Return ``sim_specs.globus_compute_endpoint`` (``""`` when unset), for a dict or a ``SimSpecs``."""
@@ -110,6 +108,7 @@ def run_gconly(
     from bundle.gconly.journal import JOURNAL_FILE, Journal
     from bundle.gconly.resume import Reattach
     from bundle.gconly.serialization import serializer_of, ship_checked
+    from bundle.gconly.simdirs import copy_back, plan_sim_dirs
 
     gc = GCOnlySpecs.coerce(gc_specs)
     endpoint = gc_endpoint_of(sim_specs)
@@ -133,7 +132,9 @@ def run_gconly(
 
     if gc.local_options and ep_name != LOCAL:
         raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
-    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
+    # Absolute: a generator worker may change directory (libEnsemble's gen directory options) while the run goes.
+    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".").absolute()
+    sim_dirs = plan_sim_dirs(libE_d, workflow_dir, ep_name == LOCAL, gc.remote_workdir)
     plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
     choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
     # A one-rank spec per sim is a cost the user should see (a node or slot per sim), not only a detail.
@@ -165,6 +166,7 @@ def run_gconly(
         gc.poll_interval,
         pack_calls=gc.pack_calls,
         worker_ids=layout.sim_ids,
+        sim_dirs=sim_dirs.bound(),
     )
     dispatcher.total_workers = layout.total
     dispatcher.check_inputs(persis_info)
@@ -213,6 +215,7 @@ def run_gconly(
         [lambda: stop_gen_workers(gen_comms), exit_logger, restore_spec],
         workflow_dir,
     )
+    copy_back(libE_d, sim_dirs)  # ensemble_copy_back, as each stock worker runs it at its end
     if dispatcher.errors:
         ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
         report_failures(dispatcher.errors, ended, error_dir)
@@ -261,12 +264,6 @@ def _spec_dicts(
 
 def _virtual_workers(sim_d: dict[str, t.Any], libE_d: dict[str, t.Any], nworkers: int | None) -> int:
     """Refuse options GC-only mode cannot honour; set libE_specs for a one-process run; return ``nworkers``."""
-    bad = [k for k in _SIM_DIR_OPTIONS if libE_d.get(k)]
-    if bad:
-        raise GCOnlyConfigError(
-            f"libE_specs {bad} make sim directories on the manager's file system, but in GC-only mode sims run "
-            "on the endpoint; unset them (sim_f can make its own directory on the endpoint)"
-        )
     if sim_d.get("threaded"):
         raise GCOnlyConfigError("sim_specs.threaded has no meaning in GC-only mode (sims run on the endpoint)")
     if libE_d.get("dry_run"):

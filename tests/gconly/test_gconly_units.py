@@ -232,15 +232,24 @@ def test_wire_goes_plain_when_the_serializer_cannot_carry_packed_calls(strategy:
     kind = "strategy_data" if strategy == "JSONData" else "strategy_code"
     executor, wire = _wire(ComputeSerializer(**{kind: cls()}))
     assert not wire.packed
-    executor.register_function.assert_called_once_with(_keeps)  # sim_f itself, as before packed calls
     args = (1, {}, {"sim_f": _keeps}, {})
-    assert wire.request(args) == args
+    if strategy == "JSONData":  # the runner travels (it puts the sim in its directory); its calls go plain
+        registered = executor.register_function.call_args.args[0]
+        assert registered.__name__ == SIM_FUNCTION_NAME and registered.__globals__["sim_specs"] is None
+        assert wire.request(args) == (args,)
+    else:  # a source-only code strategy cannot send the runner: sim_f itself, as before packed calls
+        executor.register_function.assert_called_once_with(_keeps)
+        assert wire.request(args) == args
 
 
 def test_pack_calls_switch_restores_plain_calls() -> None:
     executor, wire = _wire(pack=False)
     assert not wire.packed
-    executor.register_function.assert_called_once_with(_keeps)
+    registered = executor.register_function.call_args.args[0]  # the runner, sim_specs among the arguments
+    assert registered.__name__ == SIM_FUNCTION_NAME and registered.__globals__["sim_specs"] is None
+    args = (np.zeros(1), {"w": 2}, {"sim_f": _keeps})
+    (call,) = wire.request(args)
+    assert call is args and registered(call) == _keeps(*args)  # no pickle.loads of arguments on the endpoint
 
 
 @pytest.mark.parametrize(
