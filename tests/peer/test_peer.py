@@ -35,7 +35,7 @@ def _run(tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, mode: s
     return result
 
 
-@pytest.mark.parametrize("script", _params(SCRIPTS))
+@pytest.mark.parametrize("script", _params(s for s in SCRIPTS if s.stock))
 def test_stock(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, record: Record) -> None:
     result = _run(peer_tree, tmp_path, script, "stock", record)
     assert result.returncode == 0, f"{script.name} fails as shipped, without the bundle\n{result.tail()}"
@@ -45,6 +45,8 @@ def test_stock(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScri
 def test_executor_mode(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, record: Record) -> None:
     result = _run(peer_tree, tmp_path, script, "executor", record)
     assert f"{MARKER}: executor" in result.stderr, f"MPIExecutor was not swapped\n{result.tail()}"
+    if result.returncode != 0 and script.executor_xfail:
+        pytest.xfail(script.executor_xfail)  # its processes were accounted for above
     assert result.returncode == 0, f"{script.name} fails with GlobusComputeExecutor\n{result.tail()}"
 
 
