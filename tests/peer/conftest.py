@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import typing as t
 
@@ -33,8 +34,12 @@ def pytest_terminal_summary(terminalreporter: t.Any) -> None:
     """Print each peer run's outcome and wall time."""
     if not _RESULTS:
         return
-    terminalreporter.section("libEnsemble peer scripts: wall time per run")
+    terminalreporter.section("libEnsemble peer scripts: wall time and CPU time per run")
     for r in _RESULTS:
         outcome = "timeout" if r.returncode is None else f"exit {r.returncode}"
-        terminalreporter.write_line(f"{r.script:62s} {r.mode:8s} {outcome:8s} {r.seconds:7.1f} s")
-    terminalreporter.write_line(f"{'total':62s} {'':8s} {'':8s} {sum(r.seconds for r in _RESULTS):7.1f} s")
+        terminalreporter.write_line(
+            f"{r.script:64s} {r.mode:8s} {outcome:8s} {r.seconds:7.1f} s wall {r.cpu_seconds:7.1f} s CPU"
+        )
+    wall, cpu = sum(r.seconds for r in _RESULTS), sum(r.cpu_seconds for r in _RESULTS)
+    load = os.getloadavg()[0]
+    terminalreporter.write_line(f"{'total':64s} {'':8s} {'':8s} {wall:7.1f} s wall {cpu:7.1f} s CPU (load {load:.1f})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import subprocess
@@ -87,6 +88,8 @@ class RunResult:
     leftover: list[str]
     """Command lines of the run's processes still alive after it ended (they have been stopped)."""
     folder: pathlib.Path
+    cpu_seconds: float = 0.0
+    """CPU time (user and system) of the run's processes that ended, a load-independent measure of its cost."""
 
     def tail(self, chars: int = 4000) -> str:
         """Return the end of the run's output, for assertion messages."""
@@ -166,6 +169,7 @@ def run_script(
     path = run_folder(tree, script, base)
     token = uuid.uuid4().hex
     out_path, err_path = base / "run.out", base / "run.err"
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
@@ -188,6 +192,8 @@ def run_script(
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     seconds = time.monotonic() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     deadline = time.monotonic() + grace
     left = marked(token)
     while left and time.monotonic() < deadline:
@@ -203,4 +209,5 @@ def run_script(
         err_path.read_text(errors="replace"),
         leftover,
         base,
+        cpu,
     )
