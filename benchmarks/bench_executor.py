@@ -51,7 +51,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def executor_overhead(reps: int, tasks: int) -> dict[str, t.Any]:
     """Seconds per sequential 1-rank ``/bin/true`` MPI task: executor vs. the engine straight."""
-    exctr = GlobusComputeExecutor("local", user_endpoint_config={"max_workers_per_block": 1})
+    exctr = GlobusComputeExecutor("local")  # the template's defaults: one slot, one task at a time
     exctr.register_app(shutil.which("true") or "/bin/true", app_name="true")
     gce = exctr.gc_executor()
     fn = MPIFunction(shutil.which("true") or "/bin/true")
@@ -129,9 +129,7 @@ def packing(reps: int, tasks: int, app: str, app_args: str, what: str, name: str
     """Throughput of 1-rank tasks of ``app`` with two slots on the node vs. one."""
     execs = {}
     for slots in (1, 2):
-        ex = GlobusComputeExecutor(
-            "local", user_endpoint_config={"slots_per_node": slots, "max_workers_per_block": slots}
-        )
+        ex = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": slots})
         ex.register_app(app, app_name=name)
         execs[slots] = ex
 

@@ -44,7 +44,6 @@ def gpu_packing(reps: int, tasks: int, seconds: float, lock_dir: str) -> dict[st
             "local",
             user_endpoint_config={
                 "gpus_per_node": GPUS,
-                "max_workers_per_block": slots,
                 "slots_per_node": slots,
                 "worker_init": f"export {LOCK_DIR_ENV}={lock_dir}/slots{slots}",
             },

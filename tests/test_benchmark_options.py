@@ -130,3 +130,10 @@ def test_python_dash_m_runs_a_benchmark_module(tmp_path):
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Invalid value for '--wait': 'soon' is not a valid float" in proc.stderr
+
+
+def test_benchmarks_and_examples_set_only_the_packing_option_the_docs_name():
+    """The docs pack tasks with ``slots_per_node`` alone; benchmarks and examples must do as the docs say."""
+    files = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "examples").rglob("*.py"))
+    setting = [str(p.relative_to(ROOT)) for p in files if "max_workers_per_block" in p.read_text()]
+    assert setting == [], f"these set max_workers_per_block, which the docs do not tell users to set: {setting}"

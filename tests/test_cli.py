@@ -129,7 +129,8 @@ def _render_user_config(ep_name, options, env):
 @pytest.mark.parametrize("name", list_templates())
 def test_endpoint_configure_yields_an_endpoint_globus_compute_accepts(name, tmp_path):
     env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
-    result = CliRunner().invoke(main, ["endpoint", "configure", f"ep-{name}", "--template", name], env=env)
+    args = ["endpoint", "configure", f"ep-{name}", "--template", name, "--contact-email", "admin@example.org"]
+    result = CliRunner().invoke(main, args, env=env)
     assert result.exit_code == 0, result.output
     ep_dir = tmp_path / "gc" / f"ep-{name}"
     assert (ep_dir / "user_config_template.yaml.j2").read_text() == get_template(name).template_path.read_text()
@@ -147,6 +148,7 @@ def test_endpoint_configure_yields_an_endpoint_globus_compute_accepts(name, tmp_
 def test_endpoint_configure_options_become_endpoint_defaults(tmp_path):
     env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
     args = ["endpoint", "configure", "frontier-ep", "--template", "frontier", "--option", "account=abc123"]
+    args += ["--contact-email", "admin@example.org"]  # needed when run as root
     result = CliRunner().invoke(main, [*args, "--option", "nodes_per_block=4"], env=env)
     assert result.exit_code == 0, result.output
     proc = _render_user_config("frontier-ep", {}, env)

@@ -189,3 +189,70 @@ def test_endpoint_render_says_its_file_is_an_input(tmp_path):
     for flag in ("-o", "--options-file", "--user-options"):
         result = CliRunner().invoke(main, ["endpoint", "render", "slurm", flag, str(tmp_path / "opts.json")])
         assert result.exit_code == 0 and "debug" in result.output, result.output
+
+
+def _endpoint_dir(tmp_path, name: str, **config: object) -> None:
+    """An endpoint folder as `globus-compute-endpoint configure` leaves it (config.yaml only matters here)."""
+    import yaml
+
+    folder = tmp_path / "gc-user-dir" / name
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"amqp_port": 443, **config}))
+
+
+def test_endpoint_start_with_no_network_is_one_line_and_starts_nothing(tmp_path):
+    """Client credentials set, the service unreachable: one line within seconds, not the endpoint's long traceback."""
+    _endpoint_dir(tmp_path, "review2-site", email="admin@example.org")
+    creds = {
+        "GLOBUS_COMPUTE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "GLOBUS_COMPUTE_CLIENT_SECRET": "not-a-real-secret",
+    }
+    proc, seconds = _libe_gc(["endpoint", "start", "review2-site"], tmp_path, **creds, HTTPS_PROXY="http://127.0.0.1:9")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "not-a-real-secret" not in proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot reach the HTTPS proxy (127.0.0.1:9") and "check the network" in line, line
+    assert seconds < 30
+    assert not (tmp_path / "gc-user-dir" / "review2-site" / "endpoint.log").exists(), "the endpoint never ran"
+    # no credentials and no terminal: said at once, no login prompt
+    proc, _ = _libe_gc(["endpoint", "start", "review2-site"], tmp_path, HTTPS_PROXY="http://127.0.0.1:9")
+    (line,) = proc.stderr.strip().splitlines()
+    assert (
+        "needs Globus credentials to start and there is no terminal" in line and "globus-compute-endpoint login" in line
+    )
+    proc, _ = _libe_gc(["endpoint", "start", "nosuch-ep"], tmp_path)
+    assert "no endpoint 'nosuch-ep'" in proc.stderr and "libe-gc endpoint configure nosuch-ep" in proc.stderr
+
+
+def test_the_service_checked_is_the_one_the_endpoint_talks_to():
+    from bundle.cli.errors import service_address
+
+    assert service_address({}) == ("compute.api.globus.org", 443)
+    assert service_address({"GLOBUS_SDK_ENVIRONMENT": "local"}) == ("localhost", 5000)
+    assert service_address({"GLOBUS_SDK_ENVIRONMENT": "preview"}) == ("compute.api.preview.globus.org", 443)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the endpoint's multi-user rule applies to root")
+def test_an_endpoint_configured_as_root_starts_as_root(tmp_path):
+    """As root, configure asks for the contact email the endpoint needs, and the endpoint then gets past that rule."""
+    proc, _ = _libe_gc(["endpoint", "configure", "review2-root", "--template", "local"], tmp_path)
+    assert proc.returncode == 1 and "--contact-email" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "gc-user-dir" / "review2-root").exists(), "nothing configured"
+    args = ["endpoint", "configure", "review2-root", "--template", "local", "--contact-email", "admin@example.org"]
+    proc, _ = _libe_gc(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "libe-gc endpoint start review2-root" in proc.stdout and "globus-compute-endpoint login" in proc.stdout
+    config = (tmp_path / "gc-user-dir" / "review2-root" / "config.yaml").read_text()
+    assert "email: admin@example.org" in config
+    # The endpoint itself, started as root with no credentials: past the email rule, at the login step.
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GLOBUS_COMPUTE_CLIENT")}
+    started = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "globus-compute-endpoint"), "start", "review2-root"],
+        env={**environ, "GLOBUS_COMPUTE_USER_DIR": str(tmp_path / "gc-user-dir")},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = started.stdout + started.stderr
+    assert "contact email" not in out and "authenticate with Globus" in out, out[-2000:]

@@ -91,6 +91,68 @@ def check_scheduler(environ: t.Mapping[str, str] | None = None) -> Check:
     )
 
 
+SCHEDULER_NAMES = {
+    "partition": ("Slurm", ("sinfo", "--noheader", "--all", "--format=%R"), "sinfo --summarize"),
+    "queue": ("PBS", ("qstat", "-Q"), "qstat -Q"),
+}
+"""Template options naming a scheduler's partition or queue: scheduler, the command listing them, what to run."""
+
+
+def _listed_names(cmd: t.Sequence[str]) -> list[str] | None:
+    """Names the scheduler command lists (partitions, queues), or None when no scheduler answers here."""
+    found = shutil.which(cmd[0])
+    if found is None:
+        return None
+    try:
+        out = subprocess.run([found, *cmd[1:]], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    lines = out.stdout.splitlines()
+    if cmd[0] == "qstat":  # a header, a line of dashes, then one queue per line
+        dashes = [i for i, line in enumerate(lines) if line.startswith("---")]
+        lines = lines[dashes[0] + 1 :] if dashes else []
+    return sorted({line.split()[0] for line in lines if line.split()})
+
+
+def check_scheduler_names(options: t.Mapping[str, t.Any]) -> list[Check]:
+    """Check a ``partition`` (Slurm) or ``queue`` (PBS) option against the scheduler here, when one answers.
+
+    Parameters
+    ----------
+    options : Mapping
+        The ``--option`` values given.
+
+    Returns
+    -------
+    list of Check
+        One per such option given: ``fail`` when this machine's scheduler lists no such name; ``ok`` when
+        it does, or when no scheduler answers here (then nothing could be checked, and the row says so).
+    """
+    checks = []
+    for option, (scheduler, cmd, show) in SCHEDULER_NAMES.items():
+        value = options.get(option)
+        if value is None:
+            continue
+        names = _listed_names(cmd)
+        row = f"{option} {value}"
+        if names is None:
+            checks.append(Check(row, OK, f"not checked: no {scheduler} answers here ({cmd[0]})"))
+        elif str(value).split("@")[0] in names:
+            checks.append(Check(row, OK, f"a {option} of this {scheduler} ({' '.join(cmd)})"))
+        else:
+            checks.append(
+                Check(
+                    row,
+                    FAIL,
+                    f"this {scheduler} has no {option} {value!r}; it has: {', '.join(names) or 'none'}",
+                    f"use one of those (`{show}` lists them), or check where the endpoint submits its jobs",
+                )
+            )
+    return checks
+
+
 def check_credentials(environ: t.Mapping[str, str] | None = None, home: str | None = None) -> Check:
     """Report what the Globus Compute SDK would authenticate with, checked offline (whether, never what).
 
@@ -185,6 +247,7 @@ def run_checks(template: str | None = None, options: dict[str, t.Any] | None = N
         *check_versions(),
         *check_launchers(),
         check_scheduler(),
+        *check_scheduler_names(dict(options or {})),
         check_credentials(),
         check_template(template, dict(options or {})),
         check_gpus(template, dict(options or {})),

@@ -1,4 +1,4 @@
-"""``libe-gc templates show`` and ``libe-gc endpoint render|configure``: bundled templates on the command line."""
+"""``libe-gc templates show`` and ``libe-gc endpoint render|configure|start``: bundled templates on the command line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import typing as t
 
 import click
 
+from bundle.cli.errors import PREFLIGHT_TIMEOUT, reach_service
+from bundle.endpoints.credentials import LOGIN_HINT, compute_dir, credential_state
 from bundle.endpoints.templates import CONFIG_FILE, SCHEMA_FILE, TEMPLATE_FILE, EndpointTemplate, get_template
 from bundle.errors import BundleError
 
@@ -176,6 +178,26 @@ def configure_files(
     return files
 
 
+def privileged() -> bool:
+    """Whether ``globus-compute-endpoint`` counts this process as privileged (root, or able to change user).
+
+    A privileged endpoint registers as multi-user, and ``globus-compute-endpoint start`` then refuses
+    one whose ``config.yaml`` has no ``email`` ("Multi-user endpoints require a contact email address").
+    """
+    try:
+        from globus_compute_endpoint.endpoint.utils import is_privileged
+
+        return bool(is_privileged())
+    except Exception:  # no pyprctl (not Linux): the endpoint cannot run multi-user here; root still counts
+        return os.getuid() == 0
+
+
+EMAIL_NEEDED = (
+    "as root, globus-compute-endpoint starts an endpoint as a multi-user endpoint, which needs a contact email "
+    "address (the endpoint refuses to start without one)"
+)
+
+
 @endpoint.command("configure")
 @click.argument("ep_name")
 @click.option("--template", "name", required=True, help="Bundled template (libe-gc templates list).")
@@ -183,13 +205,21 @@ def configure_files(
     "--option", "pairs", multiple=True, metavar="KEY=VALUE", help="Endpoint default for an option; repeatable."
 )
 @click.option("--display-name", default=None, help="Display name of the endpoint.")
-def endpoint_configure(ep_name: str, name: str, pairs: tuple[str, ...], display_name: str | None) -> None:
+@click.option(
+    "--contact-email",
+    default=None,
+    help="Email of the endpoint's administrators (config.yaml `email`); required when run as root.",
+)
+def endpoint_configure(
+    ep_name: str, name: str, pairs: tuple[str, ...], display_name: str | None, contact_email: str | None
+) -> None:
     """Create Globus Compute endpoint EP_NAME from a bundled template.
 
     Runs ``globus-compute-endpoint configure EP_NAME --core-config ... --template-config ...
     --schema-config ...`` with the template's files.  ``--option`` values are checked against the
     template's schema and become the endpoint's defaults; users may still set every option in
-    their ``user_endpoint_config``.
+    their ``user_endpoint_config``.  As root, the endpoint starts as a multi-user endpoint, which
+    globus-compute-endpoint starts only with a contact email: give ``--contact-email``.
     """
     tmpl = _template(name)
     defaults = parse_options(pairs)
@@ -197,6 +227,8 @@ def endpoint_configure(ep_name: str, name: str, pairs: tuple[str, ...], display_
         tmpl.validate(defaults, partial=True)
     except BundleError as err:
         raise click.ClickException(str(err)) from err
+    if privileged() and not contact_email:
+        raise click.ClickException(f"{EMAIL_NEEDED}: add --contact-email ADDRESS (nothing was configured)")
     with tempfile.TemporaryDirectory(prefix="libe-gc-configure-") as tmp:
         files = configure_files(tmpl, defaults, pathlib.Path(tmp))
         cmd = [
@@ -215,9 +247,93 @@ def endpoint_configure(ep_name: str, name: str, pairs: tuple[str, ...], display_
         ]
         if display_name:
             cmd += ["--display-name", display_name]
+        if contact_email:
+            cmd += ["--contact-email", contact_email]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     click.echo(proc.stdout, nl=False)
     if proc.returncode != 0:
         raise click.ClickException(f"globus-compute-endpoint configure failed (exit {proc.returncode}):\n{proc.stderr}")
-    click.echo(f"endpoint {ep_name!r} uses the libe-gc {tmpl.name!r} template; start it with:")
-    click.echo(f"  globus-compute-endpoint start {ep_name}")
+    click.echo(f"endpoint {ep_name!r} uses the libe-gc {tmpl.name!r} template.")
+    state = credential_state()
+    if not state.usable:
+        click.echo(f"Log in first ({state.detail}): {LOGIN_HINT}.")
+    click.echo("Start it with (checks credentials and the network first, then runs globus-compute-endpoint start):")
+    click.echo(f"  libe-gc endpoint start {ep_name}")
+
+
+def start_check(ep_name: str, *, interactive: bool | None = None, timeout: float = PREFLIGHT_TIMEOUT) -> pathlib.Path:
+    """Check, each in one line, what ``globus-compute-endpoint start EP_NAME`` needs; return the endpoint's folder.
+
+    Parameters
+    ----------
+    ep_name : str
+        The endpoint's name.
+    interactive : bool, optional
+        Whether a login prompt could be answered (default: stdin and stdout are terminals).
+    timeout : float
+        Seconds to reach the Globus Compute service.
+
+    Raises
+    ------
+    click.ClickException
+        The endpoint is not configured; as root, its ``config.yaml`` has no ``email``; no usable
+        credentials and no terminal to log in from (or invalid ones); the service (or the HTTPS
+        proxy) cannot be reached within ``timeout`` seconds.
+    """
+    import yaml
+
+    folder = compute_dir(os.environ) / ep_name
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise click.ClickException(
+            f"no endpoint {ep_name!r} in {folder.parent}: create it with "
+            f"`libe-gc endpoint configure {ep_name} --template NAME`"
+        )
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise click.ClickException(f"{config_path} is not YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise click.ClickException(f"{config_path} must hold a YAML mapping")
+    if privileged() and not config.get("email"):
+        raise click.ClickException(
+            f"{EMAIL_NEEDED}: add `email: ADDRESS` to {config_path}, or configure it again with --contact-email"
+        )
+    state = credential_state()
+    if state.kind == "invalid":
+        raise click.ClickException(f"Globus credentials: {state.detail}; {state.fix}")
+    tty = (sys.stdin.isatty() and sys.stdout.isatty()) if interactive is None else interactive
+    if not state.usable and not tty:
+        raise click.ClickException(
+            f"endpoint {ep_name!r} needs Globus credentials to start and there is no terminal to log in from "
+            f"({state.detail}): {LOGIN_HINT}"
+        )
+    env = dict(os.environ)
+    if config.get("local_compute_services"):
+        env["GLOBUS_SDK_ENVIRONMENT"] = "local"
+    elif config.get("environment"):
+        env["GLOBUS_SDK_ENVIRONMENT"] = str(config["environment"])
+    reach_service(timeout=timeout, environ=env)
+    return folder
+
+
+@endpoint.command("start", context_settings={"ignore_unknown_options": True})
+@click.argument("ep_name")
+@click.argument("start_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--check-only", is_flag=True, help="Run the checks and stop.")
+@click.pass_context
+def endpoint_start(ctx: click.Context, ep_name: str, start_args: tuple[str, ...], check_only: bool) -> None:
+    """Check what starting endpoint EP_NAME needs, then run ``globus-compute-endpoint start EP_NAME``.
+
+    Checked first, each failure one line and nothing started: the endpoint exists; as root, its
+    ``config.yaml`` has the contact ``email`` a multi-user endpoint needs; Globus credentials (a
+    stored login, ``GLOBUS_COMPUTE_CLIENT_ID`` and ``GLOBUS_COMPUTE_CLIENT_SECRET``, or a terminal to
+    log in from); the Globus Compute service (or the HTTPS proxy) answers within 5 seconds.
+    Further arguments go to ``globus-compute-endpoint start``.
+    """
+    start_check(ep_name)
+    if check_only:
+        click.echo(f"endpoint {ep_name!r}: ready to start")
+        return
+    proc = subprocess.run([_globus_compute_endpoint(), "start", ep_name, *start_args], env=dict(os.environ))
+    ctx.exit(proc.returncode)

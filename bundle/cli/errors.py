@@ -23,6 +23,7 @@ from bundle.endpoints.credentials import LOGIN_HINT, credential_state
 SERVICE_URLS = {
     "production": "https://compute.api.globus.org",
     "preview": "https://compute.api.preview.globus.org",
+    "local": "http://localhost:5000",
 }
 NETWORK_HINT = "check the network (or HTTPS_PROXY) and try again"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -34,11 +35,49 @@ PREFLIGHT_TIMEOUT = 5.0
 
 def service_host(environ: t.Mapping[str, str] | None = None) -> str:
     """Return the Globus Compute service's host name for ``GLOBUS_SDK_ENVIRONMENT`` (default production)."""
+    return service_address(environ)[0]
+
+
+def service_address(environ: t.Mapping[str, str] | None = None) -> tuple[str, int]:
+    """Return the Globus Compute service's host and port for ``GLOBUS_SDK_ENVIRONMENT`` (default production)."""
     env = os.environ if environ is None else environ
     url = env.get("GLOBUS_COMPUTE_SERVICE_ADDRESS") or SERVICE_URLS.get(
         env.get("GLOBUS_SDK_ENVIRONMENT") or "production", f"https://compute.api.{env.get('GLOBUS_SDK_ENVIRONMENT')}"
     )
-    return urllib.parse.urlsplit(url).hostname or "compute.api.globus.org"
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "compute.api.globus.org", parts.port or PROXY_DEFAULT_PORTS.get(parts.scheme, 443)
+
+
+def reach_service(*, timeout: float = PREFLIGHT_TIMEOUT, environ: t.Mapping[str, str] | None = None) -> None:
+    """Open (and close) a connection to the Globus Compute service, or to the HTTPS proxy in front of it.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds allowed.
+    environ : mapping, optional
+        Environment variables (default ``os.environ``): the proxy and ``GLOBUS_SDK_ENVIRONMENT``.
+
+    Raises
+    ------
+    click.ClickException
+        One line naming what could not be reached and why.
+    """
+    env = os.environ if environ is None else environ
+    proxy = next((env[v] for v in PROXY_VARS if env.get(v)), "")
+    if proxy:  # the first hop is the proxy
+        parts = urllib.parse.urlsplit(proxy if "//" in proxy else f"http://{proxy}")
+        # No port in the URL: the scheme's own, as requests (urllib3) then connects to.
+        port = parts.port or PROXY_DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+        host, what = parts.hostname or "", "the HTTPS proxy"
+    else:
+        (host, port), what = service_address(env), "the Globus Compute service"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise click.ClickException(
+            f"cannot reach {what} ({host}:{port}: {type(err).__name__}: {err}); {NETWORK_HINT}"
+        ) from None
 
 
 def preflight(endpoint: str, *, timeout: float = PREFLIGHT_TIMEOUT, interactive: bool | None = None) -> None:
@@ -69,20 +108,7 @@ def preflight(endpoint: str, *, timeout: float = PREFLIGHT_TIMEOUT, interactive:
             f"endpoint {endpoint} needs Globus credentials and there is no terminal to log in from "
             f"({state.detail}): {LOGIN_HINT}"
         )
-    proxy = next((os.environ[v] for v in PROXY_VARS if os.environ.get(v)), "")
-    if proxy:  # the first hop is the proxy
-        parts = urllib.parse.urlsplit(proxy if "//" in proxy else f"http://{proxy}")
-        # No port in the URL: the scheme's own, as requests (urllib3) then connects to.
-        port = parts.port or PROXY_DEFAULT_PORTS.get(parts.scheme.lower(), 80)
-        host, what = parts.hostname or "", "the HTTPS proxy"
-    else:
-        host, port, what = service_host(), 443, "the Globus Compute service"
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as err:
-        raise click.ClickException(
-            f"cannot reach {what} ({host}:{port}: {type(err).__name__}: {err}); {NETWORK_HINT}"
-        ) from None
+    reach_service(timeout=timeout)
 
 
 def describe(err: BaseException) -> str | None:

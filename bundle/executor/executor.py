@@ -50,6 +50,7 @@ from bundle.executor.remote import portable
 from bundle.executor.scripts import Script, script_of
 from bundle.executor.task import GlobusComputeTask
 from bundle.processes.forksafe import KeyedLocks
+from bundle.processes.thread_cwd import own_working_directory
 from bundle.wire.limits import PAYLOAD_LIMIT, check_size, rough_size, submission_size
 from bundle.wire.resource_spec import normalize_mpi_spec
 from bundle.wire.shipping import ship_task_function
@@ -217,6 +218,25 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
     @manager_signal.setter
     def manager_signal(self, value: t.Any) -> None:
         self._tls.manager_signal = value
+
+    def set_worker_info(self, comm: t.Any = None, workerid: int | None = None) -> None:
+        """Record the calling worker's comm and id, as libEnsemble's workers call it when they start.
+
+        A worker that is a thread (``threads`` comms) also gets a working directory of its own, so
+        that its sim directory, and the tasks its sims submit from there, are its own and not
+        another worker's (see :mod:`bundle.processes.thread_cwd`).
+
+        Parameters
+        ----------
+        comm : Comm, optional
+            The worker's comm with the manager.
+        workerid : int, optional
+            The worker's id.
+        """
+        self.workerID = workerid
+        self.comm = comm
+        if threading.current_thread() is not threading.main_thread():
+            own_working_directory()
 
     def __getstate__(self) -> dict[str, t.Any]:
         state = self.__dict__.copy()
@@ -594,66 +614,106 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         walltime: float | None,
         gpu_plan: gpus.GpuPlan | None,
     ) -> bool:
-        """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task)."""
+        """Hand the task to its runner on the endpoint; False when it failed to start (recorded on the task).
+
+        A Python task's function and arguments are shipped and serialized here, before anything is
+        sent: what cannot travel raises :class:`~bundle.errors.TaskSerializationError` in ``submit``.
+        """
         try:
             gce = self.gc_executor()
-            if kind == "python":
-                fn = ship_task_function(app.pyobj, app.name)  # with the globals it reads
-                run_args: tuple[t.Any, ...] = (fn, tuple(args), dict(kwargs or {}), task.workdir)
-                self._check_python_size(gce, app, run_args)
-                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_python"), run_args)
-            else:
-                run_args = (
-                    cmd,
-                    kind == "mpi",
-                    task.workdir,
-                    task.stdout,
-                    task.stderr,
-                    walltime,
-                    task.marker,
-                    self.snippet_lines,
-                    dict(task.env),
-                )
-                gpu_args = self._gpu_runner_args(kind, gpu_plan)
-                if task.script is not None:  # run as written, as a ShellFunction (the script places the launch)
-                    run_args += (gpu_args, True)
-                elif gpu_args is not None:  # only GPU tasks carry the claim function
-                    run_args += (gpu_args,)
-                future = self._submit(gce, task.resource_specification, self._runner_id(gce, "run_app"), run_args)
         except (ExecutorException, BundleError, TypeError):
             raise  # the caller's mistakes: not a task that failed to start
-        except (
-            Exception
-        ) as err:  # the endpoint is gone or refused the task: as MPIExecutor, a task that failed to start
+        except Exception as err:  # the endpoint cannot be reached: as MPIExecutor, a task that failed to start
+            return self._failed_to_start(task, err)
+        if kind == "python":
+            which = "run_python"
+            run_args = self._python_call(gce, app, tuple(args), dict(kwargs or {}), task.workdir)
+        else:
+            which = "run_app"
+            run_args = (
+                cmd,
+                kind == "mpi",
+                task.workdir,
+                task.stdout,
+                task.stderr,
+                walltime,
+                task.marker,
+                self.snippet_lines,
+                dict(task.env),
+            )
+            gpu_args = self._gpu_runner_args(kind, gpu_plan)
+            if task.script is not None:  # run as written, as a ShellFunction (the script places the launch)
+                run_args += (gpu_args, True)
+            elif gpu_args is not None:  # only GPU tasks carry the claim function
+                run_args += (gpu_args,)
+        try:
+            future = self._submit(gce, task.resource_specification, self._runner_id(gce, which), run_args)
+        except (ExecutorException, BundleError, TypeError):
+            raise  # the caller's mistakes: not a task that failed to start
+        except Exception as err:  # the endpoint is gone or refused the task: a task that failed to start
             from globus_compute_sdk.errors import SerializationError
 
             if kind == "python" and isinstance(err, SerializationError):
                 # A programming error, not a failure of the endpoint: say which value and what to change.
                 raise _unserializable(app, tuple(args), dict(kwargs or {}), err) from err
-            log.warning("Task %s failed to start: %s", task.name, err)
-            task.error = err
-            task.state = "FAILED_TO_START"
-            task.finished = True
-            self.list_of_tasks.append(task)
-            return False
+            return self._failed_to_start(task, err)
         task._submitted(future, gce)
         task.block_report = getattr(gce, "lost_block_report", None)
         log.info("Launching task %s: %s", task.name, task.runline or app.name)
         self.list_of_tasks.append(task)
         return True
 
-    @staticmethod
-    def _check_python_size(gce: t.Any, app: Application, run_args: tuple[t.Any, ...]) -> None:
-        """Refuse a Python task whose payload is over Globus Compute's limit (measured when its data may be)."""
-        if rough_size(run_args[1:3]) <= PAYLOAD_LIMIT // 4:
-            return  # small arrays, strings and buffers: not worth a second serialization per task
+    def _failed_to_start(self, task: GlobusComputeTask, err: Exception) -> bool:
+        """Record ``task`` as ``FAILED_TO_START`` with ``err`` (the endpoint could not take it); return False."""
+        log.warning("Task %s failed to start: %s", task.name, err)
+        task.error = err
+        task.state = "FAILED_TO_START"
+        task.finished = True
+        self.list_of_tasks.append(task)
+        return False
+
+    def _python_call(
+        self, gce: t.Any, app: Application, args: tuple[t.Any, ...], kwargs: dict[str, t.Any], workdir: str | None
+    ) -> tuple[t.Any, ...]:
+        """Return ``run_python``'s arguments for a Python task, fixed now: what is sent is what they are at submit.
+
+        The function and its arguments are shipped (functions of the calling script with the globals
+        they read) and checked; then serialized with the endpoint executor's serializer.  The local
+        endpoint serializes inside its ``submit``; the SDK's ``Executor`` would serialize later, in its
+        submission thread, so for it the arguments travel as a copy made here (serialized and read
+        back), and later changes to them or to the globals in the calling script do not reach the task.
+
+        Raises
+        ------
+        TaskSerializationError
+            What cannot be shipped or serialized, named; nothing is submitted.
+        """
         from globus_compute_sdk.serialize import ComputeSerializer
 
-        serializer = getattr(gce, "serializer", None)
-        if not isinstance(serializer, ComputeSerializer):
-            serializer = ComputeSerializer()
+        ser = getattr(gce, "serializer", None)
+        serializer = ser if isinstance(ser, ComputeSerializer) else ComputeSerializer()
+        strategy = type(serializer.code_serializer).__name__
+        fn, args, kwargs = ship_task_function(
+            t.cast(t.Callable[..., t.Any], app.pyobj), app.name, strategy, args, kwargs
+        )
+        run_args = (fn, args, kwargs, workdir)
+        if self.is_local:
+            if rough_size(run_args[1:3]) > PAYLOAD_LIMIT // 4:  # measured only where large data may be
+                self._check_python_size(app, submission_size(serializer, run_args))
+            return run_args
+        try:
+            data = serializer.serialize(run_args)
+            copy = t.cast(tuple[t.Any, ...], serializer.deserialize(data))
+        except Exception as err:
+            raise _unserializable(app, args, kwargs, err) from err
+        self._check_python_size(app, len(serializer.pack_buffers([data, serializer.serialize({})])))
+        return copy
+
+    @staticmethod
+    def _check_python_size(app: Application, size: int) -> None:
+        """Refuse a Python task whose payload (``size`` bytes, as the SDK packs it) is over Globus Compute's limit."""
         check_size(
-            submission_size(serializer, run_args),
+            size,
             f"the arguments of Python task {app.name!r}",
             "pass large data through files the endpoint can read (give the function a path), or split the work "
             "over several tasks.",
@@ -759,12 +819,14 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             return plan, spec
         return plan, out
 
-    @staticmethod
-    def _gpu_runner_args(kind: str, plan: gpus.GpuPlan | None) -> dict[str, t.Any] | None:
-        """Return the runner's GPU argument: devices are claimed on the endpoint unless ``srun`` binds them."""
+    def _gpu_runner_args(self, kind: str, plan: gpus.GpuPlan | None) -> dict[str, t.Any] | None:
+        """Return the runner's GPU argument: devices are claimed on the endpoint unless ``srun`` binds them.
+
+        The claim waits for free devices at most ``pending_timeout`` (else :data:`gpus.CLAIM_TIMEOUT`).
+        """
         if plan is None or (kind == "mpi" and plan.layout.bind == "launcher"):
             return None
-        return plan.runner_args()
+        return plan.runner_args(self.pending_timeout)
 
     def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
         prefix = self._launch_prefix(spec) if kind == "mpi" else None

@@ -3,9 +3,10 @@
 In executor mode a sim that submits a Python task (``submit(func=f)`` or a ``pyobj`` app) and
 tolerates its failure would let a systematic bug (a ``NameError``, a module missing on the
 endpoint) fail every task of the run.  When the first ``GlobusComputeExecutor.fail_fast``
-Python tasks to end all failed with the same error (the last line of the remote traceback,
-digits ignored), the next Python ``submit`` raises :class:`SystematicTaskError` in the sim,
-quoting the cause; libEnsemble then ends the run as for any sim that raises.
+Python tasks to end all failed with the same error (the remote exception's type and message,
+digits ignored, see :mod:`bundle.wire.remote_cause`), the next Python ``submit`` raises
+:class:`SystematicTaskError` in the sim, quoting the cause with a hint that fits it;
+libEnsemble then ends the run as for any sim that raises.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import typing as t
 
 from bundle.errors import BundleError
-from bundle.wire.remote_cause import cause_line, cause_signature
+from bundle.wire.remote_cause import cause_line, cause_signature, error_text, hint_for
 
 if t.TYPE_CHECKING:
     from bundle.executor.task import GlobusComputeTask
@@ -33,8 +34,8 @@ class SystematicTaskError(BundleError, RuntimeError):
         self.cause = cause
 
 
-def _cause(err: BaseException) -> str:
-    return cause_line(str(err)) if str(err).strip() else type(err).__name__
+def _text(task: GlobusComputeTask) -> str:
+    return error_text(task.error) if task.error is not None else ""
 
 
 def systematic_failure(tasks: t.Iterable[GlobusComputeTask], threshold: int) -> SystematicTaskError | None:
@@ -65,13 +66,15 @@ def systematic_failure(tasks: t.Iterable[GlobusComputeTask], threshold: int) -> 
             break
     if len(ended) < threshold:
         return None
-    causes = [_cause(t.error) for t in ended if t.error is not None]
-    if len({cause_signature(c) for c in causes}) != 1:
+    texts = [_text(t) for t in ended]
+    if len({cause_signature(text) for text in texts}) != 1:
         return None
+    cause = cause_line(texts[0])
+    own = getattr(getattr(getattr(ended[0], "app", None), "pyobj", None), "__module__", None)
     return SystematicTaskError(
         f"not submitting more Python tasks: the first {threshold} ({', '.join(t.name for t in ended)}) all failed "
-        f"on the endpoint with the same error:\n    {causes[0]}\nFix the function (a name or module missing on the "
-        "endpoint? see 'What travels to the endpoint' in the docs), or set the executor's fail_fast=0 to keep "
-        "submitting.",
-        cause=causes[0],
+        f"on the endpoint with the same error:\n    {cause}\n"
+        f"Hint: {hint_for(texts[0], subject='the Python function', own_module=own)}.\n"
+        "Set the executor's fail_fast=0 to keep submitting.",
+        cause=cause,
     )

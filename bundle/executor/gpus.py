@@ -33,7 +33,15 @@ VISIBLE_DEVICES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_
 """Visible-devices variables by vendor: NVIDIA (CUDA), AMD (ROCm runtime, HIP), Intel (Level Zero)."""
 
 LOCK_DIR_ENV = "LIBE_GC_GPU_LOCK_DIR"
-"""Endpoint-side variable naming the node-local folder of device lock files (default: ``/tmp/libe-gc-gpus-<uid>``)."""
+"""Endpoint-side variable naming the node-local folder of device lock files (default: ``/tmp/libe-gc-gpus-<uid>``).
+
+The folder is the user's own, mode 0700 (see :func:`claim_devices`)."""
+
+CLAIM_TIMEOUT = 3600.0
+"""Seconds a task waits on the endpoint for free devices when the executor has no ``pending_timeout``.
+
+With ``pending_timeout`` set, the claim waits at most that long (the submitting side gives the
+task up then anyway).  A claim that runs out fails the task with a ``TimeoutError`` naming the node."""
 
 LOCAL_RANK_VARS = (
     "PMI_LOCAL_RANK",
@@ -118,13 +126,20 @@ class GpuPlan:
     ranks_per_device: int
     layout: GpuLayout
 
-    def runner_args(self) -> dict[str, t.Any]:
-        """Return what the endpoint-side runner needs to claim this task's devices."""
+    def runner_args(self, timeout: float | None = None) -> dict[str, t.Any]:
+        """Return what the endpoint-side runner needs to claim this task's devices.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds the claim may wait for free devices (default :data:`CLAIM_TIMEOUT`).
+        """
         return {
             "devices": list(self.layout.devices),
             "per_node": self.per_node,
             "env": self.layout.env,
             "lock_dir_env": LOCK_DIR_ENV,
+            "timeout": CLAIM_TIMEOUT if timeout is None else float(timeout),
             "claim": portable_claim(),
         }
 
@@ -283,15 +298,20 @@ def wrapper_script(env: str, per_rank: int, ranks_per_device: int) -> str:
     """Return the POSIX shell that exports ``env`` for one rank, then runs the app (``"$@"``).
 
     The node's claimed devices arrive in ``LIBE_GC_GPUS`` (or, for a task on several nodes, in
-    ``LIBE_GC_GPU_MAP`` as ``node=ids`` words, matched against ``SLURMD_NODENAME`` or ``hostname``);
-    local rank ``r`` gets ``per_rank`` of them starting at ``(r // ranks_per_device) * per_rank``.
+    ``LIBE_GC_GPU_MAP`` as ``node=ids`` words, matched against ``SLURMD_NODENAME`` or ``hostname``
+    by host name, so ``x1`` and ``x1.cluster.org`` are one node; a rank on a node the map does not
+    name fails, rather than take another node's devices); local rank ``r`` gets ``per_rank`` of
+    them starting at ``(r // ranks_per_device) * per_rank``.
     """
     rank = "0"
     for var in reversed(LOCAL_RANK_VARS):
         rank = f"${{{var}:-{rank}}}"
     return (
-        f"r={rank}; n=${{SLURMD_NODENAME:-$(hostname)}}; g=$LIBE_GC_GPUS; "
-        'for e in $LIBE_GC_GPU_MAP; do [ "${e%%=*}" = "$n" ] && g=${e#*=}; done; '
+        f"r={rank}; n=${{SLURMD_NODENAME:-$(hostname)}}; n=${{n%%.*}}; g=; k=0; "
+        'for e in $LIBE_GC_GPU_MAP; do k=$((k+1)); [ "${e%%=*}" = "$n" ] && g=${e#*=}; done; '
+        '[ -n "$g" ] || [ $k -gt 1 ] || g=$LIBE_GC_GPUS; '
+        f'[ -n "$g" ] || {{ echo "{WRAPPER_NAME}: node $n of local rank $r is not among the nodes the task '
+        'claimed GPUs on ($LIBE_GC_GPU_MAP)" >&2; exit 1; }; '
         f"lo=$(( r / {ranks_per_device} * {per_rank} )); hi=$(( lo + {per_rank} )); i=0; d=; "
         "IFS=,; for x in $g; do [ $i -ge $lo ] && [ $i -lt $hi ] && d=${d:+$d,}$x; i=$((i+1)); done; unset IFS; "
         f'[ -n "$d" ] || {{ echo "{WRAPPER_NAME}: local rank $r on $n has no GPU (devices: $g)" >&2; exit 1; }}; '
@@ -316,52 +336,96 @@ def check_task_kind(kind: str, num_gpus: int | None, auto_assign_gpus: bool | No
 # --- endpoint side -------------------------------------------------------------------------------
 
 
-def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
+def claim_devices(
+    gpus: dict[str, t.Any], stop: t.Callable[[], bool] | None = None
+) -> tuple[dict[str, str], list[t.Any]]:
     """Claim ``per_node`` free devices on each node of the running task; hold them until the handles close.
 
     Runs on the endpoint, inside the task's worker (sent by value: builtins and local imports only).
     Each device of a node has a lock file ``<lock dir>/<node>/gpu-<id>.lock``; a device is held
     while its file is ``flock``-ed, so a crashed task frees its devices with its process.  A
     per-node claim lock makes taking several devices atomic; when too few are free the claim
-    waits until a running task ends.
+    waits until a running task ends, at most ``gpus["timeout"]`` seconds.
+
+    The lock folder (``$<lock_dir_env>``, default ``<tmp>/libe-gc-gpus-<uid>``) and its node
+    folders are the user's own, mode 0700: a folder of that name owned by someone else is refused
+    (another user could otherwise hold the locks and block every GPU task), and one of the user's
+    own with wider permissions (from an older version) is narrowed.  Node names are compared as
+    hosts: ``x1`` and ``x1.cluster.org`` are one node (PBS node files list fully qualified names,
+    ``hostname`` and Slurm short ones), ``localhost`` is this host.
 
     Parameters
     ----------
     gpus : dict
-        ``devices``, ``per_node``, ``env`` and ``lock_dir_env``, from :meth:`GpuPlan.runner_args`.
+        ``devices``, ``per_node``, ``env``, ``lock_dir_env`` and ``timeout``, from :meth:`GpuPlan.runner_args`.
+    stop : callable, optional
+        Checked while waiting: when it returns True (the task was killed) the claim gives up at once
+        and returns no devices.
 
     Returns
     -------
     tuple
         Environment for the app (``LIBE_GC_GPUS``, ``LIBE_GC_GPU_MAP`` and, for a serial app, the
-        visible-devices variable) and the open lock files (close them to release the devices).
+        visible-devices variable) and the open lock files (close them to release the devices); an
+        empty environment and no handles when ``stop`` ended the wait.
+
+    Raises
+    ------
+    TimeoutError
+        When the devices did not become free within ``gpus["timeout"]`` seconds.
+    PermissionError
+        When the lock folder is not the user's own.
     """
     import fcntl
     import os
     import socket
+    import stat
     import tempfile
     import time
 
-    host = socket.gethostname()
-    nodes = [n for n in os.environ.get("PARSL_MPI_NODELIST", "").split(",") if n]
-    if not nodes:
-        nodes = [os.environ.get("SLURMD_NODENAME") or host]
+    def node_name(name: str) -> str:
+        if name in ("localhost", "127.0.0.1", "::1"):
+            name = socket.gethostname()
+        if ":" in name or name.replace(".", "").isdigit():
+            return name  # an address: compared whole
+        return name.split(".")[0]
+
+    def own_folder(path: str) -> None:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise PermissionError(
+                f"GPU lock folder {path} is not a folder of this user (uid {os.getuid()}); another user could hold "
+                f"its locks and block every GPU task: remove it, or set {gpus['lock_dir_env']} on the endpoint "
+                "(worker_init) to a folder of your own on node-local storage"
+            )
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.chmod(path, 0o700)
+
+    def lock_file(path: str) -> t.Any:
+        return open(path, "a", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW, 0o600))
+
+    listed = [n for n in os.environ.get("PARSL_MPI_NODELIST", "").split(",") if n]
+    named = listed or [os.environ.get("SLURMD_NODENAME") or socket.gethostname()]
     # One global order (sorted) for claiming on several nodes, so two multi-node tasks never wait on each other.
-    nodes = sorted(dict.fromkeys(host if n in ("localhost", "127.0.0.1") else n for n in nodes))
+    nodes = sorted(dict.fromkeys(node_name(n) for n in named))
     root = os.environ.get(gpus["lock_dir_env"]) or os.path.join(tempfile.gettempdir(), f"libe-gc-gpus-{os.getuid()}")
+    own_folder(root)
+    limit = gpus.get("timeout")
+    deadline = None if limit is None else time.monotonic() + float(limit)
     held: list[t.Any] = []
     chosen: dict[str, list[str]] = {}
     delay = 0.01
     try:
         for node in nodes:
             folder = os.path.join(root, node.replace(os.sep, "_"))
-            os.makedirs(folder, exist_ok=True)
+            own_folder(folder)
             while True:
-                with open(os.path.join(folder, "claim.lock"), "a") as guard:
+                with lock_file(os.path.join(folder, "claim.lock")) as guard:
                     fcntl.flock(guard, fcntl.LOCK_EX)
                     got: list[tuple[str, t.Any]] = []
                     for dev in gpus["devices"]:
-                        fh = open(os.path.join(folder, f"gpu-{dev}.lock"), "a")
+                        fh = lock_file(os.path.join(folder, f"gpu-{dev}.lock"))
                         try:
                             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         except OSError:
@@ -376,6 +440,17 @@ def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
                         break
                     for _, fh in got:
                         fh.close()
+                if stop is not None and stop():
+                    for fh in held:
+                        fh.close()
+                    return {}, []
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"libe-gc: no {gpus['per_node']} free GPU(s) among {list(gpus['devices'])} on node {node} "
+                        f"after {float(limit or 0):g} s: running tasks hold them (locks in {folder}). Run fewer tasks "
+                        "per node (slots_per_node) or ask fewer GPUs per task; the bound is the executor's "
+                        "pending_timeout, else one hour"
+                    )
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
     except BaseException:
@@ -383,8 +458,7 @@ def claim_devices(gpus: dict[str, t.Any]) -> tuple[dict[str, str], list[t.Any]]:
             fh.close()
         raise
     # LIBE_GC_GPUS: the devices of the task's first node (a serial app's, or the wrapper's fallback).
-    listed = [n for n in os.environ.get("PARSL_MPI_NODELIST", "").split(",") if n][:1]
-    head = (host if listed[0] in ("localhost", "127.0.0.1") else listed[0]) if listed else nodes[0]
+    head = node_name(listed[0]) if listed else nodes[0]
     first = ",".join(chosen.get(head, chosen[nodes[0]]))
     env = {
         "LIBE_GC_GPUS": first,

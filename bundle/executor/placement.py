@@ -75,10 +75,13 @@ def block_shape(template: t.Any, options: t.Mapping[str, t.Any] | None) -> Block
         slots = int(template_option(template, options, "slots_per_node") or 1)
         workers = template_option(template, options, "max_workers_per_block")
         return BlockShape(nodes, slots, int(workers) if workers is not None else nodes * slots, True)
-    # The local template: this host outside an allocation, the allocation's nodes inside one.
+    # The local template: this host outside an allocation, the allocation's nodes inside one.  It runs
+    # slots_per_node tasks at once unless max_workers_per_block says otherwise, and outside an allocation
+    # lists this host max_workers_per_block times unless slots_per_node says otherwise.
     hosts = allocation_hosts()
-    workers = int(template_option(template, options, "max_workers_per_block") or 1)
+    explicit_workers = options.get("max_workers_per_block")
     explicit_slots = options.get("slots_per_node")
+    workers = int(explicit_workers or explicit_slots or 1)
     if hosts:
         slots = int(explicit_slots or 1)
     else:

@@ -64,7 +64,7 @@ def run_app(
         Extra environment variables for the app (``LIBENSEMBLE_SIM_DIR``).
     gpus : dict, optional
         The task's GPUs (see ``bundle.executor.gpus``): free devices of its nodes are claimed with
-        ``gpus["claim"]`` before the app starts and released when it ends.
+        ``gpus["claim"]`` before the app starts (a kill ends the wait) and released when it ends.
     script : bool
         ``cmd`` is a script that places ``$PARSL_MPI_PREFIX`` itself (``bundle.executor.scripts``): run it as
         written, as a ``ShellFunction`` (also when ``mpi``, which then only records the launch line).
@@ -106,7 +106,8 @@ def run_app(
     result = None
     held: list[t.Any] = []
     if gpus:
-        gpu_env, held = gpus["claim"](gpus)  # waits until enough devices are free
+        # Waits until enough devices are free (at most gpus["timeout"] s), or until the task is killed.
+        gpu_env, held = gpus["claim"](gpus, lambda: os.path.exists(kill_file))
         if os.path.exists(kill_file):  # killed while it waited for devices
             for handle in held:
                 handle.close()

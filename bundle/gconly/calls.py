@@ -300,7 +300,7 @@ class SimWire:
 
 def sim_outcomes(
     result: t.Any, *, count: int, batched: bool, packed: bool, submitted: float, finished: float
-) -> list[BatchItem]:
+) -> tuple[list[BatchItem], bool]:
     """Return one outcome per sim of a task that returned ``result``.
 
     Parameters
@@ -318,17 +318,18 @@ def sim_outcomes(
 
     Returns
     -------
-    list of tuple
-        ``(ok, value or error text, start, end)``, ``count`` of them.
+    tuple
+        The outcomes, ``(ok, value or error text, start, end)``, ``count`` of them; and whether they
+        are one failure of the whole task (an answer that cannot be read), which counts once.
     """
     if packed:
         try:
             result = SimWire.answer(result)
         except Exception as err:
             text = f"cannot read the result here: {type(err).__name__}: {err}"
-            return [(False, text, submitted, finished)] * count
+            return [(False, text, submitted, finished)] * count, True
     if not batched:
-        return [(True, result, submitted, finished)]
+        return [(True, result, submitted, finished)], False
     if not isinstance(result, list) or len(result) != count:
-        return [(False, f"malformed batch result: {result!r:.200}", submitted, finished)] * count
-    return [t.cast(BatchItem, tuple(item)) for item in result]
+        return [(False, f"malformed batch result: {result!r:.200}", submitted, finished)] * count, True
+    return [t.cast(BatchItem, tuple(item)) for item in result], False

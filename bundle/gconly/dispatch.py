@@ -44,6 +44,7 @@ from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import SimSerializationError, check_mapping, check_serializable, serializer_of
 from bundle.gconly.specs import GCOnlyConfigError
 from bundle.gconly.tasks import RemoteTask, SimOrder, SimTasks, SubmitFailed
+from bundle.wire.remote_cause import error_text
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -234,6 +235,11 @@ class SimDispatcher:
         """End the run with ``err`` (raised in the manager's thread, e.g. by a generator worker's comm)."""
         self._raise_fatal(err)
 
+    def _raise_again(self) -> None:
+        """Raise the error that stopped the run, if one did."""
+        if self.fatal is not None:
+            raise self.fatal
+
     def _start(self, w: int, work: dict[str, t.Any], calc_in: npt.NDArray[t.Any]) -> None:
         libE_info = dict(work["libE_info"])
         libE_info.update(comm=None, executor=None, workerID=w, rset_team=libE_info.get("rset_team", []))
@@ -259,10 +265,10 @@ class SimDispatcher:
         try:
             submit()
         except SubmitFailed as err:
-            for order in err.orders:
+            for i, order in enumerate(err.orders):  # one failure of the whole submission: fail-fast counts it once
                 task = order.task
                 assert task is not None
-                self._fail(order, str(err), task.submitted, task.finished)
+                self._fail(order, str(err), task.submitted, task.finished, count=i == 0)
         except EndpointUnavailableError as err:
             self._raise_fatal(err)
 
@@ -300,14 +306,14 @@ class SimDispatcher:
             fatal = endpoint_failure(err, self.endpoint) or mpi_spec_refusal(err, self.endpoint)
             if fatal is not None:
                 self._raise_fatal(fatal)
-            text = f"{type(err).__name__}: {err}"
+            text = error_text(err)
             if lost_worker_pool(err):
                 report = getattr(self.executor, "lost_block_report", None)
-                text = f"BlockLostError: {block_lost_message('the sim', err, report() if report else '')}\n{text}"
-            for order in live:
-                self._fail(order, text, task.submitted, task.finished)
+                text = f"BlockLostError: {block_lost_message('the sim', err, report() if report else '')}\n\n{text}"
+            for i, order in enumerate(live):  # the task failed as a whole: fail-fast counts it once
+                self._fail(order, text, task.submitted, task.finished, count=i == 0)
             return
-        outcomes = sim_outcomes(
+        outcomes, whole_task = sim_outcomes(
             future.result(),
             count=len(task.orders),
             batched=task.batched,
@@ -315,18 +321,20 @@ class SimDispatcher:
             submitted=task.submitted,
             finished=task.finished,
         )
+        counted = False
         for order, (ok, payload, start, end) in zip(task.orders, outcomes, strict=True):
             if order.done:
                 continue
             if ok:
                 self._succeed(order, payload, start, end)
             else:
-                self._fail(order, str(payload), start, end)
+                self._fail(order, str(payload), start, end, count=not (whole_task and counted))
+                counted = True
 
     def _succeed(self, order: SimOrder, out: object, start: float, end: float) -> None:
         try:
             calc_out, persis_info, calc_status = normalize_sim_output(out, order.work["persis_info"])
-            check_calc_out(calc_out, len(order.work["libE_info"].get("H_rows", [])))
+            check_calc_out(calc_out, len(order.work["libE_info"].get("H_rows", [])), self.out_dtype)
         except SimOutputError as err:
             self._fail(order, str(err), start, end)
             return
@@ -335,7 +343,8 @@ class SimDispatcher:
         if self.failfast is not None:
             self.failfast.succeeded()
 
-    def _fail(self, order: SimOrder, text: str, start: float, end: float) -> None:
+    def _fail(self, order: SimOrder, text: str, start: float, end: float, count: bool = True) -> None:
+        """Answer ``order`` as failed; ``count``: whether fail-fast counts it (once per whole-task failure)."""
         sim_ids = order.rows
         self._log.warning(
             "sim_id %s on virtual worker %d failed (TASK_FAILED):\n%s", sim_ids, order.w, text, extra={"worker": 0}
@@ -343,7 +352,7 @@ class SimDispatcher:
         record_sim_errors(self.errors, self.error_dir, sim_ids, text, self._log)
         self._answer(order, failed_output(self.out_dtype, order.nrows), order.work["persis_info"], TASK_FAILED)
         log_stats(order.w, stats_line(order.work, start, end, TASK_FAILED))
-        if self.failfast is not None:
+        if self.failfast is not None and count:
             try:
                 self.failfast.failed(sim_ids[0] if sim_ids else -1, text)
             except SystematicSimError as err:
@@ -367,8 +376,11 @@ class SimDispatcher:
         """Return whether virtual worker ``w`` has an answer; sleep briefly when all are busy.
 
         The first virtual worker's poll waits (up to ``poll_interval``) for any task to finish
-        when every virtual worker has a task in flight, so the manager does not spin.
+        when every virtual worker has a task in flight, so the manager does not spin.  Once an
+        error has stopped the run, every poll raises it again: the manager's final receive ends at
+        once instead of waiting for the sims still in flight.
         """
+        self._raise_again()
         if self.tasks.pending:
             self._send(self.tasks.flush)
         self._drain()
@@ -392,6 +404,7 @@ class SimDispatcher:
         """
         from libensemble.comms.comms import Timeout
 
+        self._raise_again()
         deadline = None if timeout is None else time.monotonic() + timeout
         while w not in self._answers:
             if w not in self._orders:

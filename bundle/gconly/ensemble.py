@@ -7,7 +7,8 @@ import typing as t
 from libensemble.ensemble import CHANGED_COMMS_WARN
 from libensemble.ensemble import Ensemble as _LibeEnsemble
 
-from bundle.gconly.launch import gc_endpoint_of, run_gconly
+from bundle.gconly.launch import REPORTED, gc_endpoint_of, run_gconly
+from bundle.gconly.normalize import checked_sim_specs
 from bundle.gconly.specs import GCOnlySpecs
 
 if t.TYPE_CHECKING:
@@ -21,7 +22,9 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
     endpoint UUID), :meth:`run` starts no worker process: the generators run in this process (on
     worker threads as a stock run places them, or on the manager with ``gen_on_manager``) and
     each sim is submitted to the endpoint; ``nworkers`` (``LibeSpecs.nworkers`` or ``-n``) is the
-    number of sims in flight (1 when unset).  Otherwise :meth:`run` is libEnsemble's.
+    number of sims in flight (1 when unset).  Otherwise :meth:`run` is libEnsemble's, with each
+    sim's return checked against ``sim_specs["out"]`` in its worker (a mismatch raises
+    :class:`~bundle.gconly.SimOutputError` in the sim, naming the fields).
 
     Parameters
     ----------
@@ -44,6 +47,8 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
     ...                          globus_compute_endpoint="local")  # doctest: +SKIP
     """
 
+    sim_specs: t.Any  # libEnsemble's (a dict or a SimSpecs)
+
     def __init__(self, *args: t.Any, gc_specs: GCOnlySpecs | t.Mapping[str, t.Any] | None = None, **kwargs: t.Any):
         super().__init__(*args, **kwargs)
         self.gc_specs = GCOnlySpecs.coerce(gc_specs)
@@ -58,21 +63,29 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
             ``(H, persis_info, exit_flag)``, as libEnsemble's ``Ensemble.run``.
         """
         if not gc_endpoint_of(self.sim_specs):
-            result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = super().run()
+            given = self.sim_specs
+            self.sim_specs = checked_sim_specs(given)  # each sim's return is checked where it runs
+            try:
+                result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = super().run()
+            finally:
+                self.sim_specs = given
             return result
         if self._libE_specs.comms != self._known_comms:
             raise ValueError(CHANGED_COMMS_WARN)
         persis_info: dict[t.Any, t.Any] = getattr(self, "persis_info", None) or {}
-        out = run_gconly(
-            self.sim_specs,
-            self.gen_specs,
-            self.exit_criteria,
-            persis_info,
-            self.alloc_specs,
-            self._libE_specs,
-            self.H0,
-            gc_specs=self.gc_specs,
-            nworkers=self.nworkers or 1,
-        )
+        try:
+            out = run_gconly(
+                self.sim_specs,
+                self.gen_specs,
+                self.exit_criteria,
+                persis_info,
+                self.alloc_specs,
+                self._libE_specs,
+                self.H0,
+                gc_specs=self.gc_specs,
+                nworkers=self.nworkers or 1,
+            )
+        except REPORTED as err:  # the message says it all: raised without the bundle's frames
+            raise err.with_traceback(None) from None
         self.H, self.persis_info, self.flag, self.sim_errors = out.H, out.persis_info, out.exit_flag, out.sim_errors
         return out.H, out.persis_info, out.exit_flag

@@ -2,9 +2,12 @@
 
 A systematic bug (``NameError``, ``ImportError``, a malformed return) fails every sim; without a
 stop the run burns its whole budget and ends with exit flag 0.  :class:`FailFast` watches the
-first ``gc_specs.fail_fast`` sims to end: when all of them failed with the same error (the last
-line of the remote traceback, digits ignored), the run stops with :class:`SystematicSimError`,
-which quotes that line and says what to change.  One sim that succeeds disarms it for the run.
+first ``gc_specs.fail_fast`` failures and successes: when the first that many all failed with the
+same error (the remote exception's type and message, digits ignored, see
+:mod:`bundle.wire.remote_cause`), the run stops with :class:`SystematicSimError`, which says the
+cause once, what to change for that kind of error, and where the details are.  One sim that
+succeeds disarms it for the run.  A remote task that fails as a whole (its worker pool lost, an
+answer that cannot be read) counts once, however many sims it carried (``batch_size``).
 """
 
 from __future__ import annotations
@@ -16,34 +19,17 @@ import typing as t
 from libensemble.manager import LoggedException
 
 from bundle.errors import BundleError
-from bundle.wire.remote_cause import cause_line, cause_signature
+from bundle.wire.remote_cause import cause_line, cause_signature, hint_for
 
 __all__ = ["FailFast", "cause_line", "failure_summary", "hint_for", "report_failures"]
-
-_HINTS: tuple[tuple[str, str], ...] = (
-    (
-        "NameError",
-        "sim_f reads a name the endpoint does not have: define it (or import it) at module level of the calling "
-        "script before the run starts, or import inside sim_f; see 'What travels to the endpoint' in the docs",
-    ),
-    (
-        "ModuleNotFoundError",
-        "the endpoint's Python cannot import a module sim_f needs: install it there (e.g. in the environment "
-        "worker_init activates), or define sim_f in the calling script so it travels by value",
-    ),
-    ("ImportError", "the endpoint's Python cannot import what sim_f needs: install it (same versions) on the endpoint"),
-    ("SimOutputError", "fix what sim_f returns (see the message above)"),
-    ("returned", "fix what sim_f returns (see the message above)"),
-    ("DeserializationError", "the endpoint refused the task's serializer: check allowed_serializers in the template"),
-)
 
 
 class SystematicSimError(BundleError, LoggedException, RuntimeError):  # type: ignore[misc]  # libensemble is untyped
     """The first sims of a GC-only run all failed with the same error (``gc_specs.fail_fast``).
 
     The run stops early (libEnsemble saves the history first); the message quotes the remote
-    cause and says what to change.  It is also libEnsemble's ``LoggedException``, which a stock run
-    raises when a sim's error stops the manager.
+    cause once, says what to change and where the details are.  It is also libEnsemble's
+    ``LoggedException``, which a stock run raises when a sim's error stops the manager.
 
     Attributes
     ----------
@@ -56,30 +42,23 @@ class SystematicSimError(BundleError, LoggedException, RuntimeError):  # type: i
         self.cause = cause
 
 
-def hint_for(text: str) -> str:
-    """Return what to change for an error text (a generic hint when the error is not a known kind)."""
-    line = cause_line(text)
-    head = line.split(":", 1)[0].strip()
-    for key, hint in _HINTS:
-        if head.endswith(key) or (key == "returned" and line.startswith("sim_f returned")):
-            return hint
-    return "fix sim_f (the remote traceback is in the sim's error file)"
-
-
 class FailFast:
     """Watch the first sims of a run; raise when they all failed with the same error.
 
     Parameters
     ----------
     threshold : int
-        How many of the first sims must fail alike to stop the run; 0 never stops it.
+        How many of the first failures must be alike to stop the run; 0 never stops it.
     error_dir : pathlib.Path
         Where the failed sims' error files are (named in the message).
+    sim_module : str, optional
+        The module ``sim_f`` is defined in (a hint tells it apart from a missing package).
     """
 
-    def __init__(self, threshold: int, error_dir: pathlib.Path) -> None:
+    def __init__(self, threshold: int, error_dir: pathlib.Path, sim_module: str | None = None) -> None:
         self.threshold = threshold
         self.error_dir = error_dir
+        self.sim_module = sim_module
         self._armed = threshold > 0
         self._signatures: list[str] = []
         self._first: tuple[int, str] | None = None
@@ -89,12 +68,19 @@ class FailFast:
         self._armed = False
 
     def failed(self, sim_id: int, text: str) -> None:
-        """Record a failed sim.
+        """Record a failure: of one sim, or of a whole remote task (however many sims it carried).
+
+        Parameters
+        ----------
+        sim_id : int
+            The (first) failed sim, whose error file the message names.
+        text : str
+            The error text.
 
         Raises
         ------
         SystematicSimError
-            When the first ``threshold`` sims to end all failed with the same error.
+            When the first ``threshold`` failures were all alike (once: the watch then disarms).
         """
         if not self._armed:
             return
@@ -107,13 +93,17 @@ class FailFast:
         self._signatures.append(sig)
         if len(self._signatures) < self.threshold:
             return
+        self._armed = False
         first_id, first_text = self._first
         line = cause_line(first_text)
+        error_file = (self.error_dir / f"sim_{first_id}.txt").resolve()
+        alike = "the first sim" if self.threshold == 1 else f"the first {self.threshold} failures"
         raise SystematicSimError(
-            f"GC-only run stopped early: the first {self.threshold} sims all failed with the same error on the "
-            f"endpoint:\n    {line}\nWhat to change: {hint_for(first_text)}.\nThe full remote traceback is in "
-            f"{(self.error_dir / f'sim_{first_id}.txt').resolve()}. To let a run go on despite failing sims, set "
-            "gc_specs.fail_fast=0.",
+            f"GC-only run stopped early: {alike} all had the same error on the endpoint:\n"
+            f"    {line}\n"
+            f"Hint: {hint_for(first_text, own_module=self.sim_module)}.\n"
+            f"Details: the remote traceback is in {error_file} (one file per failed sim), the run's log in "
+            "ensemble.log. To let a run go on despite failing sims, set gc_specs.fail_fast=0.",
             cause=line,
         )
 

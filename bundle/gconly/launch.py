@@ -172,7 +172,9 @@ def run_gconly(
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)
-    dispatcher.failfast = FailFast(gc.fail_fast, error_dir)
+    dispatcher.failfast = FailFast(
+        gc.fail_fast, error_dir, sim_module=getattr(_user_function(sim_d), "__module__", None)
+    )
     if plan is not None and ep_name != LOCAL:
         dispatcher.reattach = Reattach(executor, plan, endpoint)
     journal = None
@@ -340,6 +342,10 @@ def _run_manager(
                 close()
 
     libE_d = manager_args[6]
+    quiet = _QuietOnceStopped(dispatcher)
+    handlers = _stderr_handlers()
+    for handler in handlers:
+        handler.addFilter(quiet)
     try:
         H, persis_out, flag = manager(*manager_args, on_cleanup=cleanup)
     except Exception as exc:  # LoggedException, or whatever libEnsemble's abort dump raised meanwhile
@@ -359,7 +365,43 @@ def _run_manager(
         raise
     finally:
         cleanup()
+        for handler in handlers:
+            handler.removeFilter(quiet)
     return H, persis_out, flag
+
+
+class _QuietOnceStopped(logging.Filter):
+    """Keep libEnsemble's own abort report off stderr once the run stopped with an error the bundle reports.
+
+    When the dispatcher stops the run (fail-fast, an unavailable endpoint), libEnsemble's manager
+    logs the exception's traceback and its abort lines, and the bundle then raises the same error
+    to the caller: on the console the cause would appear several times.  ``ensemble.log`` keeps
+    every record; only the stderr copies are dropped, and only after the bundle's error was set.
+    """
+
+    def __init__(self, dispatcher: SimDispatcher) -> None:
+        super().__init__()
+        self.dispatcher = dispatcher
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.dispatcher.fatal is None
+
+
+def _stderr_handlers() -> list[logging.Handler]:
+    """Return the console handlers libEnsemble's manager logging set up (not its log files)."""
+    from libensemble.comms.logs import LogConfig
+
+    logger = logging.getLogger(LogConfig.config.name)
+    return [h for h in logger.handlers if type(h) is logging.StreamHandler]
+
+
+def _user_function(sim_d: t.Mapping[str, t.Any]) -> t.Any:
+    """Return the user's function of ``sim_specs``: ``sim_f``, or the gest-api ``simulator``."""
+    return sim_d.get("simulator") or sim_d.get("sim_f")
+
+
+REPORTED = (SystematicSimError, EndpointUnavailableError)
+"""Errors that stop a run and say all there is to say: raised to the caller without the bundle's frames."""
 
 
 def _stop_generator_thread(exc: BaseException, timeout: float = 10.0) -> None:
@@ -414,6 +456,9 @@ def libE(
 ) -> tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int]:
     """Run ``libE()``, in GC-only mode when ``sim_specs.globus_compute_endpoint`` is set.
 
+    Otherwise libEnsemble's own ``libE()`` runs, with each sim's return checked against
+    ``sim_specs["out"]`` where the sim runs (:class:`~bundle.gconly.normalize.CheckedSim`).
+
     Parameters
     ----------
     sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
@@ -440,15 +485,21 @@ def libE(
         from libensemble import specs as lspecs
         from libensemble.libE import libE as stock_libE
 
+        from bundle.gconly.normalize import checked_sim_specs
+
         kwargs: dict[str, t.Any] = {"persis_info": {} if persis_info is None else persis_info, "H0": H0}
         if alloc_specs is not None:
             kwargs["alloc_specs"] = alloc_specs
         if libE_specs is not None:
             kwargs["libE_specs"] = libE_specs
         gen = lspecs.GenSpecs() if gen_specs is None else gen_specs
-        result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = stock_libE(sim_specs, gen, exit_criteria, **kwargs)
+        checked = checked_sim_specs(sim_specs)  # each sim's return is checked where it runs
+        result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = stock_libE(checked, gen, exit_criteria, **kwargs)
         return result
-    H, persis_out, flag, _, _ = run_gconly(
-        sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0, gc_specs=gc_specs
-    )
+    try:
+        H, persis_out, flag, _, _ = run_gconly(
+            sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0, gc_specs=gc_specs
+        )
+    except REPORTED as err:  # the message says it all: raised without the bundle's frames
+        raise err.with_traceback(None) from None
     return H, persis_out, flag

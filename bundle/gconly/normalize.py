@@ -15,6 +15,7 @@ worker's ``len(out) == 2`` test would split it into two rows), and NumPy integer
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import typing as t
 
@@ -86,8 +87,43 @@ def normalize_sim_output(out: object, persis_info: dict[str, t.Any]) -> SimResul
     return result
 
 
-def check_calc_out(calc_out: object, nrows: int) -> None:
-    """Refuse a ``calc_out`` that libEnsemble's manager would crash on (it aborts the whole run).
+def _fields(dtype: np.dtype[t.Any]) -> str:
+    """``[('f', float64), ...]``: the fields of a structured dtype as a message names them."""
+    names = dtype.names or ()
+    return "[" + ", ".join(f"({name!r}, {dtype[name]})" for name in names) + "]"
+
+
+def check_out_fields(calc_out: npt.NDArray[t.Any], out_dtype: npt.DTypeLike | None) -> None:
+    """Refuse an ``H_o`` whose fields are not the ones ``sim_specs["out"]`` declares.
+
+    libEnsemble's manager adds a field it does not know to the history as a new column and leaves
+    the declared ones at zero, so such a return would look like a sim that worked.
+
+    Parameters
+    ----------
+    calc_out : numpy.ndarray
+        A structured ``H_o``.
+    out_dtype : dtype-like or None
+        ``sim_specs["out"]`` (None: nothing declared, nothing checked).
+
+    Raises
+    ------
+    SimOutputError
+        Naming the fields expected and the fields returned.
+    """
+    if out_dtype is None:
+        return
+    expected = np.dtype(out_dtype)
+    got = calc_out.dtype
+    if set(got.names or ()) != set(expected.names or ()):
+        raise SimOutputError(
+            f"sim_f returned H_o with fields {_fields(got)}, but sim_specs['out'] declares {_fields(expected)}; "
+            "return np.zeros(len(H), dtype=sim_specs['out']) filled in"
+        )
+
+
+def check_calc_out(calc_out: object, nrows: int, out_dtype: npt.DTypeLike | None = None) -> None:
+    """Refuse a ``calc_out`` that libEnsemble's manager would crash on, or would record wrongly.
 
     Parameters
     ----------
@@ -95,11 +131,14 @@ def check_calc_out(calc_out: object, nrows: int) -> None:
         The normalized ``H_o``.
     nrows : int
         Rows in the work order.
+    out_dtype : dtype-like, optional
+        ``sim_specs["out"]``: the fields ``H_o`` must have (see :func:`check_out_fields`).
 
     Raises
     ------
     SimOutputError
-        When ``calc_out`` is not a NumPy structured array with one row per work-order row.
+        When ``calc_out`` is not a NumPy structured array with one row per work-order row and the
+        declared fields.
     """
     if calc_out is None:
         return
@@ -113,6 +152,7 @@ def check_calc_out(calc_out: object, nrows: int) -> None:
             f"sim_f returned H_o with {len(calc_out) if calc_out.ndim else 0} rows for a work order of {nrows} "
             f"row(s); return one row per row of H (np.zeros(len(H), dtype=sim_specs['out']))"
         )
+    check_out_fields(calc_out, out_dtype)
 
 
 def failed_output(out_dtype: npt.DTypeLike | None, nrows: int) -> npt.NDArray[t.Any] | None:
@@ -141,3 +181,67 @@ def failed_output(out_dtype: npt.DTypeLike | None, nrows: int) -> npt.NDArray[t.
         if np.issubdtype(base, np.floating) or np.issubdtype(base, np.complexfloating):
             out[name] = np.nan
     return out
+
+
+class CheckedSim:
+    """A ``sim_f`` whose return is checked against ``sim_specs["out"]`` where it runs (a libEnsemble worker).
+
+    :class:`bundle.Ensemble` and :func:`bundle.libE` run a sim that is not sent to an endpoint
+    (executor mode, or any stock run) through this wrapper: an ``H_o`` with other fields than
+    ``sim_specs["out"]`` declares raises :class:`SimOutputError` in the sim, naming both, instead of
+    landing in the history as new columns beside declared ones left at zero.
+
+    Parameters
+    ----------
+    sim_f : callable
+        The user's ``sim_f``; called with as many of ``(H, persis_info, sim_specs, libE_info)`` as it takes.
+    """
+
+    def __init__(self, sim_f: t.Callable[..., t.Any]) -> None:
+        self.sim_f = sim_f
+        self.nparams = len(inspect.signature(sim_f).parameters)
+        self.__name__ = getattr(sim_f, "__name__", type(sim_f).__name__)
+        self.__qualname__ = getattr(sim_f, "__qualname__", self.__name__)
+
+    def __repr__(self) -> str:
+        return f"CheckedSim({self.sim_f!r})"
+
+    def __call__(self, H: t.Any, persis_info: t.Any, sim_specs: t.Any, libE_info: t.Any) -> t.Any:
+        """Call ``sim_f`` and check the fields of the ``H_o`` it returns.
+
+        Raises
+        ------
+        SimOutputError
+            When ``H_o``'s fields are not the ones ``sim_specs["out"]`` declares.
+        """
+        out = self.sim_f(*(H, persis_info, sim_specs, libE_info)[: self.nparams])
+        calc_out = out[0] if isinstance(out, (tuple, list)) and out else out
+        declared = sim_specs.get("out") if isinstance(sim_specs, t.Mapping) else None
+        if declared and isinstance(calc_out, np.ndarray) and calc_out.dtype.names is not None:
+            check_out_fields(calc_out, [tuple(field) for field in declared])
+        return out
+
+
+def checked_sim_specs(sim_specs: t.Any) -> t.Any:
+    """Return ``sim_specs`` (a dict or libEnsemble's ``SimSpecs``) with its ``sim_f`` wrapped in :class:`CheckedSim`.
+
+    Parameters
+    ----------
+    sim_specs : dict or SimSpecs or None
+        As given to ``libE()`` or ``Ensemble``; returned unchanged without a ``sim_f`` (a gest-api
+        ``simulator``, whose outputs libEnsemble builds itself) or when already wrapped.
+
+    Returns
+    -------
+    dict or SimSpecs
+        A copy; the caller's object is not changed.
+    """
+    if isinstance(sim_specs, t.Mapping):
+        sim_f = sim_specs.get("sim_f")
+        if callable(sim_f) and not isinstance(sim_f, CheckedSim):
+            return {**sim_specs, "sim_f": CheckedSim(sim_f)}
+        return sim_specs
+    sim_f = getattr(sim_specs, "sim_f", None)
+    if callable(sim_f) and not isinstance(sim_f, CheckedSim) and hasattr(sim_specs, "model_copy"):
+        return sim_specs.model_copy(update={"sim_f": CheckedSim(sim_f)})
+    return sim_specs

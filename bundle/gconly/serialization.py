@@ -95,11 +95,16 @@ def ship_checked(serializer: ComputeSerializer, what: str, fn: t.Callable[..., t
     Raises
     ------
     SimSerializationError
-        Naming every global ``fn`` reads that would be undefined on the endpoint.
+        Naming every global ``fn`` reads that would be undefined on the endpoint, or what cannot be
+        shipped (:class:`bundle.wire.shipping.ShippingError`).
     """
-    from bundle.wire.shipping import remote_name_problems, ship
+    from bundle.wire.shipping import ShippingError, remote_name_problems, ship
 
-    shipped = ship(fn)
+    try:
+        shipped = ship(fn)
+    except ShippingError as err:
+        message = f"{what} cannot be sent to the endpoint (nothing was submitted): {err}."
+        raise SimSerializationError(message, what=what) from None
     problems = remote_name_problems(shipped, type(serializer.code_serializer).__name__)
     if problems:
         raise SimSerializationError(

@@ -63,3 +63,30 @@ def run_gpu_probe(H, persis_info, sim_specs, libE_info):
     output["start"] = min((float(rank["start"]) for rank in lines), default=np.nan)
     output["end"] = max((float(rank["end"]) for rank in lines), default=np.nan)
     return output, persis_info, WORKER_DONE if task.state == "FINISHED" and len(lines) == ranks else TASK_FAILED
+
+
+def run_timed_probe(H, persis_info, sim_specs, libE_info):
+    """Launch the GPU probe as ``sim_specs["user"]`` says (ranks, GPUs, seconds); record when it ran and on what."""
+    user = sim_specs["user"]
+    task = libE_info["executor"].submit(
+        app_name="gpu_probe",
+        app_args=f"--sleep {user['seconds']}",
+        num_procs=user["num_procs"],
+        num_gpus=user.get("num_gpus"),
+    )
+    task.wait(timeout=300)
+    lines = [dict(kv.split("=", 1) for kv in line.split()) for line in task.read_stdout().splitlines() if line]
+    output = np.zeros(1, dtype=sim_specs["out"])
+    output["ranks"] = len(lines)
+    output["devices"] = ";".join(rank["cuda"] for rank in lines)
+    output["start"] = min((float(rank["start"]) for rank in lines), default=np.nan)
+    output["end"] = max((float(rank["end"]) for rank in lines), default=np.nan)
+    return output, persis_info, WORKER_DONE if task.state == "FINISHED" else TASK_FAILED
+
+
+def run_with_other_fields(H, persis_info, sim_specs, libE_info):
+    """Compose a launch (dry run), then return a field ``sim_specs["out"]`` does not declare (``F``, not ``energy``)."""
+    task = libE_info["executor"].submit(app_name="probe", num_procs=1, dry_run=True)
+    output = np.zeros(1, dtype=[("F", np.float32)])
+    output["F"] = len(task.runline)
+    return output, persis_info

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 from libensemble import Ensemble
 from libensemble.alloc_funcs.give_sim_work_first import give_sim_work_first
 from libensemble.executors.executor import Executor
@@ -18,6 +19,7 @@ from libensemble.gen_funcs.sampling import uniform_random_sample
 from libensemble.specs import AllocSpecs, ExitCriteria, GenSpecs, LibeSpecs, SimSpecs
 from libensemble.tools import add_unique_random_streams
 
+from bundle import Ensemble as BundleEnsemble
 from bundle import GlobusComputeExecutor
 from bundle.endpoints.local import reaper
 from bundle.executor.remote import MARKER_ENV
@@ -66,7 +68,7 @@ def test_forces_history_identical_to_mpi_executor(forces_app, tmp_path, monkeypa
     mpi.register_app(full_path=str(forces_app), app_name="forces")
     h_mpi = _forces_ensemble(mpi, comms, tmp_path / "mpi")
 
-    gce = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
+    gce = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
     gce.register_app(full_path=str(forces_app), app_name="forces")
     h_gc = _forces_ensemble(gce, comms, tmp_path / "gc")
 
@@ -86,7 +88,7 @@ def test_forces_history_identical_to_mpi_executor(forces_app, tmp_path, monkeypa
 def test_threads_comms_each_worker_keeps_its_identity(mpi_probe, tmp_path, monkeypatch):
     """On threads comms the workers share one executor object: each still submits as itself."""
     monkeypatch.chdir(tmp_path)
-    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
     exctr.register_app(full_path=str(mpi_probe), app_name="probe")
     n = 8
     ens = Ensemble(
@@ -107,10 +109,72 @@ def test_threads_comms_each_worker_keeps_its_identity(mpi_probe, tmp_path, monke
     assert len(set(done["sim_worker"])) > 1, "the sims should have been spread over several workers"
 
 
+def test_threads_comms_with_sim_dirs_each_sim_reads_its_own_output(forces_app, tmp_path, monkeypatch):
+    """The forces example's set-up on threads comms: each sim's task runs in, and the sim reads, its own sim dir.
+
+    libEnsemble's threaded workers change directory into their sim dirs; the process has one working
+    directory, so without care a task (and the sim reading ``forces.stat``) lands in another sim's folder and
+    the relative ``ensemble_dir_path`` nests (``ensemble/sim0001/ensemble/sim0002``).
+    """
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
+    exctr.register_app(full_path=str(forces_app), app_name="forces")
+    n = 8
+    H0 = given_rows(n)
+    H0["x"][:, 0] = 100 + 20 * np.arange(n)  # particles (and the app's random seed): a different energy per sim
+    ens = Ensemble(
+        executor=exctr,
+        libE_specs=LibeSpecs(
+            comms="threads",
+            nworkers=3,
+            gen_on_manager=True,
+            sim_dirs_make=True,
+            ensemble_dir_path="./ensemble",
+            disable_resource_manager=True,
+        ),
+        sim_specs=SimSpecs(sim_f=sims.run_forces, inputs=["x"], outputs=[("energy", float)], user={"num_procs": 1}),
+        exit_criteria=ExitCriteria(sim_max=n),
+        H0=H0,
+    )
+    H, _, flag = ens.run()
+    assert flag == 0
+    done = H[H["sim_ended"]]
+    assert len(done) == n and np.all(np.isfinite(done["energy"])), done[["sim_id", "energy"]]
+    ensemble = tmp_path / "ensemble"
+    assert sorted(p.name for p in ensemble.iterdir()) == [f"sim{i:04d}" for i in range(n)]
+    nested = [str(p.relative_to(tmp_path)) for p in ensemble.rglob("*") if p.is_dir() and p.parent != ensemble]
+    assert nested == [], f"sim directories nested in each other: {nested}"
+    for row in done:
+        sim_dir = ensemble / f"sim{int(row['sim_id']):04d}"
+        (out,) = sim_dir.glob("libe_task_forces_*.out")  # this sim's task ran here, and only it
+        assert f"Particles: {int(row['x'][0])}" in out.read_text(), (sim_dir, out.read_text()[:200])
+        assert float((sim_dir / "forces.stat").read_text().split()[-1]) == row["energy"], sim_dir
+
+
+def test_bundle_ensemble_refuses_a_sim_return_with_other_fields(mpi_probe, tmp_path, monkeypatch):
+    """Executor mode through bundle.Ensemble: a return whose fields differ from sim_specs["out"] stops the run.
+
+    libEnsemble's own Ensemble would add ``F`` to the history as a new column and leave ``energy`` at 0.
+    """
+    monkeypatch.chdir(tmp_path)
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
+    exctr.register_app(full_path=str(mpi_probe), app_name="probe")
+    specs = SimSpecs(sim_f=sims.run_with_other_fields, inputs=["x"], outputs=[("energy", float)])
+    ens = BundleEnsemble(
+        executor=exctr, libE_specs=executor_libe_specs(2), sim_specs=specs, exit_criteria=ExitCriteria(sim_max=2)
+    )
+    ens.H0 = given_rows(2)
+    with pytest.raises(
+        Exception, match=r"fields \[\('F', float32\)\], but sim_specs\['out'\] declares \[\('energy', float64\)\]"
+    ):
+        ens.run()
+    assert ens.sim_specs is specs  # the caller's specs are left as they were
+
+
 def test_manager_kill_reaches_a_running_task(mpi_probe, tmp_path, monkeypatch):
     """wallclock_max ends the run while a sim's app runs: the manager's signal stops the app."""
     monkeypatch.chdir(tmp_path)
-    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2, "max_workers_per_block": 2})
+    exctr = GlobusComputeExecutor("local", user_endpoint_config={"slots_per_node": 2})
     exctr.register_app(full_path=str(mpi_probe), app_name="probe")
     H0 = given_rows(2)
     H0["x"] = [[600.0], [600.0]]

@@ -220,6 +220,53 @@ def test_remote_workdir_never_escapes_its_folder(tmp_path, monkeypatch):
     assert exctr.submit(app_name="a", dry_run=True).workdir == "/remote/run1/elsewhere-sim7"
 
 
+def _script_function(source: str, name: str, **globals_: object):
+    """A function whose module is __main__, as the calling script's are."""
+    namespace: dict[str, object] = {"__name__": "__main__", **globals_}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def test_a_python_task_is_fixed_at_submit_and_a_shipping_failure_is_a_submit_time_error(tmp_path, monkeypatch):
+    """The SDK serializes later, in its own thread: it gets a copy made in submit; what cannot go raises there."""
+    from bundle.errors import TaskSerializationError
+
+    real = globus_compute_sdk.Executor
+    inst = mock.create_autospec(real, instance=True)
+    inst.register_function.return_value = "fn-run-python"
+    inst.resource_specification = None
+    fake = mock.create_autospec(real, return_value=inst)
+    monkeypatch.chdir(tmp_path)
+    table = [1.0, 2.0]
+    scaled = _script_function("def scaled(x, extra):\n    return sum(TABLE) * x + sum(extra)\n", "scaled", TABLE=table)
+    fact = _script_function(
+        "def make():\n    def fact(n):\n        return 1 if n < 2 else n * fact(n - 1)\n    return fact\n", "make"
+    )()
+    unbound = _script_function("def make():\n    def f(x):\n        return g(x)\n    return f\n    g = abs\n", "make")()
+    try:
+        with mock.patch("globus_compute_sdk.Executor", fake):
+            exctr = GlobusComputeExecutor(EP, template="local")
+            extra = [10.0]
+            task = exctr.submit(func=scaled, args=(2.0, extra))
+            table.append(100.0)  # after submit, before the SDK's thread would serialize
+            extra.append(100.0)
+            fn, args, kwargs, _ = inst.submit_to_registered_function.call_args.kwargs["args"]
+            assert fn(*args, **kwargs) == 3.0 * 2.0 + 10.0, "the task sees the values of submit time"
+            assert task.state != "FAILED_TO_START"
+            # a nested recursive function travels (it once ran out of stack here and failed to start)
+            rec = exctr.submit(func=fact, args=(5,))
+            fn, args, kwargs, _ = inst.submit_to_registered_function.call_args.kwargs["args"]
+            assert rec.state != "FAILED_TO_START" and fn(*args) == 120
+            # what cannot be shipped is the caller's error at submit: no task, fail-fast untouched
+            before = len(exctr.list_of_tasks)
+            with pytest.raises(TaskSerializationError, match=r"reads 'g' from its enclosing function.*no value yet"):
+                exctr.submit(func=unbound, args=(1,))
+            assert len(exctr.list_of_tasks) == before
+            assert inst.submit_to_registered_function.call_count == 2
+    finally:
+        GCSession.clear()
+
+
 SCRIPT = "set -e\nmkdir -p run_{n}\ncd run_{n}\nexport OMP_NUM_THREADS=2\n$PARSL_MPI_PREFIX /apps/forces.x 10\n"
 
 

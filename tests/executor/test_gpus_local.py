@@ -37,7 +37,7 @@ def exctr(gpu_probe, tmp_path_factory):
         "local",
         user_endpoint_config={
             "gpus_per_node": 4,
-            "max_workers_per_block": SLOTS,
+            "slots_per_node": SLOTS,
             "worker_init": f"export {LOCK_DIR_ENV}={locks}",
         },
         local_options={"start_timeout": 300},

@@ -112,9 +112,9 @@ def test_first_script_works_then_a_systematic_bug_stops_the_run_early(tmp_path: 
     assert "nothing was submitted" in precheck[0] and not (tmp_path / "typo" / "gconly_sim_errors").exists()
     # 4. the systematic bug: non-zero exit, the remote cause and what to change on the console, history saved
     assert proc.returncode != 0 and "NOT REACHED" not in out
-    assert "SystematicSimError: GC-only run stopped early: the first 5 sims all failed" in after, after
-    assert "sim_f returned a str where H_o belongs" in after
-    assert "What to change:" in after and "gc_specs.fail_fast=0" in after
+    assert "SystematicSimError: GC-only run stopped early: the first 5 failures all had the same error" in after
+    assert after.count("sim_f returned a str where H_o belongs") == 1, after
+    assert "Hint: fix what sim_f returns" in after and "gc_specs.fail_fast=0" in after
     saved = list((tmp_path / "broken").glob("libE_history_at_abort_*.npy"))
     assert saved and f"History saved in {saved[0]}" in after
     H = np.load(saved[0])
@@ -128,8 +128,12 @@ def test_fail_fast_needs_the_first_sims_to_fail_alike(tmp_path: pathlib.Path) ->
     with pytest.raises(SystematicSimError) as info:
         watch.failed(2, "NameError: name 'np' is not defined")
     assert info.value.cause == "NameError: name 'np' is not defined"
-    assert "first 3 sims" in str(info.value) and str(tmp_path / "sim_0.txt") in str(info.value)
-    assert "import inside sim_f" in str(info.value)
+    assert "first 3 failures" in str(info.value) and str(tmp_path / "sim_0.txt") in str(info.value)
+    assert "import it inside sim_f" in str(info.value)
+    again = FailFast(1, tmp_path)
+    with pytest.raises(SystematicSimError):
+        again.failed(0, "NameError: name 'np' is not defined")
+    again.failed(1, "NameError: name 'np' is not defined")  # said once: the watch is disarmed
 
     mixed = FailFast(3, tmp_path)
     mixed.failed(0, "ValueError: bad point 17")
@@ -153,9 +157,10 @@ def test_hints_and_summary_name_the_cause() -> None:
     assert cause_line("Traceback (most recent call last):\n  ...\nImportError: cannot import name 'x'\n\n") == (
         "ImportError: cannot import name 'x'"
     )
-    assert "install it" in hint_for("ModuleNotFoundError: No module named 'scipy'")
+    assert "install the package" in hint_for("ModuleNotFoundError: No module named 'scipy'")
     assert "returns" in hint_for("sim_f returned a str where H_o belongs; return a NumPy structured array")
     assert "DeserializationError" not in hint_for("ZeroDivisionError: division by zero")
-    line = failure_summary({7: "x\nValueError: no", 3: "y\nKeyError: 'f'"}, 20, pathlib.Path("errs"))
+    tb = 'Traceback (most recent call last):\n  File "s.py", line 1, in sim\n'
+    line = failure_summary({7: tb + "ValueError: no", 3: tb + "KeyError: 'f'"}, 20, pathlib.Path("errs"))
     assert line.startswith("libe-gc: 2 of 20 sims failed; first (sim_id 3): KeyError: 'f'; see ")
     assert "\n" not in line and failure_summary({}, 20, pathlib.Path("errs")) == ""

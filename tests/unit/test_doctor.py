@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import platform
+import subprocess
 from unittest import mock
 
 import globus_compute_sdk
+import pytest
 
 from bundle.cli import doctor
 
@@ -106,3 +108,56 @@ def test_cloud_endpoint_metadata_through_the_real_client_signature():
     client.get_endpoint_metadata.side_effect = RuntimeError("network down")
     (failed,) = doctor.check_endpoint(ep, None, client=client)
     assert failed.status == doctor.FAIL and "login" in failed.fix
+
+
+def _fake_tool(folder, name: str, output: str, code: int = 0) -> None:
+    tool = folder / name
+    tool.write_text(f"#!/bin/sh\n/bin/cat <<'EOF'\n{output}\nEOF\nexit {code}\n")
+    tool.chmod(0o755)
+
+
+QSTAT_Q = """Queue              Max   Tot Ena Str   Que   Run   Hld   Wat   Trn   Ext Type
+---------------- ----- ----- --- --- ----- ----- ----- ----- ----- ----- ----
+debug                0     0 yes yes     0     0     0     0     0     0 Exec
+prod                 0     0 yes yes     0     0     0     0     0     0 Rout"""
+
+
+def test_a_partition_or_queue_is_checked_against_the_scheduler_that_answers(tmp_path, monkeypatch):
+    _fake_tool(tmp_path, "sinfo", "debug\nlong")
+    _fake_tool(tmp_path, "qstat", QSTAT_Q)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (bad,) = doctor.check_scheduler_names({"partition": "nosuch"})
+    assert bad.status == doctor.FAIL and "no partition 'nosuch'" in bad.found and "debug, long" in bad.found
+    assert "sinfo" in bad.fix
+    assert doctor.check_scheduler_names({"partition": "long"})[0].status == doctor.OK
+    (queue,) = doctor.check_scheduler_names({"queue": "nosuch"})
+    assert queue.status == doctor.FAIL and "debug, prod" in queue.found and "qstat -Q" in queue.fix
+    assert doctor.check_scheduler_names({"queue": "prod@server"})[0].status == doctor.OK
+    assert doctor.check_scheduler_names({"account": "m1"}) == []
+    # a scheduler that does not answer (or none at all): said, not failed
+    _fake_tool(tmp_path, "sinfo", "slurm_load_partitions: Unable to contact slurm controller", code=1)
+    (unchecked,) = doctor.check_scheduler_names({"partition": "nosuch"})
+    assert unchecked.status == doctor.OK and "not checked" in unchecked.found
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert "not checked" in doctor.check_scheduler_names({"queue": "q"})[0].found
+
+
+def test_doctor_refuses_a_partition_this_slurm_does_not_have():
+    """On a machine whose Slurm answers (the CI cluster has partition 'debug'), a made-up one fails the doctor."""
+    import shutil
+
+    if shutil.which("sinfo") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        pytest.skip("no Slurm answers here")
+    from click.testing import CliRunner
+
+    from bundle.cli import main
+
+    listed = subprocess.run(["sinfo", "-h", "-a", "-o", "%R"], capture_output=True, text=True).stdout.split()
+    out = CliRunner().invoke(
+        main, ["doctor", "--template", "slurm", "--option", "partition=nosuch"], env={"COLUMNS": "250"}
+    )
+    assert out.exit_code == 1 and "partition nosuch" in out.output and "has no partition 'nosuch'" in out.output
+    good = CliRunner().invoke(
+        main, ["doctor", "--template", "slurm", "--option", f"partition={listed[0]}"], env={"COLUMNS": "250"}
+    )
+    assert f"partition {listed[0]}" in good.output and "has no partition" not in good.output

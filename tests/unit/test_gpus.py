@@ -292,3 +292,130 @@ def test_multi_node_claims_take_nodes_in_one_order_and_map_each_node(tmp_path, m
     assert env_b["LIBE_GC_GPU_MAP"] == "n1=2,3 n2=2,3"
     for fh in held_a + held_b:
         fh.close()
+
+
+def _claim_args(**extra) -> dict:
+    return {
+        "devices": ["0", "1"],
+        "per_node": 2,
+        "env": "CUDA_VISIBLE_DEVICES",
+        "lock_dir_env": gpus.LOCK_DIR_ENV,
+        **extra,
+    }
+
+
+def test_lock_folders_are_the_users_own_and_a_foreign_one_is_refused(tmp_path, monkeypatch):
+    import stat
+    import tempfile
+
+    monkeypatch.delenv(gpus.LOCK_DIR_ENV, raising=False)
+    monkeypatch.setenv("PARSL_MPI_NODELIST", "localhost")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the default folder goes under <tmp>
+    _, held = claim_devices(_claim_args())
+    root = tmp_path / f"libe-gc-gpus-{os.getuid()}"
+    (node,) = list(root.iterdir())
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700 and stat.S_IMODE(node.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in node.iterdir()} == {0o600}
+    for fh in held:
+        fh.close()
+    # a folder of ours left with wider permissions is narrowed
+    root.chmod(0o755)
+    _, held = claim_devices(_claim_args())
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    for fh in held:
+        fh.close()
+    # a folder of that name made by someone else (who could hold every lock) is refused, saying what to do
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o777)
+    os.chown(foreign, 65534, 65534)
+    monkeypatch.setenv(gpus.LOCK_DIR_ENV, str(foreign))
+    if os.getuid() == 65534:
+        pytest.skip("runs as the user the foreign folder belongs to")
+    with pytest.raises(PermissionError, match=f"not a folder of this user.*{gpus.LOCK_DIR_ENV}"):
+        claim_devices(_claim_args())
+
+
+def _holding_all(tmp_path, monkeypatch) -> list:
+    monkeypatch.setenv(gpus.LOCK_DIR_ENV, str(tmp_path / "locks"))
+    monkeypatch.setenv("PARSL_MPI_NODELIST", "localhost")
+    _, held = claim_devices(_claim_args())
+    return held
+
+
+def test_a_claim_gives_up_after_its_bound_with_an_error_naming_the_node(tmp_path, monkeypatch):
+    held = _holding_all(tmp_path, monkeypatch)
+    outcome: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            claim_devices(_claim_args(timeout=0.5))
+        except BaseException as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=claim, daemon=True)
+    t0 = time.monotonic()
+    waiter.start()
+    waiter.join(timeout=20)
+    for fh in held:
+        fh.close()
+    assert not waiter.is_alive(), "the claim must give up after its bound"
+    (err,) = outcome
+    assert isinstance(err, TimeoutError) and time.monotonic() - t0 < 5
+    assert "no 2 free GPU(s)" in str(err) and "after 0.5 s" in str(err) and "slots_per_node" in str(err)
+    ex = GlobusComputeExecutor(uuid.uuid4(), template="polaris", user_endpoint_config={"account": "P"})
+    gp, _ = plan(ex.gpu_layout, "polaris", 1, False, False, {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}, True)
+    assert gp is not None and gp.runner_args()["timeout"] == gpus.CLAIM_TIMEOUT
+    assert gp.runner_args(120)["timeout"] == 120.0
+
+
+def test_a_task_killed_while_it_waits_for_devices_returns_at_once(tmp_path, monkeypatch):
+    """The runner's kill file ends the wait for devices, not only a wait that already succeeded."""
+    from bundle.executor.remote import KILL_FILE, portable
+
+    held = _holding_all(tmp_path, monkeypatch)
+    run_app = portable("run_app")
+    work = tmp_path / "task"
+    work.mkdir()
+    result: list = []
+    args = {**_claim_args(timeout=60), "claim": portable_claim()}
+    waiter = threading.Thread(
+        target=lambda: result.append(run_app("true", False, str(work), "out", "err", None, "m1", 10, {}, args)),
+        daemon=True,
+    )
+    waiter.start()
+    time.sleep(0.5)
+    assert not result, "every device is held: the task waits"
+    t0 = time.monotonic()
+    (work / KILL_FILE.format(marker="m1")).write_text("")
+    waiter.join(timeout=20)
+    for fh in held:
+        fh.close()
+    assert not waiter.is_alive() and time.monotonic() - t0 < 5
+    assert result[0].returncode == 143 and result[0].exception_name == "KilledBeforeStart"
+
+
+def test_short_and_fully_qualified_node_names_are_one_host_and_a_mismatch_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv(gpus.LOCK_DIR_ENV, str(tmp_path))
+    args = {**_claim_args(), "devices": ["0", "1", "2", "3"]}
+    monkeypatch.setenv("PARSL_MPI_NODELIST", "x1.cluster.org,x2.cluster.org")
+    env_a, held_a = claim_devices(args)
+    monkeypatch.setenv("PARSL_MPI_NODELIST", "x1,x2")  # the same nodes, named short: the same locks
+    env_b, held_b = claim_devices(args)
+    assert env_a["LIBE_GC_GPU_MAP"] == "x1=0,1 x2=0,1" and env_b["LIBE_GC_GPU_MAP"] == "x1=2,3 x2=2,3"
+    for fh in held_a + held_b:
+        fh.close()
+    script = wrapper_script("CUDA_VISIBLE_DEVICES", 1, 1)
+    multi = {"MPI_LOCALRANKID": "1", "LIBE_GC_GPUS": "0,1", "LIBE_GC_GPU_MAP": "x1=0,1 x2=2,3"}
+    assert _wrapper_sees(script, {**multi, "SLURMD_NODENAME": "x2.cluster.org"}) == "3"
+    assert _wrapper_sees(script, {**multi, "SLURMD_NODENAME": "x2"}) == "3"
+    clean = {k: v for k, v in os.environ.items() if k not in gpus.LOCAL_RANK_VARS}
+    out = subprocess.run(
+        ["sh", "-c", script, gpus.WRAPPER_NAME, "true"],
+        env={**clean, **multi, "SLURMD_NODENAME": "x9"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1 and "node x9 of local rank 1 is not among the nodes" in out.stderr, out.stderr
+    # a one-node task needs no name: its ranks are all on its node
+    assert _wrapper_sees(script, {"MPI_LOCALRANKID": "1", "LIBE_GC_GPUS": "4,5", "LIBE_GC_GPU_MAP": "n1=4,5"}) == "5"

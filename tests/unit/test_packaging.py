@@ -49,3 +49,28 @@ def test_non_editable_install_finds_data_with_importlib_resources(wheel, tmp_pat
     assert configs.startswith(str(env_dir)) and configs.endswith("site-packages/bundle/endpoint_configs")
     assert jobscripts.endswith("site-packages/bundle/jobscripts")
     assert set(names.split(",")) >= {"local", "slurm", "pbs", "perlmutter", "frontier", "polaris", "aurora"}
+
+
+def test_the_readmes_docs_build_command_works_after_the_install_it_names(wheel):
+    """The README names an install for building the docs; that extra brings Sphinx and what docs/conf.py loads."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r'Build it with `python3 -m pip install "\.\[(\w+)\]"`, then `python3 -m sphinx -b html', readme)
+    assert found, "the README's docs build line names the install that brings Sphinx"
+    extra = found.group(1)
+    metadata = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("METADATA")))
+        .decode()
+    )
+    brought = {
+        re.split(r"[<>=!~; \[]", line.split(":", 1)[1].strip())[0].lower()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and f"extra == '{extra}'" in line.replace('"', "'")
+    }
+    conf = (ROOT / "docs" / "conf.py").read_text()
+    needed = {"sphinx"}
+    needed |= {"myst-parser"} if "myst_parser" in conf else set()
+    needed |= {name} if (name := re.search(r'html_theme = "(\w+)"', conf).group(1)) != "alabaster" else set()
+    assert needed <= brought, f"extra [{extra}] brings {sorted(brought)}; docs/conf.py needs {sorted(needed)}"

@@ -32,6 +32,8 @@ def test_local_template_outside_an_allocation_is_one_node(monkeypatch):
     for var in ("PBS_NODEFILE", "SLURM_JOB_NODELIST", "SLURM_NODELIST"):
         monkeypatch.delenv(var, raising=False)
     assert block_shape(get_template("local"), {"max_workers_per_block": 4}) == BlockShape(1, 4, 4, False)
+    # slots_per_node alone: this host listed k times, k tasks at once
+    assert block_shape(get_template("local"), {"slots_per_node": 3}) == BlockShape(1, 3, 3, False)
 
 
 def test_local_template_inside_an_allocation_uses_its_nodes(monkeypatch, tmp_path):
@@ -39,6 +41,7 @@ def test_local_template_inside_an_allocation_uses_its_nodes(monkeypatch, tmp_pat
     nodefile.write_text("a\na\nb\nc\n")
     monkeypatch.setenv("PBS_NODEFILE", str(nodefile))
     assert block_shape(get_template("local"), {"max_workers_per_block": 2}) == BlockShape(3, 1, 2, False)
+    assert block_shape(get_template("local"), {"slots_per_node": 2}) == BlockShape(3, 2, 2, False)
     exctr = GlobusComputeExecutor("local", user_endpoint_config={"max_workers_per_block": 2})
     exctr.register_app("/apps/forces.x", app_name="forces")
     task = exctr.submit(app_name="forces", num_nodes=3, procs_per_node=1, dry_run=True)

@@ -7,6 +7,8 @@ import sys
 import textwrap
 import types
 
+import pytest
+
 from bundle.wire.shipping import global_names, remote_name_problems, ship
 
 # A calling script: module-level import, constant, another function, decorator; it writes the SDK serializer's
@@ -157,3 +159,132 @@ def test_a_run_reuses_the_earlier_copy_while_the_globals_are_the_same():
     changed = ship_checked(ser, "sim_f", fn)
     assert changed is not first and changed(1) == 3.0 and first(1) == 2.0
     assert ship_checked(ser, "sim_f", len) is len
+
+
+# A calling script whose functions reach others of the script through a list, a dict of tuples, a partial, a
+# nested recursive function, a task argument and a default; it writes ship()'s payload (or the refusal) of each.
+CASES = textwrap.dedent(
+    """
+    import functools
+    import json
+    import sys
+
+    import numpy as np
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+    from bundle.wire.shipping import ship
+
+    SCALE = 2.0
+
+    def helper(x):
+        return SCALE * np.sum(np.asarray(x))
+
+    OPS = [helper]
+    TABLE = {"h": (helper,)}
+
+    def via_list(x):
+        return OPS[0](x)
+
+    def via_dict(x):
+        return TABLE["h"][0](x)
+
+    def via_default(x, fn=helper):
+        return fn(x)
+
+    def calls(fn, x):
+        return fn(x)
+
+    def make():
+        def fact(n):
+            return 1 if n < 2 else n * fact(n - 1)
+        return fact
+
+    cases = {
+        "list": via_list,
+        "dict": via_dict,
+        "default": via_default,
+        "partial": functools.partial(calls, helper),
+        "nested recursion": make(),
+    }
+    ser, out = ComputeSerializer(), {}
+    for name, fn in cases.items():
+        try:
+            out[name] = ser.serialize(ship(fn))
+        except Exception as err:
+            out[name] = f"refused {type(err).__name__}"
+    json.dump(out, open(sys.argv[1], "w"))
+    """
+)
+
+RUN_CASES = textwrap.dedent(
+    """
+    import json
+    import sys
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+    ser = ComputeSerializer()
+    for name, payload in json.load(open(sys.argv[1])).items():
+        if payload.startswith("refused"):
+            print(name, payload)
+            continue
+        try:
+            print(name, ser.deserialize(payload)(3))
+        except Exception as err:
+            print(name, type(err).__name__, err)
+    """
+)
+
+
+def test_functions_reached_through_containers_partials_defaults_and_nested_recursion_travel(tmp_path):
+    """Each case runs in a fresh interpreter (the endpoint's side): no NameError there, no RecursionError here."""
+    (tmp_path / "driver.py").write_text(CASES)
+    (tmp_path / "remote.py").write_text(RUN_CASES)
+    payloads = tmp_path / "payloads.json"
+    subprocess.run([sys.executable, "driver.py", str(payloads)], check=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "remote.py", str(payloads)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    got = {}
+    for line in out.stdout.splitlines():
+        for name in ("list", "dict", "default", "partial", "nested recursion"):
+            if line.startswith(name + " "):
+                got[name] = line[len(name) + 1 :]
+    assert got == {"list": "6.0", "dict": "6.0", "default": "6.0", "partial": "6.0", "nested recursion": "6"}, got
+
+
+def test_an_empty_closure_cell_and_unlooked_containers_are_refused_naming_the_way_out():
+    import collections
+
+    from bundle.wire.shipping import ShippingError
+
+    maker = _main_function(
+        "def outer():\n    def f(x):\n        return g(x)\n    return f\n    g = abs\n",
+        "outer",
+    )
+    with pytest.raises(ShippingError, match=r"reads 'g' from its enclosing function, where it has no value yet"):
+        ship(maker())
+    helper = _main_function("def helper(x):\n    return x\n", "helper")
+    odd = _main_function("def sim(x):\n    return ODD['h'](x)\n", "sim", ODD=collections.OrderedDict(h=helper))
+    with pytest.raises(ShippingError, match=r"OrderedDict that contains a function of the calling script"):
+        ship(odd)
+    # a list that holds itself and a function: the copy keeps the cycle
+    loop: list[object] = []
+    loop += [loop, helper]
+    copy = ship(_main_function("def sim(x):\n    return LOOP[1](x)\n", "sim", LOOP=loop))
+    shipped = copy.__globals__["LOOP"]
+    assert shipped is not loop and shipped[0] is shipped and shipped[1] is not helper and copy(5) == 5
+    # data that reaches no function of the script is not copied
+    data = {"a": [1, 2, 3]}
+    assert ship(_main_function("def sim(x):\n    return DATA\n", "sim", DATA=data)).__globals__["DATA"] is data
+
+
+def test_names_missing_behind_a_partial_or_a_list_are_named_before_sending():
+    helper = _main_function("def helper(x):\n    return x * MISSING\n", "helper")
+    import functools
+
+    (problem,) = remote_name_problems(ship(functools.partial(helper, 2)))
+    assert "'MISSING'" in problem and "helper" in problem
+    sim = _main_function("def sim(x):\n    return OPS[0](x)\n", "sim", OPS=[helper])
+    (problem,) = remote_name_problems(ship(sim))
+    assert "'MISSING'" in problem and "in the global 'OPS' of sim" in problem

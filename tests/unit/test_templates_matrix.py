@@ -197,3 +197,19 @@ def test_free_text_is_placed_on_its_own_lines_between_bundle_sections():
             "worker_init"
         ]
         assert re.search(r"(^|\n)echo one\necho two\n", worker_init), (name, worker_init)
+
+
+@pytest.mark.parametrize("name", [n for n in TEMPLATES if "slots_per_node" in get_template(n).schema["properties"]])
+@pytest.mark.parametrize("slots", [2, 4])
+def test_slots_per_node_alone_runs_that_many_tasks_per_node(name, slots):
+    """``slots_per_node: k`` alone: every node of a block is listed k times and k tasks per node run at once."""
+    tmpl = get_template(name)
+    nodes = int(tmpl.schema["properties"].get("nodes_per_block", {}).get("default", 1))
+    doc = yaml.safe_load(tmpl.render({**_required(name), "slots_per_node": slots}))
+    assert doc["engine"]["max_workers_per_block"] == nodes * slots
+    assert f"seq 1 {slots}" in doc["engine"]["provider"]["worker_init"]
+    # the same engine as with both options set (what the benchmarks and tests used to write)
+    both = yaml.safe_load(
+        tmpl.render({**_required(name), "slots_per_node": slots, "max_workers_per_block": nodes * slots})
+    )
+    assert both == doc

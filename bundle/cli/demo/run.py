@@ -110,7 +110,7 @@ def executor_phase(cfg: DemoConfig, progress: t.Any) -> PhaseResult:
 
     options = dict(cfg.options)
     if cfg.endpoint == "local":  # defaults the template refuses next to the user's options are left out
-        defaults = {"slots_per_node": cfg.workers, "max_workers_per_block": cfg.workers}
+        defaults = {"slots_per_node": cfg.workers}
         options = with_accepted_defaults(cfg.template or "local", options, defaults)
     exctr = GlobusComputeExecutor(cfg.endpoint, template=cfg.template, user_endpoint_config=options)
     exctr.register_app(full_path=MPI_APP, app_name="objective")

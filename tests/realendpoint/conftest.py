@@ -1,0 +1,411 @@
+"""The real endpoint in the loop: RabbitMQ, a stand-in for the Globus Compute web service, and the real daemon.
+
+Session fixtures, each started only when a test asks for it:
+
+* ``rabbitmq``: the broker (``.ci/rabbitmq.sh up`` when it is not running; root only) and a virtual
+  host of this session's own, deleted at the end (with every queue in it); the broker is stopped again
+  only if this session started it.
+* ``gc_service``: the stand-in (``service.py``) on ``localhost:5000``, the address of the SDK's
+  built-in ``local`` environment.  The port is fixed, so one session at a time holds it (a lock file).
+* ``real_endpoint``: what a site user does, run as a subprocess: ``libe-gc endpoint configure NAME
+  --template local --contact-email ...`` then ``globus-compute-endpoint start NAME`` (in the
+  foreground, in a session of its own); ready once the service sees its heartbeat.  At the end
+  ``globus-compute-endpoint stop NAME``, and a check that no process of it (daemon, user endpoints,
+  interchanges, worker pools) and no consumer on its queues is left.
+
+Tests reach the services through the environment a user would set (``local_services`` fixture):
+``GLOBUS_SDK_ENVIRONMENT=local``, ``GLOBUS_SDK_SERVICE_URL_AUTH`` (the stand-in answers Globus Auth's
+client-credentials login) and ``GLOBUS_COMPUTE_CLIENT_ID`` / ``_SECRET``.
+
+Without root (and with ``CI`` unset) these tests skip, saying why; under ``CI`` a missing tool fails them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+import urllib.error
+import urllib.request
+import uuid
+
+import psutil
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RABBITMQ_SH = ROOT / ".ci" / "rabbitmq.sh"
+SERVICE = pathlib.Path(__file__).with_name("service.py")
+BIN = pathlib.Path(sys.executable).parent
+SERVICE_URL = "http://localhost:5000"
+SERVICE_LOCK = pathlib.Path("/run/libe-gc-gc-service.lock")
+NODE = "rabbit@localhost"
+
+
+SDK_SOCKET_WARNINGS = (
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
+    "ignore:unclosed <socket.socket:ResourceWarning",
+)
+"""The SDK Executor's result watcher stops its pika ioloop but never closes it; pika leaves the loop's
+wake-up socket pair to the garbage collector, which warns whenever it collects one during a test."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this folder talks to the real SDK: tolerate its unclosed wake-up sockets (only those)."""
+    here = pathlib.Path(__file__).parent
+    for item in items:
+        if here in pathlib.Path(str(item.fspath)).parents:
+            for spec in SDK_SOCKET_WARNINGS:
+                item.add_marker(pytest.mark.filterwarnings(spec))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> t.NoReturn:
+    if _in_ci():
+        pytest.fail(f"real-endpoint tests must run in CI, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+    """Run ``rabbitmqctl -q -n rabbit@localhost ARGS``; return its output."""
+    proc = subprocess.run(
+        ["rabbitmqctl", "-q", "-n", NODE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+@dataclasses.dataclass(frozen=True)
+class Broker:
+    """This session's virtual host on the broker."""
+
+    vhost: str
+    url: str
+
+    def queues(self) -> dict[str, int]:
+        """Queue name -> number of consumers, in this virtual host."""
+        out = rabbitmqctl("list_queues", "-p", self.vhost, "--no-table-headers", "name", "consumers")
+        found = {}
+        for line in out.splitlines():
+            name, _, consumers = line.rpartition("\t")
+            if name:
+                found[name] = int(consumers)
+        return found
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> t.Iterator[Broker]:
+    """A running broker and a virtual host of this session's own (deleted afterwards, queues and all)."""
+    if os.geteuid() != 0:
+        _unavailable("starting RabbitMQ (.ci/rabbitmq.sh up) needs root")
+    if shutil.which("rabbitmq-server") is None and shutil.which("apt-get") is None:
+        _unavailable("RabbitMQ is not installed and there is no apt-get to install it")
+    was_up = subprocess.run(["bash", str(RABBITMQ_SH), "status"], capture_output=True).returncode == 0
+    if not was_up:
+        started = time.monotonic()
+        proc = subprocess.run(["bash", str(RABBITMQ_SH), "up"], capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            _unavailable(f".ci/rabbitmq.sh up failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        print(f"\nRabbitMQ up in {time.monotonic() - started:.1f} s")
+    vhost = f"libe-gc-{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield Broker(vhost, f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+        left = [line for line in rabbitmqctl("list_vhosts", "--no-table-headers").split() if line == vhost]
+        if not was_up:
+            subprocess.run(["bash", str(RABBITMQ_SH), "down"], capture_output=True, timeout=300)
+    assert left == [], f"virtual host {vhost} (and its queues) left on the broker"
+
+
+@dataclasses.dataclass(frozen=True)
+class GCService:
+    """The running stand-in and the identity it serves."""
+
+    url: str
+    client_id: str
+    client_secret: str
+    broker: Broker
+    log: pathlib.Path
+
+    def env(self, compute_dir: pathlib.Path) -> dict[str, str]:
+        """The variables a user sets to reach these services with a client identity."""
+        return {
+            "GLOBUS_SDK_ENVIRONMENT": "local",
+            "GLOBUS_SDK_SERVICE_URL_AUTH": f"{self.url}/",
+            "GLOBUS_COMPUTE_CLIENT_ID": self.client_id,
+            "GLOBUS_COMPUTE_CLIENT_SECRET": self.client_secret,
+            "GLOBUS_COMPUTE_USER_DIR": str(compute_dir),
+        }
+
+    def get(self, path: str) -> t.Any:
+        """GET a route of the stand-in; return the decoded JSON."""
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/version", timeout=2):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop_process(proc: subprocess.Popen[t.Any], timeout: float = 20) -> None:
+    """SIGTERM ``proc`` (then SIGKILL) and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+@pytest.fixture(scope="session")
+def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[GCService]:
+    """The stand-in for the Globus Compute web service on localhost:5000 (one session at a time)."""
+    with contextlib.ExitStack() as stack:
+        lock = stack.enter_context(SERVICE_LOCK.open("w"))
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail("another test session held the Globus Compute stand-in's port for 600 s")
+                time.sleep(2)
+        if _answers(SERVICE_URL):
+            pytest.fail(f"something else answers on {SERVICE_URL}; the stand-in needs that address")
+        folder = tmp_path_factory.mktemp("gc-service")
+        service = GCService(SERVICE_URL, str(uuid.uuid4()), uuid.uuid4().hex, rabbitmq, folder / "service.log")
+        cmd = [sys.executable, str(SERVICE), "--amqp-url", rabbitmq.url, "--port", "5000"]
+        cmd += ["--client-id", service.client_id, "--client-secret", service.client_secret]
+        log = stack.enter_context(service.log.open("w"))
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, close_fds=True)
+        stack.callback(stop_process, proc)
+        deadline = time.monotonic() + 60
+        while not _answers(SERVICE_URL):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Globus Compute stand-in did not start:\n{service.log.read_text()}")
+            time.sleep(0.2)
+        yield service
+
+
+@pytest.fixture
+def local_services(gc_service: GCService, tmp_path: pathlib.Path) -> t.Iterator[dict[str, str]]:
+    """This test's environment points the SDK at the stand-in, with the client identity it knows."""
+    env = gc_service.env(tmp_path / "sdk")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield env
+        # The SDK keeps a task group's result watcher (and its AMQP connection) after Executor.shutdown,
+        # until the interpreter exits; stop them while the services still answer.
+        from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+
+        for watcher in list(_RESULT_WATCHERS.values()):
+            watcher.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclasses.dataclass
+class RealEndpoint:
+    """A template-capable endpoint started with ``globus-compute-endpoint start``."""
+
+    name: str
+    endpoint_id: str
+    ep_dir: pathlib.Path
+    compute_dir: pathlib.Path
+    env: dict[str, str]
+    proc: subprocess.Popen[t.Any]
+    service: GCService
+    started_at: float
+
+    def user_endpoints(self) -> list[psutil.Process]:
+        """The user endpoint processes the daemon started (its children)."""
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.Error:
+            return []
+        return [p for p in children if "uep." in " ".join(_cmdline(p))]
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this endpoint: the daemon, its descendants, and blocks run from its folders."""
+        found: dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            daemon = psutil.Process(self.proc.pid)
+            if daemon.status() != psutil.STATUS_ZOMBIE:
+                found[daemon.pid] = daemon
+            for child in daemon.children(recursive=True):
+                found[child.pid] = child
+        marker = str(self.compute_dir)
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if marker in " ".join(proc.cmdline()):
+                    found[proc.pid] = proc
+                    for child in proc.children(recursive=True):
+                        found[child.pid] = child
+        return [p for p in found.values() if _alive(p)]
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def run_cli(cmd: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a command line as a user would, failing the test with its output if it fails."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_online(service: GCService, endpoint_id: str, proc: subprocess.Popen[t.Any], log: pathlib.Path) -> None:
+    """Wait until the service reports the endpoint online (its first heartbeat arrived)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"globus-compute-endpoint start exited ({proc.returncode}):\n{log.read_text()}")
+        with contextlib.suppress(urllib.error.URLError):
+            if service.get(f"/v2/endpoints/{endpoint_id}/status")["status"] == "online":
+                return
+        time.sleep(0.5)
+    pytest.fail(f"endpoint {endpoint_id} did not come online within 120 s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def endpoint_from_template(
+    gc_service: GCService, home: pathlib.Path, name: str, template: str, options: t.Sequence[str] = ()
+) -> t.Iterator[RealEndpoint]:
+    """What a site user does: ``libe-gc endpoint configure NAME --template T`` then ``globus-compute-endpoint start``.
+
+    Parameters
+    ----------
+    gc_service : GCService
+        The running stand-in.
+    home : pathlib.Path
+        A folder for the endpoint (its ``GLOBUS_COMPUTE_USER_DIR``) and the daemon's output.
+    name : str
+        The endpoint's name.
+    template : str
+        The bundled template.
+    options : sequence of str
+        ``key=value`` endpoint defaults (``--option``).
+
+    Yields
+    ------
+    RealEndpoint
+        Once the service sees the daemon's heartbeat.  Afterwards ``globus-compute-endpoint stop NAME``, and
+        checks that no process of it is left and nothing consumes its queues.
+    """
+    compute_dir = home / "globus_compute"
+    env = {**os.environ, **gc_service.env(compute_dir), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [str(BIN / "libe-gc"), "endpoint", "configure", name, "--template", template]
+    cmd += [arg for option in options for arg in ("--option", option)]
+    # As root, `globus-compute-endpoint start` refuses to run without a contact address in config.yaml.
+    run_cli([*cmd, "--contact-email", "root@localhost"], env)
+    ep_dir = compute_dir / name
+    # As root the daemon starts user endpoints with a cleared environment (HOME=/root); the endpoint's
+    # user_environment.yaml, the administrator's file for this, keeps their folders beside the endpoint's.
+    (ep_dir / "user_environment.yaml").write_text(f"GLOBUS_COMPUTE_USER_DIR: {compute_dir}\n")
+    log_path = home / f"{name}-start.log"
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        # Foreground, in a session of its own: the daemon ends by signalling its whole process group.
+        proc = subprocess.Popen(
+            [str(BIN / "globus-compute-endpoint"), "start", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    # Reaped as soon as it exits: `globus-compute-endpoint stop` waits for the daemon's pid to vanish, and
+    # a child of this process that nobody reaps stays a zombie under that pid (the stop then times out).
+    threading.Thread(target=proc.wait, name="endpoint-reaper", daemon=True).start()
+    endpoint: RealEndpoint | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (ep_dir / "endpoint.json").is_file():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"globus-compute-endpoint start did not register:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        endpoint_id = json.loads((ep_dir / "endpoint.json").read_text())["endpoint_id"]
+        wait_online(gc_service, endpoint_id, proc, log_path)
+        print(f"\nendpoint {name} ({endpoint_id}) online {time.monotonic() - started:.1f} s after start")
+        endpoint = RealEndpoint(name, endpoint_id, ep_dir, compute_dir, env, proc, gc_service, started)
+        yield endpoint
+    finally:
+        before = endpoint.processes() if endpoint else []
+        titles = " ".join(" ".join(_cmdline(p)) for p in before)  # user endpoint ids, while they run
+        stop = subprocess.run(
+            [str(BIN / "globus-compute-endpoint"), "stop", name],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        _gone, left = psutil.wait_procs(before, timeout=60)
+        left += [p for p in endpoint.processes() if p not in left] if endpoint else []
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert not left, "processes of the endpoint left after globus-compute-endpoint stop:\n" + "\n".join(
+        " ".join(_cmdline(p)) or p.name() for p in left
+    )
+    # The daemon's command queue and its user endpoints' task queues: nobody may still listen on them
+    # (the broker drops a consumer when it notices its connection closed: allow it a moment).
+    ep_id = endpoint.endpoint_id if endpoint else "-"
+    ueps = re.findall(rf"uep\.{ep_id}\.([0-9a-f-]{{36}})", titles)
+    ours = {f"{ep_id}.commands", *(f"{uep}.tasks" for uep in ueps)}
+    deadline = time.monotonic() + 30
+    while True:
+        queues = gc_service.broker.queues()
+        consumed = {q: n for q, n in queues.items() if n and q in ours}
+        if not consumed or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    holders = subprocess.run(["ss", "-tnpH", "dport", "=", ":5672"], capture_output=True, text=True).stdout
+    assert not consumed, f"queues still consumed after the endpoint stopped: {consumed}\nAMQP clients:\n{holders}"
+
+
+@pytest.fixture(scope="session")
+def real_endpoint(gc_service: GCService, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[RealEndpoint]:
+    """An endpoint configured from the ``local`` template and started with ``globus-compute-endpoint start``."""
+    with endpoint_from_template(gc_service, tmp_path_factory.mktemp("site"), "libe-gc-local", "local") as endpoint:
+        yield endpoint
