@@ -21,6 +21,7 @@ from globus_compute_sdk.serialize import ComputeSerializer
 from bundle.errors import TemplateOptionError
 from bundle.gconly import SimSerializationError
 from bundle.gconly.launch import run_gconly
+from bundle.processes.thread_cwd import own_working_directory
 from tests.gconly import sims
 from tests.gconly.helpers import run_specs, run_with, uniform_specs
 
@@ -28,12 +29,16 @@ EP = "6f3fa8a6-8a3b-4c64-9a8f-0ad4d3f6f1d1"
 
 
 class FakeCloud:
-    """Runs registered functions on serialized-then-deserialized arguments in a small pool."""
+    """Runs registered functions on serialized-then-deserialized arguments in a small pool.
+
+    Each thread of the pool has a working directory of its own, as an endpoint's worker process has:
+    GC-only's runner changes into the sim's directory there.
+    """
 
     def __init__(self, lose: t.Callable[[tuple[t.Any, ...]], bool] = lambda args: False) -> None:
         self.serializer = ComputeSerializer()
         self.functions: dict[str, t.Callable[..., t.Any]] = {}
-        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+        self.pool = concurrent.futures.ThreadPoolExecutor(2, initializer=own_working_directory)
         self.lose = lose
         self.submitted = 0
         self.lock = threading.Lock()
@@ -66,6 +71,7 @@ class FakeCloud:
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any) -> t.Iterator[tuple[mock.Mock, FakeCloud]]:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "endpoint-home"))  # sims run under ~/libe_gc_runs on a UUID endpoint
     fake = FakeCloud()
     instance = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
     instance.register_function.side_effect = fake.register

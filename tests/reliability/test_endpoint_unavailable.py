@@ -104,6 +104,7 @@ def _api_error(status: int, code: str, message: str) -> globus_sdk.GlobusAPIErro
 @pytest.fixture
 def cloud(monkeypatch, tmp_path) -> t.Iterator[tuple[mock.Mock, rh.FakeService]]:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "endpoint-home"))  # sims run under ~/libe_gc_runs on a UUID endpoint
     fake = rh.FakeService()
     instance = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
     instance.register_function.side_effect = fake.register
