@@ -2,9 +2,11 @@
 # A multi-node Slurm cluster on this one machine, for the tests in tests/slurm/.
 #
 #   .ci/slurm.sh up             install (Debian packages, only if missing), configure and start munged,
-#                               slurmctld and one slurmd per node (n1 ... nK); wait until every node is idle
+#                               MariaDB and slurmdbd (accounting), slurmctld and one slurmd per node (n1 ... nK);
+#                               wait until every node is idle and accounting answers
 #   .ci/slurm.sh down           stop the daemons this script started
-#   .ci/slurm.sh status         exit 0 if every node is idle, mixed or allocated
+#   .ci/slurm.sh status         exit 0 if every node is idle, mixed or allocated and accounting answers (`sacct -X`);
+#                               says which of the two does not hold
 #   .ci/slurm.sh nodes          print the node names, one per line
 #   .ci/slurm.sh stop-node N    take node N away as a node failure would: stop its slurmd, mark it down in
 #                               slurmctld, kill the job steps running on it (their slurmstepd and processes)
@@ -16,7 +18,16 @@
 # as Slurm GRES: character devices (Slurm refuses regular files) that nothing reads, so Slurm's GPU binding
 # (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, ZE_AFFINITY_MASK) can be tested without a GPU.
 #
-# Needs root and apt-get (Debian/Ubuntu).  Idempotent: running "up" twice is cheap.
+# Accounting as at the centers: slurmdbd stores jobs in MariaDB, so `sacct` answers, and Parsl's SlurmProvider
+# reads job states with sacct (a job ended by a node failure is NODE_FAIL, not a job squeue no longer lists).
+# Both listen on loopback only: MariaDB on its Unix socket and no TCP port (--skip-networking); slurmdbd on
+# 127.0.0.1:6819.  slurmdbd binds the address its host name resolves to (CommunicationParameters=NoInAddrAny;
+# DbdAddr does not choose the listening address), so it runs in a UTS namespace of its own whose host name is
+# "localhost".  Where namespaces are refused it uses this machine's host name when that resolves to 127.0.0.1,
+# and otherwise listens on every address (the script says so).
+#
+# Needs root and apt-get (Debian/Ubuntu).  Idempotent: running "up" twice is cheap, and "up" on a cluster an
+# older version of this script started adds what is missing (accounting) and restarts slurmctld.
 set -euo pipefail
 
 HOST="$(hostname -s)"
@@ -29,6 +40,13 @@ LOGS=/var/log/slurm
 GPU_DIR="$STATE/stand-in-gpus"
 FIRST_PORT=17001
 MARK="libe-gc-bundle multi-node"
+CLUSTER=libegc
+DB_RUN=/run/mysqld
+DB_SOCKET="$DB_RUN/mysqld.sock"
+DB_PIDFILE="$DB_RUN/mysqld.pid"
+DB_NAME=slurm_acct_db
+DBD_PORT=6819
+DBD_PIDFILE=/run/slurmdbd.pid
 
 log() { echo "slurm.sh: $*" >&2; }
 
@@ -48,23 +66,32 @@ cluster_ready() {
   done
 }
 
+accounting_answers() {  # sacct answers as Parsl's SlurmProvider asks it (accounting storage enabled, slurmdbd up)
+  command -v sacct >/dev/null 2>&1 && sacct -X --noheader >/dev/null 2>&1
+}
+
+accounting_configured() {
+  grep -qx 'AccountingStorageType=accounting_storage/slurmdbd' "$CONF_DIR/slurm.conf" 2>/dev/null
+}
+
 install_packages() {
   local missing=()
-  for cmd in munged slurmctld slurmd sbatch; do
+  for cmd in munged slurmctld slurmd sbatch slurmdbd mariadbd mariadb; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
   done
   if (( ${#missing[@]} )); then
-    log "installing munge and slurm (missing: ${missing[*]})"
+    log "installing munge, slurm, slurmdbd and mariadb (missing: ${missing[*]})"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends munge slurmctld slurmd slurm-client >/dev/null
+    # Debian's policy-rc.d in containers keeps the packages' services from starting; this script starts them.
+    apt-get install -y -qq --no-install-recommends munge slurmctld slurmd slurm-client slurmdbd mariadb-server >/dev/null
   fi
 }
 
-write_if_changed() {  # write $2 to file $1; remember when something changed
+write_if_changed() {  # write $2 to file $1; set the variable named $3 (CONFIG_CHANGED by default) when it changed
   if [[ ! -f "$1" ]] || [[ "$(cat "$1")" != "$2" ]]; then
     printf '%s\n' "$2" > "$1"
-    CONFIG_CHANGED=1
+    printf -v "${3:-CONFIG_CHANGED}" 1
   fi
 }
 
@@ -91,6 +118,10 @@ make_gpus() {
   done
 }
 
+node_layout() {  # the lines of slurm.conf that say which nodes exist (a change needs slurmctld -c)
+  grep -E '^(NodeName|PartitionName|GresTypes)=' "$CONF_DIR/slurm.conf" 2>/dev/null || true
+}
+
 write_config() {
   mkdir -p "$CONF_DIR" "$STATE/slurmctld" "$LOGS" /run/munge /var/log/munge /var/lib/munge
   local i node_lines="" last=$((GPUS_PER_NODE - 1)) gres_line=""
@@ -103,9 +134,11 @@ write_config() {
   if (( GPUS_PER_NODE > 0 )); then
     gres_line="NodeName=n[1-${NODES}] Name=gpu File=${GPU_DIR}/nvidia[0-${last}]"
   fi
+  local layout
+  layout="$(node_layout)"
   write_if_changed "$CONF_DIR/slurm.conf" "$(cat <<CONF
 # Written by ${MARK} .ci/slurm.sh: ${NODES} nodes, all on this machine.
-ClusterName=libegc
+ClusterName=${CLUSTER}
 SlurmctldHost=${HOST}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
@@ -126,7 +159,9 @@ GresTypes=gpu
 MpiDefault=pmi2
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=${DBD_PORT}
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
@@ -136,7 +171,10 @@ ${node_lines%$'\n'}
 PartitionName=debug Nodes=n[1-${NODES}] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 )"
-  write_if_changed "$CONF_DIR/gres.conf" "$gres_line"
+  write_if_changed "$CONF_DIR/gres.conf" "$gres_line" LAYOUT_CHANGED
+  if [[ "$(node_layout)" != "$layout" ]]; then
+    LAYOUT_CHANGED=1
+  fi
   if [[ ! -s /etc/munge/munge.key ]]; then
     log "creating munge key"
     mkdir -p /etc/munge
@@ -147,19 +185,106 @@ CONF
   chmod 0400 /etc/munge/munge.key
 }
 
+dbd_binding() {  # how slurmdbd is kept on loopback: "namespace", "hostname" or "any" (see the header)
+  if unshare --uts true 2>/dev/null; then
+    echo namespace
+  elif [[ "$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk 'NR == 1 {print $1}')" == 127.* ]]; then
+    echo hostname
+  else
+    echo any
+  fi
+}
+
+write_dbd_config() {
+  DBD_BINDING="$(dbd_binding)"
+  local comm=""
+  if [[ "$DBD_BINDING" != any ]]; then
+    comm="CommunicationParameters=NoInAddrAny"
+  else
+    log "warning: no UTS namespace and $(hostname) does not resolve to 127.0.0.1: slurmdbd listens on every address"
+  fi
+  # The database is reached over MariaDB's Unix socket as its root user (unix_socket authentication: slurmdbd
+  # runs as root), so no password is stored anywhere.
+  write_if_changed "$CONF_DIR/slurmdbd.conf" "$(cat <<CONF
+# Written by ${MARK} .ci/slurm.sh: Slurm accounting on this machine, loopback only.
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=${DBD_PORT}
+${comm}
+SlurmUser=root
+PidFile=${DBD_PIDFILE}
+LogFile=${LOGS}/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=${DB_NAME}
+CONF
+)" DBD_CONFIG_CHANGED
+  chmod 0600 "$CONF_DIR/slurmdbd.conf"
+}
+
 pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-stop_pidfile() {  # stop the daemon whose pid file is $1
+stop_pidfile() {  # stop the daemon whose pid file is $1, waiting up to $2 seconds (default 5) before SIGKILL
   local pidfile="$1" pid
   [[ -s "$pidfile" ]] || return 0
   pid="$(cat "$pidfile")"
   if kill -0 "$pid" 2>/dev/null; then
     log "stopping $(basename "$pidfile" .pid) (pid $pid)"
     kill "$pid" || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 $(( ${2:-5} * 10 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
+}
+
+db_answers() { mariadb --socket="$DB_SOCKET" -e 'SELECT 1' >/dev/null 2>&1; }
+
+start_database() {
+  if ! db_answers; then
+    mkdir -p "$DB_RUN" "$LOGS"
+    touch "$LOGS/mariadb.log"
+    chown mysql:mysql "$DB_RUN" "$LOGS/mariadb.log"
+    if [[ ! -d /var/lib/mysql/mysql ]]; then
+      log "initializing the MariaDB data directory"
+      mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null 9>&-
+    fi
+    log "starting mariadbd (Unix socket $DB_SOCKET, no TCP port)"
+    # mariadbd stays in the foreground: its own session, so a caller's process group signal does not reach it.
+    setsid -f mariadbd --user=mysql --skip-networking --socket="$DB_SOCKET" --pid-file="$DB_PIDFILE" \
+      --log-error="$LOGS/mariadb.log" </dev/null >/dev/null 2>&1 9>&-
+    for _ in $(seq 1 300); do db_answers && break; sleep 0.1; done
+    db_answers || { log "mariadbd did not answer within 30 s; see $LOGS/mariadb.log"; tail -n 20 "$LOGS/mariadb.log" >&2; return 1; }
+  fi
+  mariadb --socket="$DB_SOCKET" -e "CREATE DATABASE IF NOT EXISTS ${DB_NAME}"
+}
+
+dbd_answers() { sacctmgr --noheader --parsable2 list cluster format=cluster >/dev/null 2>&1; }
+
+start_dbd() {
+  if [[ "${DBD_CONFIG_CHANGED:-0}" == 1 ]]; then
+    stop_pidfile "$DBD_PIDFILE"
+  fi
+  if ! pid_alive "$DBD_PIDFILE"; then
+    log "starting slurmdbd (127.0.0.1:${DBD_PORT}; ${DBD_BINDING})"
+    if [[ "$DBD_BINDING" == namespace ]]; then
+      unshare --uts sh -c 'hostname localhost && exec slurmdbd' </dev/null >/dev/null 2>&1 9>&-
+    else
+      slurmdbd </dev/null >/dev/null 2>&1 9>&-
+    fi
+  fi
+  for _ in $(seq 1 300); do dbd_answers && break; sleep 0.1; done
+  dbd_answers || { log "slurmdbd did not answer within 30 s; see $LOGS/slurmdbd.log"; tail -n 20 "$LOGS/slurmdbd.log" >&2; return 1; }
+  if ! sacctmgr --noheader --parsable2 list cluster format=cluster | grep -qx "$CLUSTER"; then
+    log "adding cluster $CLUSTER to the accounting database"
+    sacctmgr -i add cluster "$CLUSTER" >/dev/null
+  fi
+}
+
+stop_accounting() {
+  stop_pidfile "$DBD_PIDFILE"
+  stop_pidfile "$DB_PIDFILE" 60  # mariadbd flushes its tables first
 }
 
 node_step_daemons() {  # pids of the slurmstepd processes serving node $1 (by their sockets in its spool dir)
@@ -205,15 +330,18 @@ start_daemons() {
       munged --force 9>&-
     fi
   fi
-  if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
+  if [[ "${CONFIG_CHANGED:-0}" == 1 || "${LAYOUT_CHANGED:-0}" == 1 ]]; then
     stop_slurm
   fi
+  # Accounting before slurmctld: it registers with slurmdbd when it starts.
+  start_database
+  start_dbd
   if ! pid_alive /run/slurmctld.pid; then
     log "starting slurmctld"
-    if [[ "${CONFIG_CHANGED:-0}" == 1 ]]; then
+    if [[ "${LAYOUT_CHANGED:-0}" == 1 ]]; then
       slurmctld -c 9>&-  # new node layout: forget the old nodes' and jobs' state
     else
-      slurmctld 9>&-
+      slurmctld 9>&-  # other settings (accounting): jobs that run go on
     fi
   fi
   local node
@@ -260,7 +388,8 @@ case "${1:-up}" in
   up)
     need_root
     if cluster_ready && grep -q "$MARK" "$CONF_DIR/slurm.conf" 2>/dev/null \
-        && [[ "$(grep -c '^NodeName=' "$CONF_DIR/slurm.conf")" == "$NODES" ]]; then
+        && [[ "$(grep -c '^NodeName=' "$CONF_DIR/slurm.conf")" == "$NODES" ]] \
+        && accounting_configured && accounting_answers; then
       log "already up"
       exit 0
     fi
@@ -269,17 +398,35 @@ case "${1:-up}" in
     write_hosts
     make_gpus
     write_config
+    write_dbd_config
     start_daemons
     # shellcheck disable=SC2046
     wait_nodes $(node_names)
-    log "cluster is ready:"
+    accounting_answers || { log "accounting does not answer: sacct -X failed; see $LOGS/slurmdbd.log"; exit 1; }
+    log "cluster is ready, with accounting (sacct -X answers):"
     sinfo -N --format='%N %P %t %c %G' >&2
     ;;
   down)
+    need_root
+    serialize
     stop_slurm
+    stop_accounting
     ;;
   status)
-    cluster_ready
+    ready=0
+    if cluster_ready; then
+      log "nodes: every node is idle, mixed or allocated"
+    else
+      log "nodes: not every node is usable (sinfo -N shows which)"
+      ready=1
+    fi
+    if accounting_answers; then
+      log "accounting: answers (sacct -X)"
+    else
+      log "accounting: does not answer (sacct -X failed)"
+      ready=1
+    fi
+    exit "$ready"
     ;;
   nodes)
     node_names

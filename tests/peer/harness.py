@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import resource
 import shutil
 import signal
 import subprocess
@@ -89,7 +88,8 @@ class RunResult:
     """Command lines of the run's processes still alive after it ended (they have been stopped)."""
     folder: pathlib.Path
     cpu_seconds: float = 0.0
-    """CPU time (user and system) of the run's processes that ended, a load-independent measure of its cost."""
+    """CPU time (user and system) of the run's process and the descendants it waited for: a load-independent
+    measure of its cost."""
 
     def tail(self, chars: int = 4000) -> str:
         """Return the end of the run's output, for assertion messages."""
@@ -146,6 +146,35 @@ def _stop(procs: list[psutil.Process]) -> list[str]:
     return lines
 
 
+_LIVE: set[int] = set()
+"""Process ids of the runs going on (each leads a session of its own): what :func:`stop_live` stops."""
+
+
+def _wait(pid: int, timeout: float | None) -> tuple[int | None, float]:
+    """Wait for child ``pid``; return its exit status (None: still running at ``timeout``) and its CPU seconds.
+
+    ``os.wait4`` gives the CPU time of this child and of the descendants it waited for, whatever
+    else this process runs meanwhile (other runs in other threads).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+        if deadline is not None and time.monotonic() >= deadline:
+            return None, 0.0
+        time.sleep(0.1)
+
+
+def stop_live() -> None:
+    """Stop the runs still going (an interrupted session): each run's whole session, at once."""
+    for pid in list(_LIVE):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def run_script(
     tree: pathlib.Path, script: str, mode: str, base: pathlib.Path, timeout: float, grace: float = 15.0
 ) -> RunResult:
@@ -169,7 +198,6 @@ def run_script(
     path = run_folder(tree, script, base)
     token = uuid.uuid4().hex
     out_path, err_path = base / "run.out", base / "run.err"
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
@@ -181,19 +209,19 @@ def run_script(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        _LIVE.add(proc.pid)
+        returncode: int | None = None
         try:
-            returncode: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            returncode = None
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            returncode, cpu = _wait(proc.pid, timeout)
+            if returncode is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                if _wait(proc.pid, 10)[0] is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    _wait(proc.pid, None)
+        finally:
+            _LIVE.discard(proc.pid)
+            proc.returncode = -9 if returncode is None else returncode  # reaped here: Popen must not wait again
     seconds = time.monotonic() - start
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     deadline = time.monotonic() + grace
     left = marked(token)
     while left and time.monotonic() < deadline:

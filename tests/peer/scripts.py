@@ -86,3 +86,14 @@ SCRIPTS: tuple[PeerScript, ...] = (
     # The forces MPI app, built with mpicc, in per-sim directories.
     PeerScript("functionality_tests/test_executor_forces_tutorial.py", executor=True, gconly_na=_EXECUTOR_SIM),
 )
+
+REFUSAL = PeerScript("functionality_tests/test_fast_alloc.py", timeout=180.0)
+"""test_fast_alloc in GC-only mode, which must refuse it before the first sim (its result rows are over 10 MiB)."""
+
+MODE_OF_TEST = {
+    "test_stock": "stock",
+    "test_executor_mode": "executor",
+    "test_gconly_mode": "gconly",
+    "test_gconly_refuses_oversized_results_before_submitting": "gconly",
+}
+"""The mode each test of ``test_peer.py`` runs its script in (the session starts those runs ahead)."""

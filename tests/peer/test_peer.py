@@ -8,15 +8,15 @@ none of its processes (engines, worker pools, MPI ranks) outlives it.
 
 from __future__ import annotations
 
-import pathlib
 import re
 import typing as t
 
 import pytest
 
-from tests.peer.harness import RunResult, run_script
+from tests.peer.conftest import PeerRuns
+from tests.peer.harness import RunResult
 from tests.peer.modes import MARKER
-from tests.peer.scripts import SCRIPTS, PeerScript
+from tests.peer.scripts import REFUSAL, SCRIPTS, PeerScript
 
 Record = t.Callable[[RunResult], RunResult]
 
@@ -26,8 +26,8 @@ def _params(scripts: t.Iterable[PeerScript]) -> list[t.Any]:
     return [pytest.param(s, id=s.name, marks=pytest.mark.timeout(s.timeout + 120)) for s in scripts]
 
 
-def _run(tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, mode: str, record: Record) -> RunResult:
-    result = record(run_script(tree, script.path, mode, tmp_path / mode, script.timeout))
+def _run(runs: PeerRuns, script: PeerScript, mode: str, record: Record) -> RunResult:
+    result = record(runs.result(script, mode))
     assert result.returncode is not None, f"{script.name} ({mode}) still running after {script.timeout:g} s\n" + (
         result.tail()
     )
@@ -36,14 +36,14 @@ def _run(tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, mode: s
 
 
 @pytest.mark.parametrize("script", _params(s for s in SCRIPTS if s.stock))
-def test_stock(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, record: Record) -> None:
-    result = _run(peer_tree, tmp_path, script, "stock", record)
+def test_stock(peer_runs: PeerRuns, script: PeerScript, record: Record) -> None:
+    result = _run(peer_runs, script, "stock", record)
     assert result.returncode == 0, f"{script.name} fails as shipped, without the bundle\n{result.tail()}"
 
 
 @pytest.mark.parametrize("script", _params(s for s in SCRIPTS if s.executor))
-def test_executor_mode(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, record: Record) -> None:
-    result = _run(peer_tree, tmp_path, script, "executor", record)
+def test_executor_mode(peer_runs: PeerRuns, script: PeerScript, record: Record) -> None:
+    result = _run(peer_runs, script, "executor", record)
     assert f"{MARKER}: executor" in result.stderr, f"MPIExecutor was not swapped\n{result.tail()}"
     if result.returncode != 0 and script.executor_xfail:
         pytest.xfail(script.executor_xfail)  # its processes were accounted for above
@@ -51,8 +51,8 @@ def test_executor_mode(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: 
 
 
 @pytest.mark.parametrize("script", _params(s for s in SCRIPTS if s.gconly_na is None))
-def test_gconly_mode(peer_tree: pathlib.Path, tmp_path: pathlib.Path, script: PeerScript, record: Record) -> None:
-    result = _run(peer_tree, tmp_path, script, "gconly", record)
+def test_gconly_mode(peer_runs: PeerRuns, script: PeerScript, record: Record) -> None:
+    result = _run(peer_runs, script, "gconly", record)
     assert f"{MARKER}: gconly" in result.stderr, f"libE was not swapped\n{result.tail()}"
     assert result.returncode == 0, f"{script.name} fails in GC-only mode\n{result.tail()}"
 
@@ -63,12 +63,9 @@ def test_gconly_not_by_design(script: PeerScript) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_gconly_refuses_oversized_results_before_submitting(
-    peer_tree: pathlib.Path, tmp_path: pathlib.Path, record: Record
-) -> None:
+def test_gconly_refuses_oversized_results_before_submitting(peer_runs: PeerRuns, record: Record) -> None:
     """test_fast_alloc's sims return an 8 MB row each: GC-only refuses the run before any sim is sent."""
-    script = PeerScript("functionality_tests/test_fast_alloc.py", timeout=180.0)
-    result = _run(peer_tree, tmp_path, script, "gconly", record)
+    result = _run(peer_runs, REFUSAL, "gconly", record)
     assert result.returncode != 0, f"an over-limit result row was accepted\n{result.tail()}"
     folder = result.folder / "functionality_tests"
     stats = folder / "libE_stats.txt"
