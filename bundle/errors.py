@@ -56,6 +56,27 @@ class TaskSerializationError(BundleError, TypeError):
         self.what = what
 
 
+class PayloadTooLargeError(BundleError, ValueError):
+    """A task's arguments, its result or a registered function over Globus Compute's 10 MiB limit.
+
+    Raised before anything is submitted; the message gives the measured size, the limit and what to
+    change (fewer sims per task, large data through files).
+
+    Attributes
+    ----------
+    what : str
+        What was measured.
+    size, limit : int
+        Its serialized size and the limit, in bytes.
+    """
+
+    def __init__(self, message: str, *, what: str, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
 class EndpointStartError(BundleError, RuntimeError):
     """The local endpoint's engine could not start its workers.
 

@@ -22,6 +22,7 @@ the process that first submits, through :class:`~bundle.endpoints.session.GCSess
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -47,9 +48,11 @@ from bundle.executor.failfast import systematic_failure
 from bundle.executor.launch import allocation_hosts, launch_prefix, mpi_spec, template_option
 from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
+from bundle.executor.scripts import Script, script_of
 from bundle.executor.task import GlobusComputeTask
 from bundle.processes.forksafe import KeyedLocks
 from bundle.processes.thread_cwd import own_working_directory
+from bundle.wire.limits import PAYLOAD_LIMIT, check_size, rough_size, submission_size
 from bundle.wire.resource_spec import normalize_mpi_spec
 from bundle.wire.shipping import ship_task_function
 
@@ -465,7 +468,13 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             raise ExecutorException(f"walltime must be a positive number of seconds, got {walltime!r}")
 
         app, kind = self._app_of(calc_type, app_name, func)
-        if num_gpus is None and not auto_assign_gpus:
+        script = script_of(func)
+        if script is not None:
+            kind = "mpi" if script.mpi else "shell"
+            self._refuse_script_words(app_args, args, kwargs, num_gpus, auto_assign_gpus, match_procs_to_gpus)
+            walltime = script.walltime if walltime is None else walltime
+            stdout, stderr = stdout or script.stdout, stderr or script.stderr
+        elif num_gpus is None and not auto_assign_gpus:
             num_gpus = self.default_num_gpus
         gpus.check_task_kind(kind, num_gpus, auto_assign_gpus)
         if kind == "python" and app_args is not None:
@@ -481,7 +490,10 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         gpu_plan, task.resource_specification = self._gpu_plan(
             kind, task.resource_specification, num_gpus, auto_assign_gpus, match_procs_to_gpus, num_procs
         )
-        cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run, gpu_plan)
+        if script is not None:
+            cmd = self._script_command(task, script)
+        else:
+            cmd = "" if kind == "python" else self._command(task, app, kind, app_args, dry_run, gpu_plan)
         if dry_run:
             log.info("Test (No submit) Runline: %s", task.runline)
             task._set_complete()
@@ -570,6 +582,36 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
             self._check_app_exists(app)
         return cmd
 
+    def _script_command(self, task: GlobusComputeTask, script: Script) -> str:
+        """Return a script task's command for the runner (sent as written), and set ``task.runline``."""
+        # As for apps: %LIBENSEMBLE_SIM_DIR% is replaced and LIBENSEMBLE_SIM_DIR set for the script.
+        script = dataclasses.replace(script, text=self._set_sim_dir_env(task, [script.text])[0])
+        task.script, task.app_line = script, script.text
+        prefix = self._launch_prefix(task.resource_specification) if script.mpi else None
+        task.runline = script.text if prefix is None else script.with_prefix(prefix)
+        return script.wire_text
+
+    @staticmethod
+    def _refuse_script_words(
+        app_args: str | None,
+        args: t.Sequence[t.Any],
+        kwargs: dict[str, t.Any] | None,
+        num_gpus: int | None,
+        auto_assign_gpus: bool | None,
+        match_procs_to_gpus: bool | None,
+    ) -> None:
+        """Refuse arguments a script task cannot take: it runs as written."""
+        if app_args is not None or args or kwargs:
+            raise ExecutorException(
+                "a ShellFunction / MPIFunction script runs as written: put its arguments in the script "
+                "(app_args, args and kwargs apply to registered apps and Python functions)"
+            )
+        if num_gpus or auto_assign_gpus or match_procs_to_gpus:
+            raise ExecutorException(
+                "GPUs apply to registered apps: register the app (register_app) and submit it with num_gpus, or "
+                "select devices in the script itself"
+            )
+
     def _hand_off(
         self,
         task: GlobusComputeTask,
@@ -610,7 +652,9 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
                 dict(task.env),
             )
             gpu_args = self._gpu_runner_args(kind, gpu_plan)
-            if gpu_args is not None:  # only GPU tasks carry the claim function
+            if task.script is not None:  # run as written, as a ShellFunction (the script places the launch)
+                run_args += (gpu_args, True)
+            elif gpu_args is not None:  # only GPU tasks carry the claim function
                 run_args += (gpu_args,)
         try:
             future = self._submit(gce, task.resource_specification, self._runner_id(gce, which), run_args)
@@ -677,11 +721,26 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         )
         run_args = (fn, args, kwargs, workdir)
         if self.is_local:
+            if rough_size(run_args[1:3]) > PAYLOAD_LIMIT // 4:  # measured only where large data may be
+                self._check_python_size(app, submission_size(serializer, run_args))
             return run_args
         try:
-            return t.cast(tuple[t.Any, ...], serializer.deserialize(serializer.serialize(run_args)))
+            data = serializer.serialize(run_args)
+            copy = t.cast(tuple[t.Any, ...], serializer.deserialize(data))
         except Exception as err:
             raise _unserializable(app, args, kwargs, err) from err
+        self._check_python_size(app, len(serializer.pack_buffers([data, serializer.serialize({})])))
+        return copy
+
+    @staticmethod
+    def _check_python_size(app: Application, size: int) -> None:
+        """Refuse a Python task whose payload (``size`` bytes, as the SDK packs it) is over Globus Compute's limit."""
+        check_size(
+            size,
+            f"the arguments of Python task {app.name!r}",
+            "pass large data through files the endpoint can read (give the function a path), or split the work "
+            "over several tasks.",
+        )
 
     @staticmethod
     def _remove_stale_output(task: GlobusComputeTask) -> None:
@@ -793,11 +852,16 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         return plan.runner_args(self.pending_timeout)
 
     def _runline(self, kind: str, cmd: str, spec: dict[str, t.Any] | None) -> str:
-        if kind != "mpi" or spec is None:
-            return cmd
+        prefix = self._launch_prefix(spec) if kind == "mpi" else None
+        return cmd if prefix is None else f"{prefix} {cmd}"
+
+    def _launch_prefix(self, spec: dict[str, t.Any] | None) -> str | None:
+        """Return the launcher line an MPI task with ``spec`` is started with (None without a spec)."""
+        if spec is None:
+            return None
         # Hosts are known here only for the local template (this host, or the allocation the driver runs in).
         hosts = (allocation_hosts() or ["localhost"]) if self.is_local and self.template_name == "local" else None
-        return f"{launch_prefix(self.mpi_launcher, spec, hosts)} {cmd}"
+        return launch_prefix(self.mpi_launcher, spec, hosts)
 
     @staticmethod
     def _submit(gce: t.Any, spec: dict[str, t.Any] | None, function_id: str, args: tuple[t.Any, ...]) -> t.Any:

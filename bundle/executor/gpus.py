@@ -21,6 +21,7 @@ the GPUs of a task travel beside it:
 
 from __future__ import annotations
 
+import numbers
 import typing as t
 from dataclasses import dataclass
 
@@ -188,11 +189,12 @@ def layout_of(template: t.Any, options: t.Mapping[str, t.Any] | None, mpi_launch
 
 
 def _count(name: str, value: t.Any) -> int | None:
+    """Read a GPU count: any integer type but ``bool`` (NumPy integers too), returned as a Python ``int``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ResourceSpecificationError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def plan(

@@ -40,6 +40,7 @@ def run_app(
     snippet_lines: int = 1000,
     env: dict[str, str] | None = None,
     gpus: dict[str, t.Any] | None = None,
+    script: bool = False,
 ) -> t.Any:
     """Run ``cmd`` in ``workdir`` with its output in ``stdout`` and ``stderr``; stop it at ``walltime`` or when asked.
 
@@ -64,15 +65,21 @@ def run_app(
     gpus : dict, optional
         The task's GPUs (see ``bundle.executor.gpus``): free devices of its nodes are claimed with
         ``gpus["claim"]`` before the app starts (a kill ends the wait) and released when it ends.
+    script : bool
+        ``cmd`` is a script that places ``$PARSL_MPI_PREFIX`` itself (``bundle.executor.scripts``): run it as
+        written, as a ``ShellFunction`` (also when ``mpi``, which then only records the launch line).
 
     Returns
     -------
     ShellResult
         The command line run, output snippets and return code (143 when the task was killed); for an MPI
-        app also ``launch_prefix``, the ``$PARSL_MPI_PREFIX`` the ranks were launched with.
+        app also ``launch_prefix``, the ``$PARSL_MPI_PREFIX`` the ranks were launched with.  When the app
+        ran, ``app_started`` and ``app_ended`` hold ``time.time()`` on the endpoint just before it started
+        and just after it ended (the task's ``runtime``).
     """
     import os
     import threading
+    import time
 
     from globus_compute_sdk import MPIFunction, ShellFunction, ShellResult
 
@@ -122,9 +129,13 @@ def run_app(
         # ShellFunction runs in GC_TASK_SANDBOX_DIR (and warns into stderr when it is unset): point it here.
         os.environ["GC_TASK_SANDBOX_DIR"] = os.getcwd()
         watcher.start()
-        cls = MPIFunction if mpi else ShellFunction
+        cls = MPIFunction if mpi and not script else ShellFunction
         fn = cls(cmd, stdout=stdout, stderr=stderr, walltime=walltime, snippet_lines=snippet_lines)
+        started = time.time()
         result = fn()
+        ended = time.time()
+        if isinstance(result, ShellResult):
+            result.app_started, result.app_ended = started, ended  # type: ignore[attr-defined]
         if mpi and isinstance(result, ShellResult):
             # The launch line the ranks were started with (the worker composed it for the nodes it gave the task).
             result.launch_prefix = " ".join(os.environ.get("PARSL_MPI_PREFIX", "").split())  # type: ignore[attr-defined]
@@ -165,16 +176,20 @@ def run_python(
 
     Returns
     -------
-    object
-        What ``fn`` returns.
+    tuple
+        ``(value, started, ended)``: what ``fn`` returns, and ``time.time()`` on the endpoint just before
+        and just after the call (the task's ``runtime``).
     """
     import os
+    import time
 
     saved = os.getcwd()
     try:
         if workdir and os.path.isdir(workdir):
             os.chdir(workdir)
-        return fn(*args, **kwargs)
+        started = time.time()
+        value = fn(*args, **kwargs)
+        return value, started, time.time()
     finally:
         os.chdir(saved)
 

@@ -4,6 +4,11 @@ State follows libEnsemble's words: ``CREATED`` before submission, ``WAITING``
 once submitted, ``RUNNING`` once the app's stdout file appears in its working
 directory (the endpoint opens it when the app starts; seen only where driver and
 endpoint share a filesystem), then ``FINISHED``, ``FAILED`` or ``USER_KILLED``.
+
+``runtime`` counts from the app's start, as ``MPIExecutor``'s does from launch: 0 while the task
+waits (for the endpoint's workers, a free node, the batch queue), then the time since it was seen
+``RUNNING``, and once finished the app's own run time as the endpoint measured it.  The time since
+submission is :attr:`GlobusComputeTask.time_since_submit` (``total_time`` once finished).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import time
 import typing as t
 
 from libensemble.executors.executor import Application, Task, TimeoutExpired, jassert
@@ -18,6 +24,9 @@ from libensemble.executors.executor import Application, Task, TimeoutExpired, ja
 from bundle.endpoints.health import EndpointHealth, health_of
 from bundle.errors import BlockLostError, TaskPendingTimeoutError, block_lost_message, lost_worker_pool
 from bundle.executor.remote import KILL_FILE
+
+if t.TYPE_CHECKING:
+    from bundle.executor.scripts import Script
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,9 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
     finished: bool
     success: bool
     errcode: int | None
+    runtime: float
+    total_time: float | None
+    submit_time: float | None
 
     def __init__(
         self,
@@ -111,6 +123,13 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         self.app_line: str | None = None
         self.endpoint_executor: t.Any = None
         self._value: t.Any = None
+        self.script: Script | None = None
+        """For ``submit(func=ShellFunction(...) / MPIFunction(...))``: the script, run as written."""
+        self._running_since: float | None = None
+        """``time.time()`` here when the task was first seen ``RUNNING``."""
+        self._app_times: tuple[float, float] | None = None
+        """The app's start and end, ``time.time()`` on the endpoint (from the result)."""
+        self._finished_at: float | None = None
 
     # --- submission -----------------------------------------------------------------
 
@@ -130,6 +149,48 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
         return getattr(self.future, "task_id", None)
 
     # --- status ---------------------------------------------------------------------
+
+    @property
+    def time_since_submit(self) -> float:
+        """Seconds since the task was submitted (until it finished; 0 before submission).
+
+        Returns
+        -------
+        float
+            The waiting and the running time together; ``runtime`` is the running time alone.
+        """
+        if self.submit_time is None:
+            return 0.0
+        if self.total_time is not None:
+            return float(self.total_time)
+        return float(self.timer.elapsed)
+
+    def _app_runtime(self) -> float:
+        """Seconds the app has run: as measured on the endpoint once known, else since seen running, else 0."""
+        if self._app_times is not None:
+            started, ended = self._app_times
+            return max(0.0, ended - started)
+        if self._running_since is not None:
+            until = self._finished_at if self._finished_at is not None else time.time()
+            return max(0.0, until - self._running_since)
+        return 0.0
+
+    def calc_task_timing(self) -> None:
+        """Set ``total_time`` (since submission, as libEnsemble's tasks) and ``runtime`` (since the app started)."""
+        if self.submit_time is None:
+            super().calc_task_timing()  # logs that the submit time is not set
+            return
+        if self.total_time is None:
+            self.timer.stop()
+            self.total_time = self.timer.elapsed
+            self._finished_at = time.time()
+        self.runtime = self._app_runtime()
+
+    def _take_app_times(self, value: t.Any) -> None:
+        """Read the app's start and end from the runner's result (absent when the app never ran)."""
+        started, ended = getattr(value, "app_started", None), getattr(value, "app_ended", None)
+        if isinstance(started, float) and isinstance(ended, float):
+            self._app_times = (started, ended)
 
     def _check_poll(self) -> bool:
         """Whether there is a future to look at; a dry run completes here, a finished task has nothing to do."""
@@ -156,13 +217,14 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             return
         assert self.future is not None
         self.finished = True
-        self.calc_task_timing()
         try:
             value = self.future.result(timeout=0)
         except concurrent.futures.CancelledError:
+            self.calc_task_timing()
             self.state = "USER_KILLED"
             return
         except BaseException as err:  # the remote error, a lost task or a stopped endpoint
+            self.calc_task_timing()
             refusal = self.health.record(err) if self.health is not None else None
             if refusal is not None:  # the endpoint could not start a user endpoint for this configuration
                 err = refusal
@@ -176,12 +238,18 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             log.info("Task %s failed: %s", self.name, _last_line(err))
             return
         if self.kind == "python":
-            self._value = value
+            self._value, started, ended = value  # run_python's (value, started, ended)
+            self._app_times = (float(started), float(ended))
+            self.calc_task_timing()
             self.errcode = 0
         else:
+            self._take_app_times(value)
+            self.calc_task_timing()
             self.shell_result = value
             prefix = getattr(value, "launch_prefix", None)
-            if self.kind == "mpi" and prefix and self.app_line is not None:
+            if self.kind == "mpi" and prefix and self.script is not None:
+                self.runline = self.script.with_prefix(prefix)  # the script with the launcher line it ran
+            elif self.kind == "mpi" and prefix and self.app_line is not None:
                 # What ran: the launcher line the endpoint composed for the nodes it gave this task.
                 self.runline = f"{prefix} {self.app_line}"
             code = getattr(value, "returncode", None)
@@ -202,7 +270,8 @@ class GlobusComputeTask(Task):  # type: ignore[misc]  # libensemble is untyped
             return
         if self.state == "WAITING" and self._started():
             self.state = "RUNNING"
-        self.runtime = self.timer.elapsed
+            self._running_since = time.time()
+        self.runtime = self._app_runtime()
         if self.state == "WAITING" and self._pending_left() == 0.0:
             self._give_up_pending()
         elif self.health is not None:

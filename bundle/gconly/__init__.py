@@ -8,6 +8,7 @@ submits ``sim_f`` (registered once per endpoint) and answers the manager as a wo
 from __future__ import annotations
 
 from bundle.gconly.availability import EndpointUnavailableError
+from bundle.gconly.calls import SimPayloadTooLargeError
 from bundle.gconly.ensemble import Ensemble
 from bundle.gconly.failfast import SystematicSimError
 from bundle.gconly.launch import ERROR_DIR, libE, run_gconly
@@ -22,6 +23,7 @@ __all__ = [
     "GCOnlyConfigError",
     "GCOnlySpecs",
     "SimOutputError",
+    "SimPayloadTooLargeError",
     "SimSerializationError",
     "SystematicSimError",
     "libE",

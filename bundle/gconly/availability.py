@@ -20,10 +20,19 @@ from __future__ import annotations
 import time
 import typing as t
 
+from libensemble.manager import LoggedException
+
 from bundle.endpoints.health import start_failure_reason, start_refusal
 from bundle.errors import BundleError, EndpointShutdownError, EndpointStartError
 
-__all__ = ["EndpointUnavailableError", "ResultWatch", "check_endpoint_online", "endpoint_failure", "is_service_error"]
+__all__ = [
+    "EndpointUnavailableError",
+    "ResultWatch",
+    "check_endpoint_online",
+    "endpoint_failure",
+    "is_service_error",
+    "wait_local_ready",
+]
 
 _HINT_CLOUD = (
     "Check that the endpoint is running (globus-compute-endpoint list on its host, or the Globus web app), "
@@ -31,11 +40,12 @@ _HINT_CLOUD = (
 )
 
 
-class EndpointUnavailableError(BundleError, RuntimeError):
+class EndpointUnavailableError(BundleError, LoggedException, RuntimeError):  # type: ignore[misc]  # libensemble is untyped
     """The endpoint cannot run the ensemble's sims: unreachable, offline, or silent for too long.
 
     The run ends with this error (libEnsemble saves the history first); the message names the
-    endpoint and what to check.
+    endpoint and what to check.  It is also libEnsemble's ``LoggedException``, which a stock run
+    raises for any error that stops the manager.
 
     Attributes
     ----------
@@ -126,6 +136,40 @@ def check_endpoint_online(executor: t.Any, endpoint: str) -> str:
             endpoint=endpoint,
         )
     return state
+
+
+def wait_local_ready(executor: t.Any, endpoint: str) -> None:
+    """Start a local endpoint's engine and wait until its workers have connected, before the run starts.
+
+    The engine's start-up (seconds, more on a loaded host) then counts against no exit criterion
+    (``wallclock_max``), as worker start-up does not in a stock run.  Bounded: the engine fails its
+    start after ``start_timeout`` seconds from the launch of its first block.
+
+    Parameters
+    ----------
+    executor : LocalEndpoint
+        The run's local endpoint (anything else is left alone).
+    endpoint : str
+        The endpoint, for the message.
+
+    Raises
+    ------
+    EndpointUnavailableError
+        When the workers cannot start.
+    """
+    from bundle.endpoints.local import LocalEndpoint
+
+    if not isinstance(executor, LocalEndpoint):
+        return
+    deadline = time.monotonic() + 2 * executor.start_timeout + 60
+    try:
+        while not executor.wait_ready() and time.monotonic() < deadline:
+            pass
+    except Exception as err:
+        failure = endpoint_failure(err, endpoint)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 class ResultWatch:

@@ -35,7 +35,7 @@ from libensemble.message_numbers import (
 
 from bundle.errors import block_lost_message, lost_worker_pool
 from bundle.gconly.availability import EndpointUnavailableError, ResultWatch, endpoint_failure
-from bundle.gconly.calls import SimWire, sim_outcomes
+from bundle.gconly.calls import SimPayloadTooLargeError, SimWire, sim_outcomes
 from bundle.gconly.engine_choice import mpi_spec_refusal
 from bundle.gconly.failfast import SystematicSimError
 from bundle.gconly.normalize import SimOutputError, check_calc_out, failed_output, normalize_sim_output
@@ -67,13 +67,21 @@ class SimDispatcher:
     sim_specs : dict
         The validated ``sim_specs`` sent to ``sim_f`` (``sim_f``, ``in``, ``out``, ``user``, ...).
     nworkers : int
-        Virtual workers (sims in flight), numbered 1..nworkers.
+        Virtual workers (sims in flight).
     batch_size : int
         Sims per remote task.
     error_dir : pathlib.Path
         Folder for one ``sim_<sim_id>.txt`` per failed sim (made on the first failure).
     poll_interval : float
         Longest sleep of :meth:`mail_flag` when every virtual worker is busy.
+    pack_calls : bool
+        Send calls packed when the endpoint's serializer allows it (``GCOnlySpecs.pack_calls``).
+    worker_ids : sequence of int, optional
+        The virtual workers' ids (default 1..nworkers; after the generator workers', see
+        :mod:`bundle.gconly.gen_workers`).
+    sim_dirs : dict, optional
+        Where sims run on the endpoint (:meth:`bundle.gconly.simdirs.SimDirs.bound`); None: where the
+        endpoint's worker is.
     """
 
     def __init__(
@@ -85,11 +93,18 @@ class SimDispatcher:
         error_dir: pathlib.Path,
         poll_interval: float = 0.05,
         pack_calls: bool = True,
+        worker_ids: t.Sequence[int] | None = None,
+        sim_dirs: dict[str, t.Any] | None = None,
     ) -> None:
         self.executor = executor
         self.sim_specs = sim_specs
         self.sim_f: t.Callable[..., t.Any] = sim_specs["sim_f"]
         self.nworkers = nworkers
+        self.worker_ids = tuple(worker_ids) if worker_ids is not None else tuple(range(1, nworkers + 1))
+        """The virtual workers' ids."""
+        self.total_workers = max(self.worker_ids)
+        """The manager's workers, generator workers included (``comm.get_num_workers()``)."""
+        self._first_id = self.worker_ids[0]
         self.batch_size = batch_size
         self.error_dir = error_dir
         self.poll_interval = poll_interval
@@ -115,7 +130,9 @@ class SimDispatcher:
         """What is known of a cloud endpoint's state (set by run_gconly; None for a local endpoint)."""
         self.offline_timeout: float | None = None
         self._check_function()
-        self.wire = SimWire(executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls)
+        self.wire = SimWire(
+            executor, self.serializer, sim_specs, batched=batch_size > 1, pack=pack_calls, sim_dirs=sim_dirs
+        )
         self.function_id = self.wire.function_id
         self.tasks = SimTasks(executor, self.wire, batch_size)
         """The run's remote tasks (submission, batching, the journal, finished tasks)."""
@@ -166,15 +183,16 @@ class SimDispatcher:
         """
         hint = "Keep sim_specs picklable; put unpicklable objects in module globals of sim_f's module."
         check_mapping(self.serializer, "sim_specs", self.sim_specs, hint)
-        for w in range(1, self.nworkers + 1):
+        for w in self.worker_ids:
             if isinstance(persis_info.get(w), dict):
                 check_mapping(self.serializer, f"persis_info[{w}]", persis_info[w])
 
     def _check_first(self, order: SimOrder) -> None:
-        """Check the first work item's arguments, one by one, before the first submission."""
+        """Check the first work item's arguments, one by one, and the size of its task, before the first submission."""
         self._first_checked = True
         for name, arg in zip(ARG_NAMES, order.args, strict=False):
             check_serializable(self.serializer, f"the first simulation's {name}", arg)
+        self.wire.check_first_task(order.args, order.nrows, self.out_dtype, self.batch_size)
 
     # --- messages from the manager -------------------------------------------------------
 
@@ -204,8 +222,9 @@ class SimDispatcher:
         elif tag == EVAL_GEN_TAG:
             self._raise_fatal(
                 GCOnlyConfigError(
-                    f"the allocation function sent generator work to virtual worker {w}; in GC-only mode the "
-                    "generator runs on the manager (worker 0) only"
+                    f"the allocation function sent generator work to virtual sim worker {w}; in GC-only mode "
+                    "generators run on the generator workers (libE_specs.gen_workers, or the manager with "
+                    "gen_on_manager): pick them with AllocSupport.avail_worker_ids(gen_workers=True)"
                 )
             )
         elif tag == 0 and isinstance(msg, dict) and EVAL_SIM_TAG in msg:
@@ -215,6 +234,10 @@ class SimDispatcher:
     def _raise_fatal(self, err: BaseException) -> t.NoReturn:
         self.fatal = err
         raise err
+
+    def refuse(self, err: BaseException) -> t.NoReturn:
+        """End the run with ``err`` (raised in the manager's thread, e.g. by a generator worker's comm)."""
+        self._raise_fatal(err)
 
     def _raise_again(self) -> None:
         """Raise the error that stopped the run, if one did."""
@@ -233,7 +256,7 @@ class SimDispatcher:
         if not self._first_checked:
             try:
                 self._check_first(order)
-            except SimSerializationError as err:
+            except (SimSerializationError, SimPayloadTooLargeError) as err:
                 self._raise_fatal(err)
         if len(self._orders) == 1:
             self.watch.progress()  # the first sim in flight after a quiet spell: the clock starts now
@@ -366,9 +389,9 @@ class SimDispatcher:
         self._drain()
         if w in self._answers:
             return True
-        if w == 1 and self._orders:
+        if w == self._first_id and self._orders:
             self._check_watch()
-        if w == 1 and not self._answers and len(self._orders) >= self.nworkers:
+        if w == self._first_id and not self._answers and len(self._orders) >= self.nworkers:
             self.tasks.wait(self.poll_interval)
             self._drain()
             return w in self._answers
@@ -450,7 +473,7 @@ class VirtualWorkerComm(Comm):  # type: ignore[misc]
     dispatcher : SimDispatcher
         Shared by all virtual workers of a run.
     w : int
-        Worker id (1..nworkers).
+        Worker id (one of the dispatcher's ``worker_ids``).
     """
 
     def __init__(self, dispatcher: SimDispatcher, w: int) -> None:
@@ -476,8 +499,8 @@ class VirtualWorkerComm(Comm):  # type: ignore[misc]
         return self.dispatcher.mail_flag(self.w)
 
     def get_num_workers(self) -> int:
-        """Return the number of virtual workers."""
-        return self.dispatcher.nworkers
+        """Return the number of the manager's workers, as a stock worker's comm does."""
+        return self.dispatcher.total_workers
 
     def kill_pending(self) -> None:
         """Nothing is pending on the manager side of a virtual comm."""

@@ -19,7 +19,8 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
     """libEnsemble's ``Ensemble``, plus GC-only mode.
 
     When ``sim_specs.globus_compute_endpoint`` is set (``"local"``, ``"local:<template>"`` or an
-    endpoint UUID), :meth:`run` starts no worker process: the generator runs on the manager and
+    endpoint UUID), :meth:`run` starts no worker process: the generators run in this process (on
+    worker threads as a stock run places them, or on the manager with ``gen_on_manager``) and
     each sim is submitted to the endpoint; ``nworkers`` (``LibeSpecs.nworkers`` or ``-n``) is the
     number of sims in flight (1 when unset).  Otherwise :meth:`run` is libEnsemble's, with each
     sim's return checked against ``sim_specs["out"]`` in its worker (a mismatch raises

@@ -16,17 +16,20 @@ import pathlib
 import sys
 import typing as t
 
+from libensemble.manager import LoggedException
+
 from bundle.errors import BundleError
 from bundle.wire.remote_cause import cause_line, cause_signature, hint_for
 
 __all__ = ["FailFast", "cause_line", "failure_summary", "hint_for", "report_failures"]
 
 
-class SystematicSimError(BundleError, RuntimeError):
+class SystematicSimError(BundleError, LoggedException, RuntimeError):  # type: ignore[misc]  # libensemble is untyped
     """The first sims of a GC-only run all failed with the same error (``gc_specs.fail_fast``).
 
     The run stops early (libEnsemble saves the history first); the message quotes the remote
-    cause once, says what to change and where the details are.
+    cause once, says what to change and where the details are.  It is also libEnsemble's
+    ``LoggedException``, which a stock run raises when a sim's error stops the manager.
 
     Attributes
     ----------

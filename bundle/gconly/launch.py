@@ -2,8 +2,9 @@
 
 :func:`libE` has libEnsemble's ``libE()`` signature plus ``gc_specs``.  When
 ``sim_specs.globus_compute_endpoint`` is set it validates the specs as libEnsemble does,
-starts no worker process, runs the generator on the manager (a thread) and hands
-``nworkers`` virtual worker comms to ``libensemble.libE.manager``; otherwise it calls
+starts no worker process, runs the generators on worker threads 1..k as a stock run places them
+(or on the manager with ``gen_on_manager``, see :mod:`bundle.gconly.gen_workers`) and hands them
+and ``nworkers`` virtual worker comms to ``libensemble.libE.manager``; otherwise it calls
 libEnsemble's own ``libE()``.  libEnsemble's legacy Globus Compute runner (one blocked
 worker per future) is never reached through this path.
 """
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 
 ERROR_DIR = "gconly_sim_errors"
 """Folder (in the workflow dir) holding ``sim_<sim_id>.txt`` for each failed simulation."""
-
-_SIM_DIR_OPTIONS = ("sim_dirs_make", "sim_input_dir", "sim_dir_copy_files", "sim_dir_symlink_files")
 
 
 def gc_endpoint_of(sim_specs: t.Any) -> str:
@@ -103,13 +102,15 @@ def run_gconly(
     from bundle.endpoints.health import health_of
     from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
     from bundle.endpoints.templates import get_template
-    from bundle.gconly.availability import ResultWatch, check_endpoint_online
+    from bundle.gconly.availability import ResultWatch, check_endpoint_online, wait_local_ready
     from bundle.gconly.dispatch import SimDispatcher, VirtualWorkerComm
     from bundle.gconly.engine_choice import choose_engine
     from bundle.gconly.failfast import FailFast, report_failures
+    from bundle.gconly.gen_workers import plan_layout, start_gen_workers, stop_gen_workers
     from bundle.gconly.journal import JOURNAL_FILE, Journal
     from bundle.gconly.resume import Reattach
     from bundle.gconly.serialization import serializer_of, ship_checked
+    from bundle.gconly.simdirs import copy_back, plan_sim_dirs
 
     gc = GCOnlySpecs.coerce(gc_specs)
     endpoint = gc_endpoint_of(sim_specs)
@@ -122,6 +123,10 @@ def run_gconly(
         sim_specs, gen_specs, exit_criteria, persis_info, alloc_specs, libE_specs, H0
     )
     n = _virtual_workers(sim_d, libE_d, nworkers)
+    layout = plan_layout(gen_d, alloc_d, libE_d, n)
+    libE_d.update(nworkers=layout.total)
+    if not layout.on_manager:
+        libE_d.update(gen_workers=list(layout.gen_ids))
 
     # The manager's and the generator thread's copy: libEnsemble's worker would build its
     # legacy Globus Compute runner from a set globus_compute_endpoint.
@@ -129,7 +134,9 @@ def run_gconly(
 
     if gc.local_options and ep_name != LOCAL:
         raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
-    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".")
+    # Absolute: a generator worker may change directory (libEnsemble's gen directory options) while the run goes.
+    workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".").absolute()
+    sim_dirs = plan_sim_dirs(libE_d, workflow_dir, ep_name == LOCAL, gc.remote_workdir)
     plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
     choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)
     # A one-rank spec per sim is a cost the user should see (a node or slot per sim), not only a detail.
@@ -147,14 +154,25 @@ def run_gconly(
     if ep_name != LOCAL and gc.require_online and check_endpoint_online(executor, endpoint) == "online":
         if health is not None:
             health.mark_online()
+    if ep_name == LOCAL:  # the engine's start-up must not count against wallclock_max
+        wait_local_ready(executor, endpoint)
 
     for key in ("sim_f", "simulator"):  # functions of the calling script travel with the globals they read
         if callable(sim_d.get(key)):
             sim_d = dict(sim_d, **{key: ship_checked(serializer_of(executor), key, sim_d[key])})
     error_dir = workflow_dir / ERROR_DIR
     dispatcher: SimDispatcher = SimDispatcher(
-        executor, sim_d, n, gc.batch_size, error_dir, gc.poll_interval, pack_calls=gc.pack_calls
+        executor,
+        sim_d,
+        n,
+        gc.batch_size,
+        error_dir,
+        gc.poll_interval,
+        pack_calls=gc.pack_calls,
+        worker_ids=layout.sim_ids,
+        sim_dirs=sim_dirs.bound(),
     )
+    dispatcher.total_workers = layout.total
     dispatcher.check_inputs(persis_info)
     dispatcher.endpoint = endpoint
     dispatcher.watch = ResultWatch(gc.result_timeout)
@@ -175,10 +193,20 @@ def run_gconly(
     Resources.resources = None  # no resource sets: sims run on the endpoint
     AllocSupport.gen_counter = 0
     hist = History(alloc_d, mgr_sim_d, gen_d, exit_d, H0_run)
-    wcomms = [VirtualWorkerComm(dispatcher, w) for w in range(1, n + 1)]
     exit_logger = None if libE_d.get("disable_log_files") else manager_logging_config(specs=libE_d)
 
-    log.info("GC-only run: endpoint %s, %d virtual workers, batch size %d", endpoint, n, gc.batch_size)
+    log.info(
+        "GC-only run: endpoint %s, %d virtual sim workers %s, generator workers %s, batch size %d",
+        endpoint,
+        n,
+        list(layout.sim_ids),
+        "[0] (on the manager)" if layout.on_manager else list(layout.gen_ids),
+        gc.batch_size,
+    )
+    gen_comms = start_gen_workers(layout, mgr_sim_d, gen_d, libE_d, dispatcher.refuse)
+    by_id: dict[int, t.Any] = {c.w: c for c in gen_comms}
+    by_id.update((w, VirtualWorkerComm(dispatcher, w)) for w in layout.sim_ids)
+    wcomms = [by_id[w] for w in sorted(by_id)]  # the manager indexes its comms by worker id
     manager_args = (wcomms, mgr_sim_d, gen_d, exit_d, persis_info, alloc_d, libE_d, hist)
 
     # The executor is cached and shared: its spec is this run's only while the manager runs, restored on close.
@@ -188,7 +216,14 @@ def run_gconly(
     def restore_spec() -> None:
         executor.resource_specification = previous_spec
 
-    H, persis_out, flag = _run_manager(manager_args, dispatcher, journal, [exit_logger, restore_spec], workflow_dir)
+    H, persis_out, flag = _run_manager(
+        manager_args,
+        dispatcher,
+        journal,
+        [lambda: stop_gen_workers(gen_comms), exit_logger, restore_spec],
+        workflow_dir,
+    )
+    copy_back(libE_d, sim_dirs)  # ensemble_copy_back, as each stock worker runs it at its end
     if dispatcher.errors:
         ended = int(np.count_nonzero(H["sim_ended"])) if "sim_ended" in (H.dtype.names or ()) else len(H)
         report_failures(dispatcher.errors, ended, error_dir)
@@ -237,12 +272,6 @@ def _spec_dicts(
 
 def _virtual_workers(sim_d: dict[str, t.Any], libE_d: dict[str, t.Any], nworkers: int | None) -> int:
     """Refuse options GC-only mode cannot honour; set libE_specs for a one-process run; return ``nworkers``."""
-    bad = [k for k in _SIM_DIR_OPTIONS if libE_d.get(k)]
-    if bad:
-        raise GCOnlyConfigError(
-            f"libE_specs {bad} make sim directories on the manager's file system, but in GC-only mode sims run "
-            "on the endpoint; unset them (sim_f can make its own directory on the endpoint)"
-        )
     if sim_d.get("threaded"):
         raise GCOnlyConfigError("sim_specs.threaded has no meaning in GC-only mode (sims run on the endpoint)")
     if libE_d.get("dry_run"):
@@ -258,9 +287,7 @@ def _virtual_workers(sim_d: dict[str, t.Any], libE_d: dict[str, t.Any], nworkers
     n = int(nworkers or libE_d.get("nworkers") or 1)
     if n < 1:
         raise GCOnlyConfigError(f"nworkers must be >= 1 in GC-only mode, got {n}")
-    if not libE_d.get("gen_on_manager"):
-        log.info("GC-only mode: the generator runs on the manager (gen_on_manager=True)")
-    libE_d.update(nworkers=n, gen_on_manager=True, disable_resource_manager=True, comms="threads")
+    libE_d.update(nworkers=n, disable_resource_manager=True, comms="threads")
     return n
 
 

@@ -18,6 +18,14 @@ A call's arguments arrive in one of two forms, and the answer comes back in the 
   always pickles), so the driver tells them apart.
 * **plain**: the argument tuple (or list of tuples) itself, sent with the endpoint's serializer
   when stdlib ``pickle`` cannot send it; the answer is plain too.
+
+Each sim runs where a libEnsemble worker would run it (see :mod:`bundle.gconly.simdirs`): the
+runner changes into the run's base directory on the endpoint (``sim_dirs["base"]``), and, when
+the run uses libEnsemble's sim directory options (``sim_dirs["specs"]``), into the sim's own
+directory, made with libEnsemble's ``EnsembleDirectory`` from the sim's *place*: its worker id and
+history rows, sent beside the arguments (a second argument of the runner, a list of them for a
+batch).  It changes back after every sim: a Globus Compute worker process runs one task at a
+time, and the next may be another run's.
 """
 
 from __future__ import annotations
@@ -36,14 +44,41 @@ MAIN_MARKER = b"__main__"
 """In a pickle, a reference to a ``__main__`` global: such a pickle cannot load in another process."""
 
 
-def _call_sim(args: t.Any, packed: bool) -> t.Any:  # pragma: no cover - runs remotely
+def _in_place(place: t.Any, call: t.Callable[[], t.Any]) -> t.Any:  # pragma: no cover - runs remotely
+    """Run ``call()`` in the sim's directory (``sim_dirs``, bound at creation), then change back."""
+    import os
+
+    dirs = sim_dirs  # type: ignore[name-defined]  # noqa: F821 - bound at creation
+    if dirs is None:
+        return call()
+    saved = os.getcwd()
+    try:
+        base = os.path.expanduser(dirs["base"])
+        os.makedirs(base, exist_ok=True)
+        os.chdir(base)
+        if dirs.get("specs") is None or place is None:
+            return call()
+        import numpy as np
+        from libensemble.message_numbers import EVAL_SIM_TAG
+        from libensemble.utils.output_directory import EnsembleDirectory
+
+        worker_id, rows = place
+        work = {"libE_info": {"H_rows": np.asarray(rows, dtype=int)}}
+        stack, calc_dir = EnsembleDirectory(dirs["specs"]).prep_calc_dir(work, {}, worker_id, EVAL_SIM_TAG)
+        with stack.loc(calc_dir):
+            return call()
+    finally:
+        os.chdir(saved)
+
+
+def _call_sim(args: t.Any, packed: bool, place: t.Any = None) -> t.Any:  # pragma: no cover - runs remotely
     """Call ``sim_f`` on one argument tuple; for a packed call, an unchanged ``persis_info`` comes back as None."""
     import pickle
 
     if sim_specs is not None and len(args) > 2:  # type: ignore[name-defined]  # noqa: F821 - bound at creation
         args = (*args[:2], sim_specs, *args[3:])  # type: ignore[name-defined]  # noqa: F821
     sent = pickle.dumps(args[1], protocol=5) if packed and len(args) > 1 else None
-    out = sim_f(*args)  # type: ignore[name-defined]  # noqa: F821 - bound at creation
+    out = _in_place(place, lambda: sim_f(*args))  # type: ignore[name-defined]  # noqa: F821 - bound at creation
     if sent is not None and isinstance(out, tuple) and len(out) > 1 and out[1] is args[1]:
         try:
             if pickle.dumps(out[1], protocol=5) == sent:
@@ -64,27 +99,27 @@ def _answer(value: t.Any) -> t.Any:  # pragma: no cover - runs remotely
     return value if b"__main__" in data else data
 
 
-def _sim_one(call: t.Any) -> t.Any:  # pragma: no cover - runs remotely
-    """Call ``sim_f`` once; answer in the form the call came in."""
+def _sim_one(call: t.Any, place: t.Any = None) -> t.Any:  # pragma: no cover - runs remotely
+    """Call ``sim_f`` once (in its directory, from its ``place``); answer in the form the call came in."""
     import pickle
 
     packed = isinstance(call, bytes)
-    out = _call_sim(pickle.loads(call) if packed else call, packed)
+    out = _call_sim(pickle.loads(call) if packed else call, packed, place)
     return _answer(out) if packed else out
 
 
-def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
-    """Call ``sim_f`` once per argument tuple, keeping each result or error apart."""
+def _sim_batch(calls: t.Any, places: t.Any = None) -> t.Any:  # pragma: no cover - runs remotely
+    """Call ``sim_f`` once per argument tuple (each in its directory), keeping each result or error apart."""
     import pickle
     import time
     import traceback
 
     packed = isinstance(calls, bytes)
     results = []
-    for args in pickle.loads(calls) if packed else calls:
+    for i, args in enumerate(pickle.loads(calls) if packed else calls):
         start = time.time()
         try:
-            out = _call_sim(args, packed)
+            out = _call_sim(args, packed, None if places is None else places[i])
         except Exception as err:
             text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
             results.append((False, text, start, time.time()))
@@ -94,8 +129,8 @@ def _sim_batch(calls: t.Any) -> t.Any:  # pragma: no cover - runs remotely
 
 
 def make_sim_function(
-    sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None
-) -> t.Callable[[t.Any], t.Any]:
+    sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None, sim_dirs: dict[str, t.Any] | None = None
+) -> t.Callable[..., t.Any]:
     """Return the one-sim runner bound to ``sim_f`` (and ``sim_specs``) that serializers send by value.
 
     The copy's globals hold only the builtins, ``sim_f`` and ``sim_specs``, and its module is
@@ -108,35 +143,52 @@ def make_sim_function(
         The simulation function.
     sim_specs : dict, optional
         Put in the third argument's place (when ``sim_f`` takes one); None leaves the arguments as sent.
+    sim_dirs : dict, optional
+        Where sims run on the endpoint (:meth:`bundle.gconly.simdirs.SimDirs.bound`); None: where the
+        endpoint's worker is.
 
     Returns
     -------
     callable
-        ``f(call) -> answer``, see the module docstring for the two forms.
+        ``f(call, place=None) -> answer``, see the module docstring for the two forms.
     """
-    fn = by_value(_sim_one, SIM_FUNCTION_NAME, (_call_sim, _answer), sim_f=sim_f, sim_specs=sim_specs)
+    fn = by_value(
+        _sim_one,
+        SIM_FUNCTION_NAME,
+        (_call_sim, _answer, _in_place),
+        sim_f=sim_f,
+        sim_specs=sim_specs,
+        sim_dirs=sim_dirs,
+    )
     fn.__doc__ = f"Run one {getattr(sim_f, '__qualname__', sim_f)!s} simulation."
-    return t.cast(t.Callable[[t.Any], t.Any], fn)
+    return t.cast(t.Callable[..., t.Any], fn)
 
 
 def make_batch_function(
-    sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None
-) -> t.Callable[[t.Any], t.Any]:
+    sim_f: t.Callable[..., t.Any], sim_specs: dict[str, t.Any] | None = None, sim_dirs: dict[str, t.Any] | None = None
+) -> t.Callable[..., t.Any]:
     """Return the batch runner bound to ``sim_f`` (and ``sim_specs``) that serializers send by value.
 
     Parameters
     ----------
     sim_f : callable
         The simulation function.
-    sim_specs : dict, optional
+    sim_specs, sim_dirs : dict, optional
         As for :func:`make_sim_function`.
 
     Returns
     -------
     callable
-        ``f(calls) -> [(ok, out_or_error_text, start, end), ...]`` for a list of argument tuples;
-        the same list pickled (or plain, if it cannot be pickled) for a packed call.
+        ``f(calls, places=None) -> [(ok, out_or_error_text, start, end), ...]`` for a list of argument
+        tuples; the same list pickled (or plain, if it cannot be pickled) for a packed call.
     """
-    fn = by_value(_sim_batch, BATCH_FUNCTION_NAME, (_call_sim, _answer), sim_f=sim_f, sim_specs=sim_specs)
+    fn = by_value(
+        _sim_batch,
+        BATCH_FUNCTION_NAME,
+        (_call_sim, _answer, _in_place),
+        sim_f=sim_f,
+        sim_specs=sim_specs,
+        sim_dirs=sim_dirs,
+    )
     fn.__doc__ = f"Run a batch of {getattr(sim_f, '__qualname__', sim_f)!s} simulations."
-    return t.cast(t.Callable[[t.Any], t.Any], fn)
+    return t.cast(t.Callable[..., t.Any], fn)

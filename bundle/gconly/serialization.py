@@ -6,14 +6,18 @@ import threading
 import typing as t
 import weakref
 
+from libensemble.manager import LoggedException
+
 from bundle.errors import BundleError
 
 if t.TYPE_CHECKING:
     from globus_compute_sdk.serialize import ComputeSerializer
 
 
-class SimSerializationError(BundleError, TypeError):
+class SimSerializationError(BundleError, LoggedException, TypeError):  # type: ignore[misc]  # libensemble is untyped
     """``sim_f`` or a simulation input that the endpoint's serializer cannot serialize.
+
+    Also libEnsemble's ``LoggedException`` (the first sim's inputs are checked once the run has started).
 
     Attributes
     ----------

@@ -12,12 +12,18 @@ import dataclasses
 import os
 import typing as t
 
+from libensemble.manager import LoggedException
+
 from bundle.endpoints.health import DEFAULT_OFFLINE_TIMEOUT
 from bundle.errors import BundleError
 
 
-class GCOnlyConfigError(BundleError, ValueError):
-    """Specs that GC-only mode cannot run (say which option to change)."""
+class GCOnlyConfigError(BundleError, LoggedException, ValueError):  # type: ignore[misc]  # libensemble is untyped
+    """Specs that GC-only mode cannot run (say which option to change).
+
+    Also libEnsemble's ``LoggedException``, as every error that stops a GC-only run once it has
+    started (an allocation function's order GC-only cannot send, a first sim the endpoint refuses).
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +81,13 @@ class GCOnlySpecs:
         as a ``NameError``, a missing module or a malformed return); the message quotes the remote
         cause and says what to change.  One sim that succeeds first disarms it.  0 never stops a run
         for failing sims.  Default 5.
+    remote_workdir : str, optional
+        For an endpoint UUID: the folder on the endpoint's file system where sims run, standing for
+        the workflow directory (a relative ``libE_specs.ensemble_dir_path`` and the sim directories
+        land below it).  ``~`` is the endpoint user's home.  Default ``~/libe_gc_runs``.  Input files
+        of this machine (``sim_input_dir``, ``sim_dir_copy_files``, ``sim_dir_symlink_files``) are
+        accepted only under an absolute ``remote_workdir`` (a file system the endpoint shares).  Not
+        for the local endpoint, whose sims run where libEnsemble's workers would.
 
     Examples
     --------
@@ -94,6 +107,7 @@ class GCOnlySpecs:
     sdk_options: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     pack_calls: bool = True
     fail_fast: int = 5
+    remote_workdir: str | None = None
     endpoint_options: dict[str, t.Any] | None = None
     """Deprecated spelling of ``local_options`` (warns; removed in the next release)."""
 
@@ -142,6 +156,11 @@ class GCOnlySpecs:
                 raise GCOnlyConfigError(f"gc_specs.sdk_options: {err}") from None
         if not isinstance(self.require_online, bool):
             raise GCOnlyConfigError(f"gc_specs.require_online must be True or False, got {self.require_online!r}")
+        if self.remote_workdir is not None and (not isinstance(self.remote_workdir, str) or not self.remote_workdir):
+            raise GCOnlyConfigError(
+                "gc_specs.remote_workdir must be a folder of the endpoint (a non-empty string), got "
+                f"{self.remote_workdir!r}"
+            )
         if isinstance(self.fail_fast, bool) or not isinstance(self.fail_fast, int) or self.fail_fast < 0:
             raise GCOnlyConfigError(
                 f"gc_specs.fail_fast must be an integer >= 0 (0 turns it off), got {self.fail_fast!r}"

@@ -42,6 +42,11 @@ class SimOrder:
         """The order's ``sim_id`` values (its rows of the history)."""
         return [int(i) for i in self.work["libE_info"].get("H_rows", [])]
 
+    @property
+    def place(self) -> tuple[int, list[int]]:
+        """Where the sim runs: its worker id and rows, from which libEnsemble names its sim directory."""
+        return self.w, self.rows
+
 
 @dataclasses.dataclass(eq=False)
 class RemoteTask:
@@ -113,14 +118,15 @@ class SimTasks:
         if self.batch_size > 1:
             self.pending.append(order)
         else:
-            self._submit([order], batched=False, args=self.wire.request(order.args))
+            self._submit([order], batched=False, args=self.wire.request(order.args, order.place))
 
     def flush(self) -> None:
         """Submit the held orders, up to ``batch_size`` per task (see :meth:`add` for what it raises)."""
         while self.pending:
             chunk = self.pending[: self.batch_size]
             del self.pending[: self.batch_size]
-            self._submit(chunk, batched=True, args=self.wire.batch_request([o.args for o in chunk]))
+            args = self.wire.batch_request([o.args for o in chunk], [o.place for o in chunk])
+            self._submit(chunk, batched=True, args=args)
 
     def adopt(self, order: SimOrder, reattach: Reattach) -> bool:
         """Attach ``order`` to its task from before a crash (resumed run); False to submit it anew."""

@@ -10,6 +10,7 @@ error that says what to change.
 
 from __future__ import annotations
 
+import numbers
 import typing as t
 
 from bundle.errors import ResourceSpecificationError
@@ -18,11 +19,15 @@ MPI_KEYS = frozenset({"num_nodes", "ranks_per_node", "num_ranks", "launcher_opti
 
 
 def _positive_int(spec: t.Mapping[str, t.Any], key: str) -> int | None:
-    """Read ``spec[key]`` as a positive integer, or None when absent."""
+    """Read ``spec[key]`` as a positive integer, or None when absent.
+
+    Any integer type counts (a NumPy integer a sim read from its history rows, as ``MPIExecutor``
+    takes it), and a float with an integral value; ``bool`` does not.  The result is a Python ``int``.
+    """
     if spec.get(key) is None:
         return None
     value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)) or value != int(value) or value < 1:
         raise ResourceSpecificationError(f"resource_specification[{key!r}] must be a positive integer, got {value!r}")
     return int(value)
 

@@ -3,10 +3,11 @@
     python run_gconly.py [--nworkers 4] [--sim-max 200] [--batch-size 1]
 
 No worker processes start: ``nworkers`` is the number of sims in flight, the
-persistent generator runs on the manager. Runs as written on the bundle's local
-endpoint; for a site endpoint change ENDPOINT to its UUID (and set TEMPLATE to
-the template it was configured from). The sim is defined in this script, so it
-is sent by value (it imports what it needs itself): the endpoint needs only NumPy.
+persistent generator runs in this process (on worker 1, as a stock run places
+it). Runs as written on the bundle's local endpoint; for a site endpoint change
+ENDPOINT to its UUID (and set TEMPLATE to the template it was configured from).
+The sim is defined in this script, so it is sent by value (it imports what it
+needs itself): the endpoint needs only NumPy.
 """
 
 import argparse

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from globus_compute_sdk import MPIFunction
 from globus_compute_sdk.errors import TaskExecutionFailed
 from libensemble.executors.executor import TimeoutExpired
 from libensemble.message_numbers import WORKER_DONE, WORKER_KILL_ON_TIMEOUT
@@ -70,6 +71,26 @@ def test_ranks_run_in_the_sim_directory_with_the_launch_line_reported(exctr, mpi
     assert (tmp_path / task.stdout).read_text() == out
     assert (tmp_path / "out.txt").read_text() == f"{ranks}\n"
     assert task.runtime > 0 and task.result() == "FINISHED"
+
+
+def test_a_multi_line_mpi_script_sets_up_then_launches_where_the_prefix_is(exctr, mpi_probe, tmp_path):
+    script = (
+        f"set -e\nmkdir -p sub\ncd sub\nexport PROBE_NOTE=set-up\n$PARSL_MPI_PREFIX {mpi_probe} in-sub\n"
+        'echo "note=$PROBE_NOTE"\n'
+    )
+    task = exctr.submit(func=MPIFunction(script), num_procs=2)
+    task.wait(timeout=120)
+    assert (task.state, task.errcode) == ("FINISHED", 0), task.read_stderr()
+    out = task.read_stdout()
+    assert "size=2\n" in out and out.count(f"cwd={tmp_path / 'sub'}\n") == 2, out
+    assert "argv=in-sub\n" in out and out.endswith("note=set-up\n")
+    assert f"\ncd sub\nexport PROBE_NOTE=set-up\nmpiexec -n 2 -ppn 2 -hosts localhost {mpi_probe} in-sub\n" in (
+        task.runline
+    )
+    failing = exctr.submit(func=MPIFunction(f"set -e\n$PARSL_MPI_PREFIX {mpi_probe} --exit 3\necho after\n"))
+    failing.wait(timeout=120)
+    assert (failing.state, failing.errcode) == ("FAILED", 3), "with set -e, errcode is the launch's exit status"
+    assert "after" not in failing.read_stdout()
 
 
 def test_failing_app_gives_failed_and_its_exit_code(exctr):

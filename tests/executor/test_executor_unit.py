@@ -265,3 +265,67 @@ def test_a_python_task_is_fixed_at_submit_and_a_shipping_failure_is_a_submit_tim
             assert inst.submit_to_registered_function.call_count == 2
     finally:
         GCSession.clear()
+
+
+SCRIPT = "set -e\nmkdir -p run_{n}\ncd run_{n}\nexport OMP_NUM_THREADS=2\n$PARSL_MPI_PREFIX /apps/forces.x 10\n"
+
+
+def test_a_multi_line_mpi_script_goes_as_written_with_the_launch_where_the_prefix_is(tmp_path, monkeypatch):
+    real = globus_compute_sdk.Executor
+    inst = mock.create_autospec(real, instance=True)
+    inst.register_function.return_value = "fn-run-app"
+    inst.resource_specification = None
+    monkeypatch.chdir(tmp_path)
+    GCSession.clear()  # this module keeps endpoints across tests: an earlier test's stand-in may be cached
+    with mock.patch("globus_compute_sdk.Executor", mock.create_autospec(real, side_effect=lambda *a, **k: inst)):
+        exctr = GlobusComputeExecutor(EP, template="local", user_endpoint_config={"mpi_launcher": "mpiexec"})
+        dry = exctr.submit(func=globus_compute_sdk.MPIFunction(SCRIPT), num_procs=4, dry_run=True)
+        assert dry.runline == SCRIPT.replace("$PARSL_MPI_PREFIX", "mpiexec -n 4 -ppn 4 -hosts <node1>")
+        task = exctr.submit(func=globus_compute_sdk.MPIFunction(SCRIPT), num_procs=4, walltime=60)
+    cmd, is_mpi, _, out, _, walltime, _, _, env, gpus, script = inst.submit_to_registered_function.call_args.kwargs[
+        "args"
+    ]
+    # ShellFunction formats its command with str.format: the braces travel doubled, the script otherwise as written
+    assert cmd == SCRIPT.replace("{", "{{").replace("}", "}}") and cmd.format() == SCRIPT
+    assert (is_mpi, script, gpus, walltime, out) == (True, True, None, 60, task.stdout)
+    assert env == {"LIBENSEMBLE_SIM_DIR": "."} and task.kind == "mpi" and task.app_line == SCRIPT
+
+
+def test_scripts_without_a_launch_place_or_with_app_words_are_refused():
+    exctr = GlobusComputeExecutor("local")
+    with pytest.raises(ExecutorException, match=r"write \$PARSL_MPI_PREFIX before the app"):
+        exctr.submit(func=globus_compute_sdk.MPIFunction("cd run\n./app"), dry_run=True)
+    with pytest.raises(ExecutorException, match="put its arguments in the script"):
+        exctr.submit(func=globus_compute_sdk.MPIFunction(SCRIPT), app_args="1 2", dry_run=True)
+    serial = exctr.submit(func=globus_compute_sdk.ShellFunction("cd /tmp && ls"), dry_run=True)
+    assert (serial.kind, serial.runline, serial.resource_specification) == (
+        "shell",
+        "cd /tmp && ls",
+        {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
+    )
+
+
+def _size_probe(data: object) -> int:
+    return 0
+
+
+def test_python_task_arguments_over_the_10_mib_limit_are_refused_before_submitting(tmp_path, monkeypatch):
+    import numpy as np
+
+    from bundle.errors import PayloadTooLargeError
+
+    real = globus_compute_sdk.Executor
+    inst = mock.create_autospec(real, instance=True)
+    inst.register_function.return_value = "fn-run-python"
+    inst.resource_specification = None
+    inst.serializer = globus_compute_sdk.serialize.ComputeSerializer()
+    monkeypatch.chdir(tmp_path)
+    GCSession.clear()  # this module keeps endpoints across tests: an earlier test's stand-in may be cached
+    with mock.patch("globus_compute_sdk.Executor", mock.create_autospec(real, side_effect=lambda *a, **k: inst)):
+        exctr = GlobusComputeExecutor(EP, template="local", user_endpoint_config={"engine_type": "GlobusComputeEngine"})
+        with pytest.raises(PayloadTooLargeError) as info:
+            exctr.submit(func=_size_probe, args=(np.zeros(1_000_000),))  # 8 MB raw, 10.7 MB serialized
+        assert info.value.size > info.value.limit == 10_485_760 and "_size_probe" in str(info.value)
+        inst.submit_to_registered_function.assert_not_called()
+        exctr.submit(func=_size_probe, args=(np.zeros(700_000),))
+        inst.submit_to_registered_function.assert_called_once()

@@ -115,3 +115,16 @@ def decorated(x, persis_info, sim_specs):
     out = np.zeros(len(x), dtype=sim_specs["out"])
     out["f"] = x["x"][:, 1]
     return out, persis_info
+
+
+def in_its_directory(H, persis_info, sim_specs, libE_info):
+    """Read ``scale.txt`` (relative: the sim's working directory) and leave ``x.txt`` there; f = scale * x0."""
+    import os
+
+    with open("scale.txt") as fh:
+        scale = float(fh.read())
+    with open("x.txt", "w") as fh:
+        fh.write(f"{H['x'][0, 0]!r} {libE_info['workerID']} {os.getcwd()}\n")
+    out = np.zeros(len(H), dtype=sim_specs["out"])
+    out["f"] = scale * H["x"][:, 0]
+    return out, persis_info

@@ -21,6 +21,7 @@ from globus_compute_sdk.serialize import ComputeSerializer
 from bundle.errors import TemplateOptionError
 from bundle.gconly import SimSerializationError
 from bundle.gconly.launch import run_gconly
+from bundle.processes.thread_cwd import own_working_directory
 from tests.gconly import sims
 from tests.gconly.helpers import run_specs, run_with, uniform_specs
 
@@ -28,12 +29,16 @@ EP = "6f3fa8a6-8a3b-4c64-9a8f-0ad4d3f6f1d1"
 
 
 class FakeCloud:
-    """Runs registered functions on serialized-then-deserialized arguments in a small pool."""
+    """Runs registered functions on serialized-then-deserialized arguments in a small pool.
+
+    Each thread of the pool has a working directory of its own, as an endpoint's worker process has:
+    GC-only's runner changes into the sim's directory there.
+    """
 
     def __init__(self, lose: t.Callable[[tuple[t.Any, ...]], bool] = lambda args: False) -> None:
         self.serializer = ComputeSerializer()
         self.functions: dict[str, t.Callable[..., t.Any]] = {}
-        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+        self.pool = concurrent.futures.ThreadPoolExecutor(2, initializer=own_working_directory)
         self.lose = lose
         self.submitted = 0
         self.lock = threading.Lock()
@@ -66,6 +71,7 @@ class FakeCloud:
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any) -> t.Iterator[tuple[mock.Mock, FakeCloud]]:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "endpoint-home"))  # sims run under ~/libe_gc_runs on a UUID endpoint
     fake = FakeCloud()
     instance = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
     instance.register_function.side_effect = fake.register
@@ -108,10 +114,10 @@ def test_uuid_endpoint_registers_once_and_submits_packed_arguments_only(cloud: t
         calc_in, _persis_info, _, libE_info = sent_args(call)
         assert calc_in.dtype.names == ("x",) and len(calc_in) == 1
         assert libE_info["comm"] is None and libE_info["executor"] is None
-        assert 1 <= libE_info["workerID"] <= 3
+        assert 2 <= libE_info["workerID"] <= 4  # the generator runs on worker 1, as in a stock run
     done = res.H[res.H["sim_ended"]]
     assert np.allclose(done["f"], done["x"][:, 0])
-    assert sum(res.persis_info[w]["calls"] for w in (1, 2, 3)) == 15
+    assert sum(res.persis_info[w]["calls"] for w in (2, 3, 4)) == 15
 
 
 def test_second_run_reuses_the_registration(cloud: t.Any) -> None:
@@ -209,7 +215,7 @@ def test_ensemble_takes_nworkers_from_the_command_line(cloud: t.Any, monkeypatch
     H, _, flag = ens.run()
     assert flag == 0 and H["sim_ended"].sum() == 12
     ids = {sent_args(c)[3]["workerID"] for c in cls.return_value.submit_to_registered_function.call_args_list}
-    assert ids == {1, 2, 3}
+    assert ids == {2, 3, 4}  # virtual sim workers after the generator's worker 1
 
 
 def test_without_an_endpoint_the_stock_path_runs(cloud: t.Any) -> None:
@@ -273,25 +279,26 @@ def test_arguments_stdlib_pickle_cannot_send_go_plain(cloud: t.Any) -> None:
     """A lambda in persis_info: dill sends it by value, stdlib pickle cannot; the run goes on plain."""
     cls, _ = cloud
     specs = uniform_specs(sims.counting, 2, 8, endpoint=EP)
-    specs["persis_info"][1]["scale"] = lambda x: 2 * x
+    specs["persis_info"][2]["scale"] = lambda x: 2 * x  # virtual sim worker 2 (the generator is worker 1)
     res = run(specs, 2)
     assert res.exit_flag == 0 and not res.sim_errors
     sent = [c.kwargs["args"][0] for c in cls.return_value.submit_to_registered_function.call_args_list]
     plain = [s for s in sent if not isinstance(s, bytes)]
     assert plain and all(s[1]["scale"](2) == 4 and s[2] is None for s in plain)
-    assert any(isinstance(s, bytes) for s in sent)  # virtual worker 2's persis_info pickles cleanly
-    assert sum(res.persis_info[w]["calls"] for w in (1, 2)) == 8
-    assert res.persis_info[1]["scale"](3) == 6
+    assert any(isinstance(s, bytes) for s in sent)  # virtual worker 3's persis_info pickles cleanly
+    assert sum(res.persis_info[w]["calls"] for w in (2, 3)) == 8
+    assert res.persis_info[2]["scale"](3) == 6
 
 
 def test_plain_calls_when_packing_is_switched_off(cloud: t.Any) -> None:
     cls, _ = cloud
     res = run(uniform_specs(sims.counting, 2, 6, endpoint=EP), 2, pack_calls=False)
     assert res.exit_flag == 0 and not res.sim_errors
-    cls.return_value.register_function.assert_called_once_with(sims.counting)
+    registered = cls.return_value.register_function.call_args.args[0]
+    assert registered.__name__ == "libe_gconly_sim" and registered.__globals__["sim_f"] is sims.counting
     for call in cls.return_value.submit_to_registered_function.call_args_list:
-        _, _, sim_specs, libE_info = call.kwargs["args"]
-        assert sim_specs["sim_f"] is sims.counting and 1 <= libE_info["workerID"] <= 2
+        ((_, _, sim_specs, libE_info),) = call.kwargs["args"]
+        assert sim_specs["sim_f"] is sims.counting and 2 <= libE_info["workerID"] <= 3
 
 
 def test_sdk_options_reach_the_sdk_executor(cloud: t.Any) -> None:

@@ -64,7 +64,7 @@ def test_same_history_as_stock_libensemble(in_tmp: t.Any) -> None:
         specs["exit_criteria"],
         specs["persis_info"],
         specs["alloc_specs"],
-        {"nworkers": n, "comms": "local", "gen_on_manager": True},
+        {"nworkers": n + 1, "comms": "local"},  # the generator on worker 1, as GC-only places it; n sim workers
     )
     assert flag_gc == flag_st == 0 and not errors
     done_gc, done_st = H_gc[H_gc["sim_ended"]], H_st[H_st["sim_ended"]]
@@ -73,10 +73,10 @@ def test_same_history_as_stock_libensemble(in_tmp: t.Any) -> None:
     order_gc, order_st = np.argsort(done_gc["sim_id"]), np.argsort(done_st["sim_id"])
     assert np.array_equal(done_gc["x"][order_gc], done_st["x"][order_st])
     assert np.array_equal(done_gc["f"][order_gc], done_st["f"][order_st])
-    # libE_stats.txt: same line format as the stock workers', one line per sim, virtual worker ids 1..n
+    # libE_stats.txt: same line format as the stock workers', one line per sim, virtual worker ids 2..n+1
     gc_lines, st_lines = sim_stats(gc_dir), sim_stats(stock_dir)
     assert len(gc_lines) == len(st_lines) == sim_max
-    assert {w for w, _, _ in gc_lines} <= set(range(1, n + 1))
+    assert {w for w, _, _ in gc_lines} <= set(range(2, n + 2))
     assert {s for _, _, s in gc_lines} == {s for _, _, s in st_lines} == {"Completed"}
     assert (gc_dir / "ensemble.log").exists()
 
@@ -104,8 +104,8 @@ def test_return_conventions(in_tmp: t.Any, sim_f: t.Any, expect: t.Any) -> None:
         assert np.all(np.isfinite(done["f"]))
     if sim_f is sims.counting:
         # each virtual worker's persis_info came back from the endpoint and was merged
-        assert sum(persis_info[w].get("calls", 0) for w in range(1, n + 1)) == sim_max
-        for w in range(1, n + 1):
+        assert sum(persis_info[w].get("calls", 0) for w in range(2, n + 2)) == sim_max
+        for w in range(2, n + 2):
             assert set(persis_info[w].get("workers", [])) <= {w}
     statuses = {s for _, _, s in sim_stats(in_tmp)}
     assert statuses == ({"Completed"} if sim_f in (sims.six_hump, sims.with_status) else {"Not set"})
@@ -345,3 +345,28 @@ def test_lost_task_is_task_failed_and_the_run_goes_on(in_tmp: t.Any) -> None:
     assert np.all(np.isnan(done["f"][lost])) and np.allclose(done["f"][~lost], done["x"][~lost, 0])
     statuses = [s for _, _, s in sim_stats(in_tmp)]
     assert statuses.count("Task Failed during run") == int(lost.sum())
+
+
+def test_the_local_engines_start_up_counts_against_no_exit_criterion(in_tmp: t.Any) -> None:
+    """The engine starts (seconds, more under load) before the manager: a short wallclock_max still runs sims."""
+    n = 2
+    specs = uniform_specs(sims.six_hump, n, 100_000)
+    specs["exit_criteria"] = {"wallclock_max": 4}
+    H, _, _, errors, _ = gc_run(specs, n)
+    assert not errors and H["sim_ended"].sum() > 0
+
+
+def test_two_persistent_generators_run_on_workers_1_and_2_as_in_a_stock_run(in_tmp: t.Any) -> None:
+    """libEnsemble's test_persistent_uniform_gen_decides_stop asks for num_active_gens 2; both must run."""
+    from libensemble.alloc_funcs.start_only_persistent import only_persistent_gens
+    from libensemble.tools import add_unique_random_streams
+
+    n = 3
+    specs = uniform_specs(sims.six_hump, n, 24)
+    specs["alloc_specs"] = {"alloc_f": only_persistent_gens, "user": {"num_active_gens": 2, "async_return": True}}
+    specs["persis_info"] = add_unique_random_streams({}, n + 3)
+    H, _, flag, errors, _ = gc_run(specs, n)
+    assert flag == 0 and not errors
+    assert set(np.unique(H["gen_worker"]).tolist()) == {1, 2}
+    assert set(H["sim_worker"][H["sim_ended"]].tolist()) <= {3, 4, 5}
+    assert not [th.name for th in threading.enumerate() if "_qcomm_main" in th.name and th.is_alive()]

@@ -232,15 +232,24 @@ def test_wire_goes_plain_when_the_serializer_cannot_carry_packed_calls(strategy:
     kind = "strategy_data" if strategy == "JSONData" else "strategy_code"
     executor, wire = _wire(ComputeSerializer(**{kind: cls()}))
     assert not wire.packed
-    executor.register_function.assert_called_once_with(_keeps)  # sim_f itself, as before packed calls
     args = (1, {}, {"sim_f": _keeps}, {})
-    assert wire.request(args) == args
+    if strategy == "JSONData":  # the runner travels (it puts the sim in its directory); its calls go plain
+        registered = executor.register_function.call_args.args[0]
+        assert registered.__name__ == SIM_FUNCTION_NAME and registered.__globals__["sim_specs"] is None
+        assert wire.request(args) == (args,)
+    else:  # a source-only code strategy cannot send the runner: sim_f itself, as before packed calls
+        executor.register_function.assert_called_once_with(_keeps)
+        assert wire.request(args) == args
 
 
 def test_pack_calls_switch_restores_plain_calls() -> None:
     executor, wire = _wire(pack=False)
     assert not wire.packed
-    executor.register_function.assert_called_once_with(_keeps)
+    registered = executor.register_function.call_args.args[0]  # the runner, sim_specs among the arguments
+    assert registered.__name__ == SIM_FUNCTION_NAME and registered.__globals__["sim_specs"] is None
+    args = (np.zeros(1), {"w": 2}, {"sim_f": _keeps})
+    (call,) = wire.request(args)
+    assert call is args and registered(call) == _keeps(*args)  # no pickle.loads of arguments on the endpoint
 
 
 @pytest.mark.parametrize(
@@ -289,3 +298,79 @@ def test_gc_specs_without_an_endpoint_are_refused() -> None:
 
     with pytest.raises(GCOnlyConfigError, match="globus_compute_endpoint"):
         bundle.libE({"sim_f": _double, "in": ["x"], "out": [("f", float)]}, None, {"sim_max": 1}, gc_specs={})
+
+
+def test_errors_that_stop_a_run_are_libensembles_logged_exception() -> None:
+    """A script written for stock libEnsemble catches a stopped run with ``except LoggedException``."""
+    from libensemble.manager import LoggedException
+
+    from bundle.gconly import EndpointUnavailableError, SimSerializationError, SystematicSimError
+
+    stopped = [
+        SystematicSimError("stopped", cause="ValueError: x"),
+        EndpointUnavailableError("gone", endpoint="local"),
+        GCOnlyConfigError("persistent sims"),
+        SimSerializationError("cannot send", what="sim_f"),
+    ]
+    for err in stopped:
+        with pytest.raises(LoggedException):
+            raise err
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-sim", "batch"])
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "plain"])
+def test_results_over_the_10_mib_limit_are_refused_before_the_first_sim_goes(batched: bool, pack: bool) -> None:
+    """libEnsemble's test_fast_alloc returns an 8 MB row per sim: 10,807,387 bytes once serialized."""
+    from bundle.gconly.calls import SimPayloadTooLargeError
+
+    H = np.zeros(1, dtype=[("x", float, (2,))])
+    args = (H, {}, {}, {"H_rows": np.array([0])})
+    _, wire = _wire(batched=batched, pack=pack)
+    big = np.dtype([("f", float), ("large", float, 1_000_000)])
+    with pytest.raises(SimPayloadTooLargeError) as info:
+        wire.check_first_task(args, 1, big, 1)
+    assert 10_485_760 < info.value.size < 11_000_000 and info.value.limit == 10_485_760
+    assert "10,485,760 bytes (10 MiB)" in str(info.value) and f"{info.value.size:,} bytes" in str(info.value)
+    assert "files" in str(info.value)
+    under = np.dtype([("f", float), ("large", float, 700_000)])  # 5.6 MB raw, about 7.5 MB serialized
+    wire.check_first_task(args, 1, under, 1)
+    if batched:  # two such sims in one task are too many: fewer per task is the fix
+        with pytest.raises(SimPayloadTooLargeError, match=r"lower gc_specs\.batch_size"):
+            wire.check_first_task(args, 1, under, 2)
+
+
+def test_arguments_and_registered_runners_over_the_limit_are_refused() -> None:
+    import globus_compute_sdk
+
+    from bundle.gconly.calls import SimPayloadTooLargeError, SimWire
+
+    _, wire = _wire()
+    big_rows = np.zeros(1, dtype=[("x", float, (1_000_000,))])
+    with pytest.raises(SimPayloadTooLargeError, match="the arguments of one task") as info:
+        wire.check_first_task((big_rows, {}, {}, {}), 1, None, 1)
+    assert info.value.size > 10_485_760
+    executor = mock.create_autospec(globus_compute_sdk.Executor, instance=True)
+    specs = {"sim_f": _keeps, **SPECS, "user": {"table": np.ones(1_400_000)}}  # 11.2 MB bound into the runner
+    with pytest.raises(SimPayloadTooLargeError, match="sim_f with sim_specs bound"):
+        SimWire(executor, ComputeSerializer(), specs, False)
+    executor.register_function.assert_not_called()
+
+
+def test_generators_are_numbered_first_as_a_stock_run_places_them() -> None:
+    from bundle.gconly.gen_workers import plan_layout
+
+    gen = {"gen_f": print}
+    one = plan_layout(gen, {"user": {"num_active_gens": 1}}, {}, 3)
+    assert (one.gen_ids, one.sim_ids, one.total) == ((1,), (2, 3, 4), 4)
+    two = plan_layout(gen, {"user": {"num_active_gens": 2, "async_return": True}}, {}, 3)
+    assert (two.gen_ids, two.sim_ids) == ((1, 2), (3, 4, 5))
+    assert plan_layout(gen, {"user": {}}, {}, 2).gen_ids == (1,)  # libEnsemble's default: one active generator
+    named = plan_layout(gen, {}, {"gen_workers": [3]}, 3)
+    assert (named.gen_ids, named.sim_ids) == ((3,), (1, 2, 4))
+    manager = plan_layout(gen, {"user": {"num_active_gens": 2}}, {"gen_on_manager": True}, 3)
+    assert (manager.gen_ids, manager.sim_ids, manager.on_manager) == ((), (1, 2, 3), True)
+    assert plan_layout({"gen_f": None}, {}, {}, 2).sim_ids == (1, 2)  # no generator: given rows only
+    with pytest.raises(GCOnlyConfigError, match=r"numbers its workers 1\.\.4"):
+        plan_layout(gen, {}, {"gen_workers": [7]}, 3)
+    with pytest.raises(GCOnlyConfigError, match="with gen_on_manager"):
+        plan_layout(gen, {}, {"gen_workers": [1], "gen_on_manager": True}, 3)

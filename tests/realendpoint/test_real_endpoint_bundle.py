@@ -110,11 +110,13 @@ def test_gconly_ensemble_runs_sims_on_the_daemons_user_endpoint(
                 "worker_init": f"export PYTHONPATH={ROOT}",
             },
             result_timeout=300,
+            remote_workdir=str(tmp_path / "endpoint-runs"),  # the sims' folder on the endpoint (here the same disk)
         ),
     )
     ensemble.add_random_streams()
     H, _, flag = ensemble.run()
     assert flag == 0
+    assert (tmp_path / "endpoint-runs").is_dir(), "the sims ran under gc_specs.remote_workdir"
     done = H[H["sim_ended"]]
     assert len(done) == n
     np.testing.assert_allclose(done["f"], np.sum(done["x"] ** 2, axis=1))

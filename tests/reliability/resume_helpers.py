@@ -111,9 +111,13 @@ class FakeService:
     def __init__(self, hold: t.Callable[[tuple[t.Any, ...]], bool] = lambda args: False) -> None:
         from globus_compute_sdk.serialize import ComputeSerializer
 
+        from bundle.processes.thread_cwd import own_working_directory
+
         self.serializer = ComputeSerializer()
         self.functions: dict[str, t.Callable[..., t.Any]] = {}
-        self.pool = concurrent.futures.ThreadPoolExecutor(8)
+        # Each thread has a working directory of its own, as an endpoint's worker process has (GC-only's
+        # runner changes into the sim's directory there).
+        self.pool = concurrent.futures.ThreadPoolExecutor(8, initializer=own_working_directory)
         self.hold = hold
         self.released = threading.Event()
         self.task_group_id = str(uuid.uuid4())

@@ -217,9 +217,9 @@ GCONLY_CASES = [
     Case(
         "unpicklable persis_info",
         "gconly",
-        _gconly(persis={1: {"db": gh.Unpicklable()}}),
+        _gconly(persis={2: {"db": gh.Unpicklable()}}),  # virtual sim worker 2 (the generator is worker 1)
         SimSerializationError,
-        ("persis_info[1]['db']", "cannot be pickled"),
+        ("persis_info[2]['db']", "cannot be pickled"),
     ),
     Case(
         "unknown endpoint name",
@@ -243,11 +243,21 @@ GCONLY_CASES = [
         ("batch_size", ">= 1"),
     ),
     Case(
-        "sim directories on the manager",
+        "copy back from a remote endpoint",
         "gconly",
-        _gconly(libE_specs={"sim_dirs_make": True}),
+        _gconly(
+            endpoint="3c1a7a0e-2b7d-4b59-8d5e-7f0b0c3d2e10",
+            libE_specs={"sim_dirs_make": True, "ensemble_copy_back": True},
+        ),
         GCOnlyConfigError,
-        ("sim_dirs_make", "unset them"),
+        ("ensemble_copy_back", "cannot read the endpoint's file system", "Globus Transfer"),
+    ),
+    Case(
+        "remote_workdir on the local endpoint",
+        "gconly",
+        _gconly(remote_workdir="/scratch/me"),
+        GCOnlyConfigError,
+        ("remote_workdir applies to remote endpoints",),
     ),
 ]
 

@@ -215,6 +215,7 @@ def _sim_ids(args: tuple[t.Any, ...]) -> list[int]:
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_resume_on_cloud_endpoint_reattaches_in_flight_tasks_with_reload_tasks(tmp_path, monkeypatch, batch_size):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "endpoint-home"))  # sims run under ~/libe_gc_runs on a UUID endpoint
     held_x = 1.0
     fake = rh.FakeService(
         hold=lambda args: (

@@ -1,6 +1,6 @@
 """Run the demo: a persistent generator feeding MPI sims through ``GlobusComputeExecutor``, then a summary.
 
-Phases (each a libEnsemble ``Ensemble`` whose generator runs on the manager):
+Phases (each a libEnsemble ``Ensemble`` whose generator runs in this process):
 
 1. **executor mode**: sims launch the objective as a 2-rank MPI app on the endpoint and read its
    output file;
