@@ -199,3 +199,13 @@ def block_lost_message(what: str, err: BaseException) -> str:
         f"(a node of its batch job failed, or the job ended). Set the endpoint's max_retries_on_system_failure "
         f"to rerun such tasks on a new block. ({first})"
     )
+
+
+class RunInterrupted(BundleError, RuntimeError):
+    """Ctrl-C (SIGINT) or SIGTERM stopped the run.
+
+    Raised once, in the main thread, by the bundle's signal handler (see
+    :mod:`bundle.processes.interrupt`), after it has started cancelling the tasks in flight and
+    stopping the local endpoints.  It is an ``Exception`` (not a ``KeyboardInterrupt``) so that
+    libEnsemble's manager takes it as any abort and saves its history.
+    """

@@ -21,6 +21,7 @@ import warnings
 from concurrent.futures import Future
 
 from bundle.endpoints.templates import config_key
+from bundle.processes import interrupt
 from bundle.processes.forksafe import KeyedLocks, after_fork_in_child
 
 log = logging.getLogger(__name__)
@@ -381,6 +382,23 @@ class GCSession:
 
 
 atexit.register(GCSession.clear)
+
+
+@interrupt.on_interrupt
+def _cancel_cloud_futures(kill: bool) -> None:
+    """Ctrl-C or SIGTERM: cancel the futures of cached SDK executors (local endpoints stop themselves).
+
+    Tasks already sent to a cloud endpoint go on there; the SDK has no way to stop them.
+    """
+    from bundle.endpoints.local import LocalEndpoint
+
+    for executor in list(GCSession._executors.values()):
+        if isinstance(executor, LocalEndpoint):
+            continue
+        try:
+            executor.shutdown(wait=False, cancel_futures=True)
+        except Exception:
+            log.debug("cancelling %r after an interrupt failed", executor, exc_info=True)
 
 
 @after_fork_in_child

@@ -50,6 +50,7 @@ from bundle.executor.placement import block_shape, check_fits
 from bundle.executor.remote import portable
 from bundle.executor.scripts import Script, script_of
 from bundle.executor.task import GlobusComputeTask
+from bundle.processes import interrupt
 from bundle.processes.forksafe import KeyedLocks
 from bundle.processes.thread_cwd import own_working_directory
 from bundle.wire.limits import PAYLOAD_LIMIT, check_size, rough_size, submission_size
@@ -197,6 +198,7 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         self.pending_timeout = None if pending_timeout is None else float(pending_timeout)
         self.offline_timeout = check_offline_timeout(offline_timeout, "offline_timeout")
         self._app_kinds: dict[str, str] = {}
+        interrupt.install()  # Ctrl-C stops the tasks and the endpoint, then libEnsemble saves its history
 
     # --- per-thread worker identity (libEnsemble's threads comms share one executor) ------
 

@@ -44,6 +44,7 @@ from bundle.gconly.remote import make_batch_function
 from bundle.gconly.serialization import SimSerializationError, check_mapping, check_serializable, serializer_of
 from bundle.gconly.specs import GCOnlyConfigError
 from bundle.gconly.tasks import RemoteTask, SimOrder, SimTasks, SubmitFailed
+from bundle.processes import interrupt
 from bundle.wire.remote_cause import error_text
 
 if t.TYPE_CHECKING:
@@ -240,7 +241,9 @@ class SimDispatcher:
         self._raise_fatal(err)
 
     def _raise_again(self) -> None:
-        """Raise the error that stopped the run, if one did."""
+        """Raise the error that stopped the run, if one did (Ctrl-C too: the sims in flight never answer)."""
+        if self.fatal is None:
+            self.fatal = interrupt.error()
         if self.fatal is not None:
             raise self.fatal
 

@@ -19,6 +19,7 @@ import typing as t
 from bundle.gconly.availability import EndpointUnavailableError
 from bundle.gconly.failfast import SystematicSimError
 from bundle.gconly.specs import GCOnlyConfigError, GCOnlySpecs
+from bundle.processes import interrupt
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -136,6 +137,8 @@ def run_gconly(
         raise GCOnlyConfigError("gc_specs.local_options apply to 'local' endpoints only")
     # Absolute: a generator worker may change directory (libEnsemble's gen directory options) while the run goes.
     workflow_dir = pathlib.Path(libE_d.get("workflow_dir_path") or ".").absolute()
+    interrupt.install()  # Ctrl-C cancels the sims in flight and stops the endpoint; libEnsemble saves its history
+    interrupt.expect_history_in(workflow_dir)
     sim_dirs = plan_sim_dirs(libE_d, workflow_dir, ep_name == LOCAL, gc.remote_workdir)
     plan, journal_state, H0_run, exit_d = _resume_plan(gc, gen_d, libE_d, exit_d, workflow_dir, H0_run)
     choice = choose_engine(get_template(ep_template) if ep_template else None, gc.user_endpoint_config)

@@ -34,6 +34,7 @@ from bundle.endpoints.local.spec_gate import as_sent, engine_nodes, refuse_hangi
 from bundle.endpoints.local.task_ids import TaskIdAnnouncer
 from bundle.endpoints.templates import EndpointTemplate, config_key, get_template
 from bundle.errors import EndpointShutdownError
+from bundle.processes import interrupt
 from bundle.processes.forksafe import after_fork_in_child
 
 if t.TYPE_CHECKING:
@@ -57,6 +58,23 @@ def _shutdown_all() -> None:
 
 
 atexit.register(_shutdown_all)
+
+
+def _cancel(fut: Future[t.Any]) -> None:
+    """Cancel ``fut`` and wake whoever waits on it.
+
+    ``Future.cancel`` alone does not wake ``concurrent.futures.wait``; an executor must also call
+    ``set_running_or_notify_cancel``, which for a cancelled future notifies the waiters.
+    """
+    if fut.cancel():
+        fut.set_running_or_notify_cancel()
+
+
+@interrupt.on_interrupt
+def _stop_all_now(kill: bool) -> None:
+    """Ctrl-C or SIGTERM: stop every live local endpoint of this process at once."""
+    for ep in list(_LIVE):
+        ep.stop_now(kill)
 
 
 @after_fork_in_child
@@ -128,6 +146,7 @@ class LocalEndpoint:
         self._run_dir = pathlib.Path(run_dir) if run_dir is not None else None
         self._lock = threading.RLock()
         self._hosts: dict[str, EngineHost] = {}
+        self._stopping: list[EngineHost] = []
         self._functions: dict[str, str] = {}
         self._fn_ids: dict[t.Any, str] = {}
         self._futures: dict[str, ComputeFuture] = {}
@@ -141,6 +160,7 @@ class LocalEndpoint:
         self.user_endpoint_config = user_endpoint_config
         self.resource_specification = resource_specification
         _LIVE.add(self)
+        interrupt.install()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(template={self.template.name!r}, engines={len(self._hosts)})"
@@ -419,7 +439,7 @@ class LocalEndpoint:
                 return
             if cancel_futures:
                 for fut in list(self._futures.values()):
-                    fut.cancel()
+                    _cancel(fut)
             if wait:
                 while self._futures and not any(h.failure for h in self._hosts.values()):
                     self._all_done.wait(0.5)
@@ -442,6 +462,26 @@ class LocalEndpoint:
         if self._own_run_dir and self._run_dir is not None and not failed:
             shutil.rmtree(self._run_dir, ignore_errors=True)
         _LIVE.discard(self)
+
+    def stop_now(self, kill: bool = False) -> None:
+        """Stop at once, for an interrupted run: cancel the futures, stop the engines, remove the run folder.
+
+        Parameters
+        ----------
+        kill : bool
+            SIGKILL the engines' processes at once (a second Ctrl-C) instead of a short grace.
+        """
+        with self._lock:
+            for fut in list(self._futures.values()):
+                _cancel(fut)
+            self._stopped = True
+            self._stopping.extend(self._hosts.values())  # a second signal kills what the first is stopping
+            self._hosts.clear()
+            hosts = list(self._stopping)
+        for host in hosts:
+            host.stop_now(kill)
+        if self._own_run_dir and self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalEndpoint:
         return self

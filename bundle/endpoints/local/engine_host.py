@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 _ERR_TAIL_LINES = 25
 
+_OWN_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+"""Run a command in a session (and process group) of its own, keeping its pid: ``python -c _OWN_SESSION cmd...``."""
+
 _CANCEL_COMMANDS = {"SlurmProvider": "scancel", "PBSProProvider": "qdel", "TorqueProvider": "qdel"}
 """Batch providers whose jobs the watcher can cancel if the driver dies, and the command it runs."""
 
@@ -127,11 +130,26 @@ class EngineHost:
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
         self.started_at = 0.0
+        self._own_session_for_interchange()
+
+    def _own_session_for_interchange(self) -> None:
+        """Start the interchange in a session of its own, as the worker pools already are.
+
+        A terminal's Ctrl-C goes to its whole foreground process group; the interchange would die of
+        it while the driver still waits on its tasks.  Out of that group, the driver's interrupt
+        handler (:mod:`bundle.processes.interrupt`) stops it in order.  ``os.setsid`` then ``exec``
+        keeps the pid Parsl knows.
+        """
+        executor = getattr(self.engine, "executor", None)
+        command = list(getattr(executor, "interchange_launch_cmd", None) or [])
+        if executor is not None and command and _OWN_SESSION not in command:
+            executor.interchange_launch_cmd = [sys.executable, "-c", _OWN_SESSION, *command]
 
     def start(self) -> None:
         """Start the engine (interchange and one block of workers)."""
         _ensure_bin_dir_on_path()
         self._share_import_path()
+        self._private_tmpdir()
         reaper.ensure_watcher()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting %s from template %r in %s", type(self.engine).__name__, self.template.name, self.run_dir)
@@ -151,6 +169,21 @@ class EngineHost:
             return
         export = f'export PYTHONPATH={shlex.quote(paths)}"${{PYTHONPATH:+:$PYTHONPATH}}"'
         provider.worker_init = f"{export}\n{provider.worker_init or ''}"
+
+    def _private_tmpdir(self) -> None:
+        """Give the blocks a ``TMPDIR`` inside the run folder, removed with it.
+
+        Parsl's worker pool starts a ``multiprocessing`` manager, whose listener socket lives in a
+        ``pymp-*`` folder of ``TMPDIR``; the pool is stopped by a signal, so the folder would stay in
+        ``/tmp`` after every run.  Where the folder cannot be made (a node that does not see the run
+        folder), ``TMPDIR`` stays as it was.
+        """
+        provider = getattr(getattr(self.engine, "executor", None), "provider", None)
+        if provider is None or not hasattr(provider, "worker_init"):
+            return
+        tmp = shlex.quote(str(self.run_dir / "tmp"))
+        line = f"mkdir -p {tmp} 2>/dev/null && export TMPDIR={tmp}"
+        provider.worker_init = f"{line}\n{provider.worker_init or ''}"
 
     def submit(
         self, task_id: uuid.UUID, function_id: str | None, packed_task: bytes, spec: dict[str, t.Any]
@@ -411,3 +444,49 @@ class EngineHost:
                     fut.set_exception(exc)
                 except Exception:
                     pass
+
+    def stop_now(self, kill: bool = False) -> None:
+        """Stop the engine at once, for an interrupted run: processes first, then the engine's threads.
+
+        Unlike :meth:`shutdown`, no block is scaled in through the interchange (which may be gone or
+        still starting): batch jobs are cancelled, the engine is marked failed so it launches no new
+        block, its process trees are stopped, and the engine's own shutdown gets a few seconds.
+
+        Parameters
+        ----------
+        kill : bool
+            SIGKILL at once (a second Ctrl-C) instead of SIGTERM with a short grace.
+        """
+        with self._lock:
+            already = self._stop.is_set()
+            self._stop.set()
+            pending = list(self._pending.values())
+        if already and not kill:
+            return
+        executor = self.engine.executor
+        pids = proctree.descendants(self._root_pids())
+        error = EndpointShutdownError("the run was interrupted; the local endpoint was stopped")
+        try:
+            if getattr(executor, "_executor_bad_state", None) is not None and not executor.bad_state_is_set:
+                executor.set_bad_state_and_fail_all(error)  # no new block from here on
+        except Exception:
+            log.debug("marking the engine stopped failed", exc_info=True)
+        self._cancel_batch_jobs()
+        proctree.terminate(pids, grace=0.0 if kill else 2.0)
+        for fut in pending:
+            if not fut.done():
+                try:
+                    fut.set_exception(error)
+                except Exception:
+                    pass
+        if kill:
+            return
+        closer = threading.Thread(target=self._close_engine, name="libe-gc-engine-close", daemon=True)
+        closer.start()
+        closer.join(3.0)
+
+    def _close_engine(self) -> None:
+        try:
+            self.engine.shutdown(block=True)
+        except Exception:
+            log.debug("engine shutdown after an interrupt raised", exc_info=True)
