@@ -229,7 +229,11 @@ class LocalEndpoint:
             if host is None:
                 run_dir = self.run_dir / f"engine-{len(self._hosts)}"
                 host = EngineHost(self.template, dict(self._user_endpoint_config or {}), run_dir, self.start_timeout)
-                host.start()
+                try:
+                    host.start()
+                except BaseException:  # Ctrl-C while starting, or a start that failed: leave nothing behind
+                    host.stop_now()
+                    raise
                 self._hosts[key] = host
             return host
 

@@ -15,7 +15,9 @@ import logging
 import os
 import pathlib
 import shlex
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import typing as t
@@ -37,6 +39,9 @@ _ERR_TAIL_LINES = 25
 
 _OWN_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 """Run a command in a session (and process group) of its own, keeping its pid: ``python -c _OWN_SESSION cmd...``."""
+
+_UNIX_SOCKET_PATH_MAX = 100
+"""A little under Linux's 108 bytes for a Unix socket's path."""
 
 _CANCEL_COMMANDS = {"SlurmProvider": "scancel", "PBSProProvider": "qdel", "TorqueProvider": "qdel"}
 """Batch providers whose jobs the watcher can cancel if the driver dies, and the command it runs."""
@@ -126,6 +131,7 @@ class EngineHost:
         self._watchdog: threading.Thread | None = None
         self._registered_jobs: set[str] = set()
         self._block_watch: BlockWatch | None = None
+        self._removed_at_shutdown: list[pathlib.Path] = []
         config = template.load(options)
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
@@ -171,19 +177,35 @@ class EngineHost:
         provider.worker_init = f"{export}\n{provider.worker_init or ''}"
 
     def _private_tmpdir(self) -> None:
-        """Give the blocks a ``TMPDIR`` inside the run folder, removed with it.
+        """Give the blocks a ``TMPDIR`` of their own, removed at shutdown.
 
         Parsl's worker pool starts a ``multiprocessing`` manager, whose listener socket lives in a
         ``pymp-*`` folder of ``TMPDIR``; the pool is stopped by a signal, so the folder would stay in
-        ``/tmp`` after every run.  Where the folder cannot be made (a node that does not see the run
-        folder), ``TMPDIR`` stays as it was.
+        ``/tmp`` after every run.  The folder is ``tmp`` in the run folder, or a new short folder in
+        ``TMPDIR`` when that path would be too long for a Unix socket (about 100 bytes, listener name
+        included), or nothing when that too would be too long.  Where the folder cannot be made
+        (a node that does not see it), ``TMPDIR`` stays
+        as it was.
         """
         provider = getattr(getattr(self.engine, "executor", None), "provider", None)
         if provider is None or not hasattr(provider, "worker_init"):
             return
-        tmp = shlex.quote(str(self.run_dir / "tmp"))
-        line = f"mkdir -p {tmp} 2>/dev/null && export TMPDIR={tmp}"
-        provider.worker_init = f"{line}\n{provider.worker_init or ''}"
+
+        def fits(path: str) -> bool:
+            return len(path) + len("/pymp-12345678/listener-12345678") < _UNIX_SOCKET_PATH_MAX
+
+        folder = self.run_dir / "tmp"
+        if not fits(str(folder)):
+            if not fits(os.path.join(tempfile.gettempdir(), "libe-gc-tmp-12345678")):
+                return  # even a new folder in TMPDIR would be too long: leave TMPDIR as it is
+            folder = pathlib.Path(tempfile.mkdtemp(prefix="libe-gc-tmp-"))
+            self._removed_at_shutdown.append(folder)
+        quoted = shlex.quote(str(folder))
+        provider.worker_init = f"mkdir -p {quoted} 2>/dev/null && export TMPDIR={quoted}\n{provider.worker_init or ''}"
+
+    def _remove_own_folders(self) -> None:
+        for folder in self._removed_at_shutdown:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def submit(
         self, task_id: uuid.UUID, function_id: str | None, packed_task: bytes, spec: dict[str, t.Any]
@@ -437,6 +459,7 @@ class EngineHost:
             log.exception("engine shutdown raised; stopping its processes directly")
         self._cancel_batch_jobs()
         proctree.terminate(pids, grace=3.0)
+        self._remove_own_folders()
         exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
         for fut in pending:
             if not fut.done():
@@ -473,6 +496,7 @@ class EngineHost:
             log.debug("marking the engine stopped failed", exc_info=True)
         self._cancel_batch_jobs()
         proctree.terminate(pids, grace=0.0 if kill else 2.0)
+        self._remove_own_folders()
         for fut in pending:
             if not fut.done():
                 try:
