@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from bundle.endpoints.local.reaper import TOKEN_ENV
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
 
@@ -25,10 +27,13 @@ def _slurm_up() -> bool:
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    # As a user starts it: not marked as this test process's (its watcher token), in a session of its own.
+    env.pop(TOKEN_ENV, None)
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
         cwd=ROOT,
         env=env,
+        start_new_session=True,
         capture_output=True,
         text=True,
         timeout=1500,

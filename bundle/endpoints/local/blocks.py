@@ -59,6 +59,7 @@ class BlockWatch:
         self.lost: list[LostBlock] = []
         self._trees: dict[str, dict[int, float | None]] = {}
         self._groups: dict[str, int] = {}
+        self._leaders: dict[str, tuple[int, float | None]] = {}
         self._pools: dict[str, dict[int, float | None]] = {}
         self._done: set[str] = set()
 
@@ -94,9 +95,16 @@ class BlockWatch:
                 group = proctree.process_group(pid)
                 if group is not None and group != os.getpgid(0):
                     self._groups[job_id] = group
+                    self._leaders.setdefault(job_id, (group, proctree.start_time(group)))
                 continue
             seen = self._trees.pop(job_id, None)
             group = self._groups.pop(job_id, None)
+            leader = self._leaders.pop(job_id, None)
+            if group is not None and leader is not None and proctree.alive(group):
+                if not proctree.same_process(*leader):
+                    # The group's id is another process's now (its leader ended and the pid was reused, which
+                    # Linux allows once the old group has no member left): those are not this block's.
+                    group = None
             self._pools.pop(job_id, {})
             if seen is None:
                 continue

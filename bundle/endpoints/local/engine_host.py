@@ -132,6 +132,7 @@ class EngineHost:
         self._registered_jobs: set[str] = set()
         self._block_watch: BlockWatch | None = None
         self._removed_at_shutdown: list[pathlib.Path] = []
+        self._root_starts: dict[int, float | None] = {}
         config = template.load(options)
         self.engine: GlobusComputeEngine = config.engine
         self.is_mpi = type(self.engine).__name__ == "GlobusMPIEngine"
@@ -381,6 +382,7 @@ class EngineHost:
             self._block_watch = BlockWatch(executor.provider)
         last_registered = time.monotonic()
         while not self._stop.wait(period):
+            self._root_pids()  # note new blocks' shells while they are surely theirs
             try:
                 self._block_watch.check()  # a block stopped by shutdown is marked cancelled and skipped
             except Exception:  # never let the watch thread die on a /proc race
@@ -434,7 +436,14 @@ class EngineHost:
             log.exception("cancelling batch jobs %s failed", jobs)
 
     def _root_pids(self) -> list[int]:
-        """Pids of the interchange and of the blocks' shells."""
+        """Pids of the interchange and of the blocks' shells that are still the processes first seen.
+
+        A block's shell may have ended long before (scaled in, lost) and, with Linux's 32768 pids
+        on a busy host, its pid may name another process by now, another engine's worker pool
+        say: signalling it would kill that engine's tasks (``ManagerLost``).  Each root's start
+        time is recorded when it is first seen (at start, then every half second by the watch
+        thread), and a pid whose process started at another time is left out.
+        """
         roots: list[int] = []
         proc = getattr(self.engine.executor, "interchange_proc", None)
         if proc is not None:
@@ -443,7 +452,11 @@ class EngineHost:
         for job in getattr(provider, "resources", {}).values():
             if job.get("remote_pid"):
                 roots.append(int(job["remote_pid"]))
-        return roots
+        with self._lock:
+            for pid in roots:
+                if pid not in self._root_starts:
+                    self._root_starts[pid] = proctree.start_time(pid)
+            return [pid for pid in roots if proctree.same_process(pid, self._root_starts[pid])]
 
     def shutdown(self) -> None:
         """Stop the engine and make sure none of its processes is left."""
