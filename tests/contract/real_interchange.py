@@ -326,8 +326,6 @@ class InterchangeOverRabbit:
         self.user_endpoints: dict[str, UserEndpoint] = {}
         self._functions: dict[str, str] = {}
         self._function_registry: dict[t.Any, str] = {}
-        self.sent_specs: list[str] = []
-        """Each task's ``resource_specification`` header, as published."""
 
     def user_endpoint(self) -> UserEndpoint:
         """The user endpoint for the current ``user_endpoint_config`` (started on first use, as the daemon does)."""
@@ -358,7 +356,6 @@ class InterchangeOverRabbit:
         ser = self.serializer
         payload = ser.pack_buffers([ser.serialize(tuple(args or ())), ser.serialize(dict(kwargs or {}))])
         uep = self.user_endpoint()
-        self.sent_specs.append(json.dumps(self.resource_specification))
         tid = uep.publish(self._functions[function_id], payload, function_id, self.resource_specification)
         return uep.futures[tid]
 
