@@ -1,4 +1,4 @@
-"""Shared fixtures: started local endpoints (real engine, real mpiexec) and process accounting."""
+"""Shared fixtures: started local endpoints (real engine, real mpiexec), RabbitMQ, and process accounting."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import pytest
 
 from bundle.endpoints.local import LocalEndpoint, reaper
 from bundle.endpoints.session import GCSession
+from tests.broker import rabbitmq
+
+__all__ = ["rabbitmq"]  # the broker fixture of tests/broker.py, for tests/realendpoint and tests/contract
 
 
 def descendants(pid: int) -> list[psutil.Process]:

@@ -17,7 +17,9 @@ runs one such engine per distinct ``user_endpoint_config``, rendered from its te
 
 :class:`InterchangeEndpoint` does exactly that and nothing more (no spec checks, no repairs),
 with the surface of ``globus_compute_sdk.Executor`` the bundle uses, so it can stand behind an
-autospec of the SDK ``Executor`` as a "cloud" endpoint built from a bundled template.
+autospec of the SDK ``Executor`` as a "cloud" endpoint built from a bundled template
+(``tests/gconly/test_gconly_engine_choice.py``).  The endpoint contract itself
+(``test_endpoint_contract.py``) is checked against the real interchange, :mod:`tests.contract.real_interchange`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
-"""One contract, two implementations: the local endpoint and a raw engine driven like a real endpoint.
+"""One contract, two implementations: the local endpoint and the real endpoint interchange.
 
 Each case sends one task with one ``resource_specification`` to both sides, rendered from the
-same template with the same options, and the outcomes must agree: the same value (so the
-local endpoint changed nothing on the way), or the same failure (``TaskExecutionFailed`` with
-the same remote error line).  Where a real endpoint accepts a task and never answers, the local
-endpoint refuses it at submit (``ResourceSpecificationError``) and the raw engine is shown not
-to answer; those cases run last, since they leave the raw engine's worker pool stuck.
+same template with the same options.  The real side is a user endpoint process as a template-capable
+endpoint starts one (``EndpointInterchange`` and its engine), fed ``Task`` messages over RabbitMQ
+with the headers the service sends, its ``Result`` messages read back as the SDK reads them
+(:mod:`tests.contract.real_interchange`).  The outcomes must agree: the same value (so the local
+endpoint changed nothing on the way), or the same failure (``TaskExecutionFailed`` with the same
+remote error line).  Where a real endpoint accepts a task and never answers, the local endpoint
+refuses it at submit (``ResourceSpecificationError``) and the interchange is shown not to answer;
+those cases run last, since they leave the interchange's worker pool stuck.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import typing as t
 
@@ -19,12 +23,14 @@ from globus_compute_sdk.errors import TaskExecutionFailed
 
 from bundle.endpoints.local import LocalEndpoint
 from bundle.errors import ResourceSpecificationError
-from tests.contract.interchange import InterchangeEndpoint
+from tests.broker import Broker
+from tests.contract.real_interchange import InterchangeOverRabbit
 
 MPI = {"engine_type": "GlobusMPIEngine", "max_workers_per_block": 2}
 PY = {"engine_type": "GlobusComputeEngine", "max_workers_per_node": 2}
 ONE_RANK = {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1}
 NO_ANSWER_S = 6.0
+STRING_SET = re.compile(r"\{('[^'{}]*'(?:, '[^'{}]*')*)\}")
 
 
 def mpi_env() -> tuple[str | None, str | None]:
@@ -34,6 +40,11 @@ def mpi_env() -> tuple[str | None, str | None]:
 
 def fails(x: int) -> int:
     raise ValueError(f"sim {x} failed")
+
+
+def sorted_sets(line: str) -> str:
+    """``line`` with each set of strings in it sorted: their order differs between processes (string hashing)."""
+    return STRING_SET.sub(lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}", line)
 
 
 def outcome(side: t.Any, spec: dict[str, t.Any] | None, fn: t.Callable[..., t.Any], *args: t.Any) -> tuple[t.Any, ...]:
@@ -50,21 +61,31 @@ def outcome(side: t.Any, spec: dict[str, t.Any] | None, fn: t.Callable[..., t.An
     except TaskExecutionFailed as err:
         lines = [ln for ln in err.remote_data.strip().splitlines() if ln.strip() and not set(ln.strip()) <= set("-+")]
         assert err.completion_t and float(err.completion_t) <= time.time() + 1
-        return ("TaskExecutionFailed", lines[-1].strip())
+        return ("TaskExecutionFailed", sorted_sets(lines[-1].strip()))
 
 
 @pytest.fixture(scope="module")
-def sides(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, tuple[t.Any, t.Any]]]:
+def sides(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, tuple[t.Any, t.Any]]]:
+    """Per engine: a local endpoint and a real one (a user endpoint starts with its first task), from ``local``."""
     run = tmp_path_factory.mktemp("contract")
     local_mpi = LocalEndpoint(user_endpoint_config=MPI, run_dir=run / "local-mpi", start_timeout=240)
     local_py = LocalEndpoint(user_endpoint_config=PY, run_dir=run / "local-py", start_timeout=240)
-    raw_mpi = InterchangeEndpoint("local", run / "raw-mpi", MPI)
-    raw_py = InterchangeEndpoint("local", run / "raw-py", PY)
+    real_mpi = InterchangeOverRabbit(rabbitmq.url, "local", run / "real-mpi", MPI)
+    real_py = InterchangeOverRabbit(rabbitmq.url, "local", run / "real-py", PY)
+    ueps = []
+    left: dict[str, list[str]] = {}
     try:
-        yield {"mpi": (local_mpi, raw_mpi), "py": (local_py, raw_py)}
+        yield {"mpi": (local_mpi, real_mpi), "py": (local_py, real_py)}
     finally:
-        for ep in (local_mpi, local_py, raw_mpi, raw_py):
-            ep.shutdown(wait=False, cancel_futures=True)
+        for local in (local_mpi, local_py):
+            local.shutdown(wait=False, cancel_futures=True)
+        for real in (real_mpi, real_py):
+            ueps += real.user_endpoints.values()
+            left.update(real.shutdown())
+    # SIGTERM stops each interchange as its parent stops it: engine shut down, process exited 0, nothing left
+    assert len(ueps) == 2 and [uep.proc.returncode for uep in ueps] == [0, 0], [uep.log for uep in ueps]
+    assert not any(left.values()), f"processes of the user endpoints left after SIGTERM: {left}"
+    assert all(uep.task_queue_consumers == 0 for uep in ueps), "a task queue still had a consumer"
 
 
 CASES = [
@@ -88,8 +109,8 @@ CASES = [
     ids=[f"{c[0]}-{c[1]}-{c[2].__name__}" for c in CASES],
 )
 def test_local_and_interchange_agree(sides, engine, spec, fn, args, expected):
-    local, raw = sides[engine]
-    theirs = outcome(raw, spec, fn, *args)
+    local, real = sides[engine]
+    theirs = outcome(real, spec, fn, *args)
     ours = outcome(local, spec, fn, *args)
     assert theirs[0] == expected, theirs
     assert ours == theirs
@@ -115,15 +136,15 @@ def test_task_id_arrives_after_submit_and_before_the_result(sides):
     ids=["no num_nodes (Parsl issue 3427)", "more nodes than the pool has"],
 )
 def test_specs_a_real_endpoint_never_answers_are_refused_early(sides, spec):
-    """Defined last: these leave the raw engine's worker pool waiting for ever."""
-    local, raw = sides["mpi"]
+    """Defined last: these leave the interchange's worker pool waiting for ever."""
+    local, real = sides["mpi"]
     assert outcome(local, spec, mpi_env) == ("refused at submit", "ResourceSpecificationError")
-    raw.resource_specification = spec
+    real.resource_specification = spec
     try:
-        fut = raw.submit(mpi_env)
+        fut = real.submit(mpi_env)
     finally:
-        raw.resource_specification = None
+        real.resource_specification = None
     time.sleep(NO_ANSWER_S)
-    assert not fut.done(), f"the raw engine answered {spec}: the local endpoint should pass it on, not refuse it"
+    assert not fut.done(), f"the interchange answered {spec}: the local endpoint should pass it on, not refuse it"
     # the local endpoint is unharmed: a good task still runs
     assert outcome(local, ONE_RANK, mpi_env)[0] == "ok"

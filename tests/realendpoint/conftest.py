@@ -2,9 +2,8 @@
 
 Session fixtures, each started only when a test asks for it:
 
-* ``rabbitmq``: the broker (``.ci/rabbitmq.sh up`` when it is not running; root only) and a virtual
-  host of this session's own, deleted at the end (with every queue in it); the broker is stopped again
-  only if this session started it.
+* ``rabbitmq`` (``tests/broker.py``, shared with ``tests/contract``): the broker (``.ci/rabbitmq.sh up`` when it
+  is not running; root only) and a virtual host of this session's own, deleted at the end (with every queue in it).
 * ``gc_service``: the stand-in (``python -m tests.realendpoint.service``) on ``localhost:5000``, the address of
   the SDK's built-in ``local`` environment.  The port is fixed, so one session at a time holds it (a lock file).
 * ``real_endpoint``: what a site user does, run as a subprocess: ``libe-gc endpoint configure NAME
@@ -33,7 +32,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,16 +45,15 @@ import uuid
 import psutil
 import pytest
 
+from tests.broker import Broker
 from tests.slurm.conftest import slurm
 
 __all__ = ["slurm"]  # the Slurm cluster fixture of tests/slurm, for the endpoints whose blocks it runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-RABBITMQ_SH = ROOT / ".ci" / "rabbitmq.sh"
 BIN = pathlib.Path(sys.executable).parent
 SERVICE_URL = "http://localhost:5000"
 SERVICE_LOCK = pathlib.Path("/run/libe-gc-gc-service.lock")
-NODE = "rabbit@localhost"
 
 
 SDK_SOCKET_WARNINGS = (
@@ -74,71 +71,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if here in pathlib.Path(str(item.fspath)).parents:
             for spec in SDK_SOCKET_WARNINGS:
                 item.add_marker(pytest.mark.filterwarnings(spec))
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
-def _unavailable(reason: str) -> t.NoReturn:
-    if _in_ci():
-        pytest.fail(f"real-endpoint tests must run in CI, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def rabbitmqctl(*args: str, timeout: float = 60) -> str:
-    """Run ``rabbitmqctl -q -n rabbit@localhost ARGS``; return its output."""
-    proc = subprocess.run(
-        ["rabbitmqctl", "-q", "-n", NODE, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
-    return proc.stdout
-
-
-@dataclasses.dataclass(frozen=True)
-class Broker:
-    """This session's virtual host on the broker."""
-
-    vhost: str
-    url: str
-
-    def queues(self) -> dict[str, int]:
-        """Queue name -> number of consumers, in this virtual host."""
-        out = rabbitmqctl("list_queues", "-p", self.vhost, "--no-table-headers", "name", "consumers")
-        found = {}
-        for line in out.splitlines():
-            name, _, consumers = line.rpartition("\t")
-            if name:
-                found[name] = int(consumers)
-        return found
-
-
-@pytest.fixture(scope="session")
-def rabbitmq() -> t.Iterator[Broker]:
-    """A running broker and a virtual host of this session's own (deleted afterwards, queues and all)."""
-    if os.geteuid() != 0:
-        _unavailable("starting RabbitMQ (.ci/rabbitmq.sh up) needs root")
-    if shutil.which("rabbitmq-server") is None and shutil.which("apt-get") is None:
-        _unavailable("RabbitMQ is not installed and there is no apt-get to install it")
-    was_up = subprocess.run(["bash", str(RABBITMQ_SH), "status"], capture_output=True).returncode == 0
-    if not was_up:
-        started = time.monotonic()
-        proc = subprocess.run(["bash", str(RABBITMQ_SH), "up"], capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            _unavailable(f".ci/rabbitmq.sh up failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        print(f"\nRabbitMQ up in {time.monotonic() - started:.1f} s")
-    vhost = f"libe-gc-{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield Broker(vhost, f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
-        left = [line for line in rabbitmqctl("list_vhosts", "--no-table-headers").split() if line == vhost]
-        if not was_up:
-            subprocess.run(["bash", str(RABBITMQ_SH), "down"], capture_output=True, timeout=300)
-    assert left == [], f"virtual host {vhost} (and its queues) left on the broker"
 
 
 @dataclasses.dataclass(frozen=True)
