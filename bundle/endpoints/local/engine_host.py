@@ -500,13 +500,15 @@ class EngineHost:
         if already and not kill:
             return
         executor = self.engine.executor
-        pids = proctree.descendants(self._root_pids())
         error = EndpointShutdownError("the run was interrupted; the local endpoint was stopped")
         try:
             if getattr(executor, "_executor_bad_state", None) is not None and not executor.bad_state_is_set:
-                executor.set_bad_state_and_fail_all(error)  # no new block from here on
+                executor.set_bad_state_and_fail_all(error)  # the job status poller launches no block from here on
         except Exception:
             log.debug("marking the engine stopped failed", exc_info=True)
+        if not kill:
+            self._stop_launching()
+        pids = proctree.descendants(self._root_pids())  # after the last launch: a block started now is in here
         self._cancel_batch_jobs()
         proctree.terminate(pids, grace=0.0 if kill else 2.0)
         self._remove_own_folders()
@@ -521,6 +523,17 @@ class EngineHost:
         closer = threading.Thread(target=self._close_engine, name="libe-gc-engine-close", daemon=True)
         closer.start()
         closer.join(3.0)
+
+    def _stop_launching(self, timeout: float = 3.0) -> None:
+        """Wait (briefly) for the engine's job status poller to stop: a poll in progress may still launch a block."""
+        poller = getattr(self.engine, "job_status_poller", None)
+        if poller is None:
+            return
+        closer = threading.Thread(target=poller.close, name="libe-gc-poller-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        if not closer.is_alive():
+            self.engine.job_status_poller = None  # closed: the engine's own shutdown need not close it again
 
     def _close_engine(self) -> None:
         try:
