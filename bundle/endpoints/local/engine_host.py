@@ -16,6 +16,7 @@ import os
 import pathlib
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -37,8 +38,19 @@ log = logging.getLogger(__name__)
 
 _ERR_TAIL_LINES = 25
 
-_OWN_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
-"""Run a command in a session (and process group) of its own, keeping its pid: ``python -c _OWN_SESSION cmd...``."""
+_OWN_SESSION = (
+    "import os, signal, sys; os.setsid(); "
+    "[signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]; "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)]; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM}); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+"""Run a command in a session (and process group) of its own, keeping its pid: ``python -c _OWN_SESSION cmd...``.
+
+It starts with SIGINT and SIGTERM blocked (see :meth:`EngineHost._own_session_for_interchange`); once out of the
+terminal's process group it discards any that arrived meanwhile (ignoring a signal drops it if pending), restores
+their default action and unblocks them, then runs the command.
+"""
 
 _UNIX_SOCKET_PATH_MAX = 100
 """A little under Linux's 108 bytes for a Unix socket's path."""
@@ -149,8 +161,24 @@ class EngineHost:
         """
         executor = getattr(self.engine, "executor", None)
         command = list(getattr(executor, "interchange_launch_cmd", None) or [])
-        if executor is not None and command and _OWN_SESSION not in command:
-            executor.interchange_launch_cmd = [sys.executable, "-c", _OWN_SESSION, *command]
+        if executor is None or not command or _OWN_SESSION in command:
+            return
+        executor.interchange_launch_cmd = [sys.executable, "-c", _OWN_SESSION, *command]
+        # Until the new process has left the terminal's group, a Ctrl-C would reach it while Python starts
+        # (seen: "Fatal Python error: init_import_site ... KeyboardInterrupt").  Parsl starts it from this
+        # method; the thread that calls it blocks both signals meanwhile, and the child inherits the mask.
+        start = getattr(executor, "_start_local_interchange_process", None)
+        if start is None:
+            return
+
+        def start_with_signals_blocked() -> None:
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+        executor._start_local_interchange_process = start_with_signals_blocked
 
     def start(self) -> None:
         """Start the engine (interchange and one block of workers)."""
