@@ -107,6 +107,16 @@ def _tail(path: pathlib.Path, lines: int = _ERR_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _fail_pending(pending: t.Iterable[GCFuture], error: BaseException) -> None:
+    """Fail the futures still waiting, with ``error`` (one that got its result meanwhile keeps it)."""
+    for fut in pending:
+        if not fut.done():
+            try:
+                fut.set_exception(error)
+            except Exception:  # raced with a result
+                pass
+
+
 class EngineHost:
     """One started engine, its start watchdog, and its clean shutdown.
 
@@ -309,12 +319,7 @@ class EngineHost:
             self.failure = exc
             pending = list(self._pending.values())
         log.error("%s", exc)
-        for fut in pending:
-            if not fut.done():
-                try:
-                    fut.set_exception(exc)
-                except Exception:  # raced with a result
-                    pass
+        _fail_pending(pending, exc)
 
     def _failed_start(self, executor: t.Any) -> str:
         """Describe the blocks that ended FAILED before any block connected (empty when none did).
@@ -501,13 +506,7 @@ class EngineHost:
         self._cancel_batch_jobs()
         proctree.terminate(pids, grace=3.0)
         self._remove_own_folders()
-        exc = EndpointShutdownError("the local endpoint was shut down before this task finished")
-        for fut in pending:
-            if not fut.done():
-                try:
-                    fut.set_exception(exc)
-                except Exception:
-                    pass
+        _fail_pending(pending, EndpointShutdownError("the local endpoint was shut down before this task finished"))
 
     def stop_now(self, kill: bool = False) -> None:
         """Stop the engine at once, for an interrupted run: processes first, then the engine's threads.
@@ -540,12 +539,7 @@ class EngineHost:
         self._cancel_batch_jobs()
         proctree.terminate(pids, grace=0.0 if kill else 2.0)
         self._remove_own_folders()
-        for fut in pending:
-            if not fut.done():
-                try:
-                    fut.set_exception(error)
-                except Exception:
-                    pass
+        _fail_pending(pending, error)
         if kill:
             return
         closer = threading.Thread(target=self._close_engine, name="libe-gc-engine-close", daemon=True)
