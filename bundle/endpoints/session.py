@@ -386,13 +386,18 @@ atexit.register(GCSession.clear)
 
 @interrupt.on_interrupt
 def _cancel_cloud_futures(kill: bool) -> None:
-    """Ctrl-C or SIGTERM: cancel the futures of cached SDK executors (local endpoints stop themselves).
+    """Ctrl-C or SIGTERM: forget every cached executor, cancelling the futures of SDK executors.
 
-    Tasks already sent to a cloud endpoint go on there; the SDK has no way to stop them.
+    Local endpoints stop themselves (their own stopper); a later run in the same process (a notebook)
+    gets new executors.  Tasks already sent to a cloud endpoint go on there; the SDK has no way to stop them.
     """
     from bundle.endpoints.local import LocalEndpoint
 
-    for executor in list(GCSession._executors.values()):
+    with GCSession._lock:
+        executors = list(GCSession._executors.values())
+        GCSession._executors.clear()
+        GCSession._function_ids.clear()
+    for executor in executors:
         if isinstance(executor, LocalEndpoint):
             continue
         try:

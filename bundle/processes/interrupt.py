@@ -104,6 +104,9 @@ def error() -> RunInterrupted | None:
 def install() -> bool:
     """Install the handler for SIGINT and SIGTERM, where Python's defaults are in place.
 
+    Called as a run is set up (executor, local endpoint, GC-only run); an interrupt already handled in
+    this process is forgotten then, so a notebook's next run is not taken as interrupted.
+
     Returns
     -------
     bool
@@ -112,6 +115,10 @@ def install() -> bool:
     """
     if threading.current_thread() is not threading.main_thread():
         return signal.getsignal(signal.SIGINT) is _handle
+    thread = _state["thread"]
+    if _state["signum"] and (thread is None or not thread.is_alive()):
+        # A process that goes on after an interrupt (a notebook): the next run starts uninterrupted.
+        _state.update(count=0, signum=None, at=0.0, thread=None)
     defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
     for signum in _SIGNALS:
         if signal.getsignal(signum) in (defaults[signum], None):

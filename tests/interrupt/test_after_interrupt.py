@@ -1,0 +1,44 @@
+"""A process that goes on after Ctrl-C (a notebook): the next run starts afresh, not interrupted."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.interrupt.runs import ROOT
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, time
+    from bundle import GCSession
+    from bundle.errors import RunInterrupted
+    from bundle.processes import interrupt
+
+    first = GCSession.get_executor("local", {"engine_type": "GlobusComputeEngine"})
+    assert interrupt.install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        raise SystemExit("no RunInterrupted")
+    except RunInterrupted:
+        pass
+    assert interrupt.interrupted() == signal.SIGINT
+    time.sleep(1)  # the stoppers finish
+    assert GCSession.cached() == 0, "the stopped endpoint is still cached"
+    interrupt.install()  # as the next run sets up
+    assert interrupt.interrupted() == 0 and interrupt.error() is None
+    second = GCSession.get_executor("local", {"engine_type": "GlobusComputeEngine"})
+    assert second is not first
+    assert second.submit(pow, 2, 10).result(timeout=120) == 1024
+    print("NEXT RUN OK")
+    """
+)
+
+
+def test_the_next_run_after_an_interrupt_starts_afresh(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 0 and "NEXT RUN OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "libe-gc: SIGINT: stopping the run" in proc.stderr
