@@ -15,14 +15,18 @@ Both sides of each ratio submit with the same SDK options (``SDK_OPTIONS``), to 
 (the same ``user_endpoint_config``), started and warmed before any timer.
 
 Each repetition measures, side by side and in alternating order, on one daemon from the ``local``
-template:
+template (a GlobusComputeEngine of ``--engine-workers`` workers), ``--sims`` trivial sims (the sim and the
+persistent sampler of ``benchmarks.bench_gconly``) or as many tasks.  The raw side submits every task at
+once; GC-only mode runs as many virtual workers as sims by default (``--nworkers``, ``--batched-nworkers``),
+so it too can keep every task in flight (equal concurrency: over the real stack a task's round trip, not
+the driver, limits a narrower run):
 
 * ``raw_sdk``: the tasks GC-only mode submitted in a recorded run (same registered function, same
   argument objects: the same sim calls), submitted at once by a raw SDK ``Executor`` -> tasks/s, from
   the first submission to the last result;
-* ``gconly``: GC-only mode, ``--nworkers`` virtual workers, one sim per task -> sims/s (libEnsemble's
-  history: first sim given out to last sim returned);
-* ``gconly_batched``: ``--nworkers`` virtual workers, ``--batch-size`` sims per task -> sims/s;
+* ``gconly``: GC-only mode, one sim per task -> sims/s (libEnsemble's history: first sim given out to last
+  sim returned);
+* ``gconly_batched``: ``--batch-size`` sims per task -> sims/s;
 * ``raw_sdk_batched``: the tasks batched GC-only mode submitted in a recorded run, submitted at once by
   a raw SDK ``Executor`` -> sims/s (tasks/s times the sims in each task);
 * executor overhead: ``--tasks`` sequential 1-rank MPI tasks (``true``) through
@@ -84,6 +88,7 @@ class Settings:
     reps: int
     sims: int
     nworkers: int
+    batched_nworkers: int
     batch_size: int
     engine_workers: int
     tasks: int
@@ -151,8 +156,9 @@ def gconly_rate(endpoint_id: str, settings: Settings, batch_size: int) -> float:
         sdk_options=dict(SDK_OPTIONS),
         result_timeout=600,
     )
-    specs = ensemble_specs(settings.nworkers, settings.sims, endpoint_id)
-    res, _ = run_ensemble(specs, settings.nworkers, gc_specs, prefix="bench-realstack-")
+    nworkers = settings.nworkers if batch_size == 1 else settings.batched_nworkers
+    specs = ensemble_specs(nworkers, settings.sims, endpoint_id)
+    res, _ = run_ensemble(specs, nworkers, gc_specs, prefix="bench-realstack-")
     return h_window_rate(res.H)
 
 
@@ -347,12 +353,13 @@ def run(settings: Settings) -> dict[str, t.Any]:
                 "sdk_s_per_task": overhead["engine_s_per_task"]["median"],
             },
         ),
-        "realstack_first_2node_result_s": figure(
+    }
+    if first:  # --cold-reps 0 measures none
+        found["realstack_first_2node_result_s"] = figure(
             first,
             "seconds from globus-compute-endpoint start (slurm template) to the result of a first 2-node MPI task",
             {"online_s": statistics.median(online)},
-        ),
-    }
+        )
     return {
         "sdk_options": SDK_OPTIONS,
         "settings": dataclasses.asdict(settings),
@@ -367,7 +374,8 @@ def run(settings: Settings) -> dict[str, t.Any]:
 @quick_option(help="1 repetition, 100 sims, 5 tasks, 1 cold start: checks that it works")
 @reps_option(help=f"repetitions of the GC-only and executor measurements (default {MIN_REPS}, quick 1)")
 @click.option("--sims", type=int, default=None, help="sims per GC-only measurement (default 1000, quick 100)")
-@click.option("--nworkers", type=int, default=32, help="GC-only virtual workers (default 32)")
+@click.option("--nworkers", type=int, default=None, help="GC-only virtual workers (default: --sims)")
+@click.option("--batched-nworkers", type=int, default=None, help="batched GC-only virtual workers (default: --sims)")
 @click.option("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
 @engine_workers_option
 @click.option("--tasks", type=int, default=None, help="sequential MPI tasks per overhead run (default 20, quick 5)")
@@ -381,18 +389,23 @@ def cli(
     quick: bool,
     reps: int | None,
     sims: int | None,
+    nworkers: int | None,
+    batched_nworkers: int | None,
     tasks: int | None,
     cold_reps: int | None,
     output: str,
     **options: t.Any,
 ) -> int:
     """Run the benchmark and write the JSON file; return the exit code."""
+    sims = sims or (100 if quick else 1000)
     settings = Settings(
         quick=quick,
         reps=reps or (1 if quick else MIN_REPS),
-        sims=sims or (100 if quick else 1000),
+        sims=sims,
+        nworkers=nworkers or sims,
+        batched_nworkers=batched_nworkers or sims,
         tasks=tasks or (5 if quick else 20),
-        cold_reps=cold_reps or (1 if quick else MIN_REPS),
+        cold_reps=(1 if quick else MIN_REPS) if cold_reps is None else cold_reps,
         **options,
     )
     started = time.perf_counter()
