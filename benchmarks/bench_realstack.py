@@ -374,8 +374,8 @@ def run(settings: Settings) -> dict[str, t.Any]:
 @quick_option(help="1 repetition, 100 sims, 5 tasks, 1 cold start: checks that it works")
 @reps_option(help=f"repetitions of the GC-only and executor measurements (default {MIN_REPS}, quick 1)")
 @click.option("--sims", type=int, default=None, help="sims per GC-only measurement (default 1000, quick 100)")
-@click.option("--nworkers", type=int, default=None, help="GC-only virtual workers (default: --sims)")
-@click.option("--batched-nworkers", type=int, default=None, help="batched GC-only virtual workers (default: --sims)")
+@click.option("--nworkers", type=int, default=None, help="GC-only virtual workers (default: one per sim)")
+@click.option("--batched-nworkers", type=int, default=None, help="batched GC-only virtual workers (default: 1 per sim)")
 @click.option("--batch-size", type=int, default=16, help="sims per task in the batched run (default 16)")
 @engine_workers_option
 @click.option("--tasks", type=int, default=None, help="sequential MPI tasks per overhead run (default 20, quick 5)")
