@@ -4,7 +4,9 @@ Runs, in order, ``executor`` (executor mode's overhead and packing), ``gpus`` (o
 packed onto a 4-GPU node vs. whole-node), ``gconly`` (GC-only
 throughput), ``scaling`` (GC-only at 1k, 5k and 20k sims), ``payload`` (bytes per GC-only
 task), ``slurm`` (the slurm template on a real Slurm; skipped without one) and ``multinode``
-(blocks of several Slurm nodes; skipped without a Slurm of 3 nodes).  Writes each
+(blocks of several Slurm nodes; skipped without a Slurm of 3 nodes).  ``--only realstack`` runs
+``realstack`` (GC-only and executor mode over the raw SDK ``Executor`` on the real Globus Compute stack,
+and a cold 2-node start; it needs root, RabbitMQ and Slurm, so it is not in the default run).  Writes each
 benchmark's own JSON file (``executor.json``, ``gpus.json``, ``gconly.json``, ``scaling.json``,
 ``payload.json``, ``slurm.json``, ``multinode.json``) and its table (``<name>.md``) into ``DIR`` (default
 ``benchmark-results``), one combined ``results.json`` with every figure, and ``summary.md`` with
@@ -28,7 +30,10 @@ import click
 
 from benchmarks.common import benchmark_command, entry_point, out_option, quick_option
 
-STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
+DEFAULT_STEPS = ("executor", "gpus", "gconly", "scaling", "payload", "slurm", "multinode")
+"""The benchmarks a run without ``--only`` runs."""
+STEPS = (*DEFAULT_STEPS, "realstack")
+"""Every benchmark ``--only`` accepts."""
 TITLES = {
     "executor": "Executor mode",
     "gpus": "GPU packing",
@@ -37,6 +42,7 @@ TITLES = {
     "payload": "GC-only payload",
     "slurm": "Slurm",
     "multinode": "Slurm, several nodes per block",
+    "realstack": "The real Globus Compute stack",
 }
 HEADER = "| benchmark | ratio (median) | min to max | goal | met | raw numbers (median) |\n|---|---|---|---|---|---|\n"
 
@@ -124,6 +130,10 @@ def run_step(step: str, quick: bool, out: Path) -> int:
         from benchmarks import bench_multinode
 
         return bench_multinode.main([*q, "--output", str(out / "multinode.json")])
+    if step == "realstack":
+        from benchmarks import bench_realstack
+
+        return bench_realstack.main([*q, "--output", str(out / "realstack.json")])
     raise ValueError(f"unknown benchmark {step!r}; choose from {', '.join(STEPS)}")
 
 
@@ -163,9 +173,9 @@ def _steps(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
 @click.option(
     "--only",
     "steps",
-    default=",".join(STEPS),
+    default=",".join(DEFAULT_STEPS),
     callback=_steps,
-    help=f"comma-separated benchmarks to run (default: {','.join(STEPS)})",
+    help=f"comma-separated benchmarks to run (default: {','.join(DEFAULT_STEPS)}; also: realstack)",
 )
 @click.pass_obj
 def cli(argv: list[str], quick: bool, out: str, steps: list[str]) -> int:

@@ -10,6 +10,7 @@ Without root (and with ``CI`` unset) the tests that ask for it skip, saying why;
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -73,13 +74,40 @@ def rabbitmq() -> t.Iterator[Broker]:
         unavailable("starting RabbitMQ (.ci/rabbitmq.sh up) needs root")
     if shutil.which("rabbitmq-server") is None and shutil.which("apt-get") is None:
         unavailable("RabbitMQ is not installed and there is no apt-get to install it")
-    was_up = subprocess.run(["bash", str(RABBITMQ_SH), "status"], capture_output=True).returncode == 0
+    was_up = broker_running()
     if not was_up:
         started = time.monotonic()
         proc = subprocess.run(["bash", str(RABBITMQ_SH), "up"], capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             unavailable(f".ci/rabbitmq.sh up failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         print(f"\nRabbitMQ up in {time.monotonic() - started:.1f} s")
+    try:
+        with virtual_host() as broker:
+            yield broker
+    finally:
+        if not was_up:
+            subprocess.run(["bash", str(RABBITMQ_SH), "down"], capture_output=True, timeout=300)
+
+
+def broker_running() -> bool:
+    """Whether the broker of ``.ci/rabbitmq.sh`` is up (``status`` exits 0)."""
+    return subprocess.run(["bash", str(RABBITMQ_SH), "status"], capture_output=True).returncode == 0
+
+
+@contextlib.contextmanager
+def virtual_host() -> t.Iterator[Broker]:
+    """A virtual host of its own on the running broker, deleted afterwards with every queue in it.
+
+    Yields
+    ------
+    Broker
+        The virtual host and its AMQP URL.
+
+    Raises
+    ------
+    AssertionError
+        When the virtual host is still listed after its deletion.
+    """
     vhost = f"libe-gc-{uuid.uuid4().hex[:12]}"
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -88,6 +116,4 @@ def rabbitmq() -> t.Iterator[Broker]:
     finally:
         rabbitmqctl("delete_vhost", vhost)
         left = [line for line in rabbitmqctl("list_vhosts", "--no-table-headers").split() if line == vhost]
-        if not was_up:
-            subprocess.run(["bash", str(RABBITMQ_SH), "down"], capture_output=True, timeout=300)
     assert left == [], f"virtual host {vhost} (and its queues) left on the broker"

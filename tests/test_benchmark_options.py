@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from benchmarks import __main__ as suite
-from benchmarks import bench_multinode, bench_slurm
+from benchmarks import bench_multinode, bench_realstack, bench_slurm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,20 @@ FLAGS = {
     ],
 }
 FLAGS["bench_multinode"] = FLAGS["bench_slurm"]
+FLAGS["bench_realstack"] = [
+    "--quick",
+    "--reps",
+    "--sims",
+    "--nworkers",
+    "--batched-nworkers",
+    "--batch-size",
+    "--engine-workers",
+    "--tasks",
+    "--cold-reps",
+    "--launcher",
+    "--wait",
+    "--output",
+]
 
 
 @pytest.mark.parametrize("name", sorted(FLAGS))
@@ -98,6 +112,54 @@ def test_slurm_defaults_follow_quick_and_flags_override_them(tmp_path, monkeypat
     assert (multinode.reps, multinode.tasks, multinode.seconds) == (1, 6, 1.0)
     assert multinode.endpoint_options()["partition"] == "debug"
     assert json.loads((tmp_path / "m.json").read_text())["quick"] is True
+
+
+def test_realstack_defaults_follow_quick_and_flags_override_them(tmp_path, monkeypatch):
+    seen = []
+
+    def run(settings):
+        seen.append(settings)
+        return {"skipped": "not measured here"}
+
+    monkeypatch.setattr(bench_realstack, "run", run)
+    out = tmp_path / "r.json"
+    assert bench_realstack.main(["--quick", "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["skipped"] == "not measured here"
+    assert bench_realstack.main(["--output", str(out)]) == 0
+    argv = [
+        "--sims",
+        "300",
+        "--batched-nworkers",
+        "64",
+        "--cold-reps",
+        "0",
+        "--launcher",
+        "mpiexec",
+        "--output",
+        str(out),
+    ]
+    assert bench_realstack.main(argv) == 0
+    quick, full, given = seen
+    assert (quick.reps, quick.sims, quick.nworkers, quick.tasks, quick.cold_reps) == (1, 100, 100, 5, 1)
+    assert (full.reps, full.sims, full.nworkers, full.batched_nworkers, full.batch_size) == (5, 1000, 1000, 1000, 16)
+    assert (full.tasks, full.cold_reps, full.launcher, full.wait, full.engine_workers) == (20, 5, "srun", 900.0, 2)
+    assert (given.sims, given.nworkers, given.batched_nworkers, given.cold_reps, given.launcher) == (
+        300,
+        300,
+        64,
+        0,
+        "mpiexec",
+    )
+    assert json.loads(out.read_text())["command"] == "python -m benchmarks.bench_realstack " + " ".join(argv)
+
+
+def test_realstack_is_opt_in_and_says_why_it_skips(tmp_path, monkeypatch):
+    assert "realstack" in suite.STEPS and "realstack" not in suite.DEFAULT_STEPS
+    monkeypatch.setattr(bench_realstack, "unavailable", lambda: "RabbitMQ is not running (bash .ci/rabbitmq.sh up)")
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # the suite puts its interpreter's folder first on PATH
+    assert suite.main(["--quick", "--only", "realstack", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["benchmarks"]["realstack"]["skipped"] == "RabbitMQ is not running (bash .ci/rabbitmq.sh up)"
 
 
 def test_a_failing_step_makes_the_suite_exit_1_and_a_skipped_one_0(tmp_path, monkeypatch):

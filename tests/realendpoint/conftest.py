@@ -118,26 +118,40 @@ def stop_process(proc: subprocess.Popen[t.Any], timeout: float = 20) -> None:
             proc.wait(timeout)
 
 
-@pytest.fixture(scope="session")
-def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[GCService]:
-    """The stand-in for the Globus Compute web service on localhost:5000 (one session at a time)."""
+@contextlib.contextmanager
+def running_service(broker: Broker, folder: pathlib.Path, lock_wait: float = 600) -> t.Iterator[GCService]:
+    """Start the stand-in for the Globus Compute web service on localhost:5000; stop it afterwards.
+
+    Parameters
+    ----------
+    broker : Broker
+        The virtual host the stand-in sends tasks through.
+    folder : pathlib.Path
+        Where its log goes.
+    lock_wait : float
+        Seconds to wait for another session holding the port (a lock file) to let it go.
+
+    Yields
+    ------
+    GCService
+        Once the stand-in answers.
+    """
     with contextlib.ExitStack() as stack:
         lock = stack.enter_context(SERVICE_LOCK.open("w"))
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + lock_wait
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    pytest.fail("another test session held the Globus Compute stand-in's port for 600 s")
+                    pytest.fail(f"another test session held the Globus Compute stand-in's port for {lock_wait:.0f} s")
                 time.sleep(2)
         if _answers(SERVICE_URL):
             pytest.fail(f"something else answers on {SERVICE_URL}; the stand-in needs that address")
-        folder = tmp_path_factory.mktemp("gc-service")
-        service = GCService(SERVICE_URL, str(uuid.uuid4()), uuid.uuid4().hex, rabbitmq, folder / "service.log")
+        service = GCService(SERVICE_URL, str(uuid.uuid4()), uuid.uuid4().hex, broker, folder / "service.log")
         # As the docs tell a user to start it (from the repository root, so that this ``tests`` package is found).
-        cmd = [sys.executable, "-m", "tests.realendpoint.service", "--amqp-url", rabbitmq.url, "--port", "5000"]
+        cmd = [sys.executable, "-m", "tests.realendpoint.service", "--amqp-url", broker.url, "--port", "5000"]
         cmd += ["--client-id", service.client_id, "--client-secret", service.client_secret]
         log = stack.enter_context(service.log.open("w"))
         proc = subprocess.Popen(
@@ -149,6 +163,13 @@ def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the Globus Compute stand-in did not start:\n{service.log.read_text()}")
             time.sleep(0.2)
+        yield service
+
+
+@pytest.fixture(scope="session")
+def gc_service(rabbitmq: Broker, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[GCService]:
+    """The stand-in for the Globus Compute web service on localhost:5000 (one session at a time)."""
+    with running_service(rabbitmq, tmp_path_factory.mktemp("gc-service")) as service:
         yield service
 
 
