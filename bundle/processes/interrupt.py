@@ -15,8 +15,8 @@ On the first SIGINT or SIGTERM the handler
    it as any abort: it collects its workers and saves ``libE_history_at_abort_<n>.npy``;
    the uncaught exception then ends the script with one line naming that file, not a traceback.
 
-A second signal runs the stoppers at once with no grace (SIGKILL) and exits the process with
-``128 + signal number``.
+A second signal (while the first is being handled, or within :data:`SECOND_WITHIN` seconds of it)
+runs the stoppers at once with no grace (SIGKILL) and exits the process with ``128 + signal number``.
 
 The handler is installed only from the main thread and only over Python's defaults
 (``default_int_handler`` for SIGINT, ``SIG_DFL`` for SIGTERM): a handler of the user's stays.
@@ -49,6 +49,11 @@ Stopper = t.Callable[[bool], None]
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _STOP_BUDGET = 8.0
 """Seconds the stoppers may take before the script's own exit goes on without them."""
+
+SECOND_WITHIN = 30.0
+"""A signal within this many seconds of the first (or while its stoppers run) is the second: exit at once.
+
+Later, it starts a new stop (a notebook's next run, minutes after, is not killed by its first Ctrl-C)."""
 
 _lock = threading.Lock()
 _stoppers: list[Stopper] = []
@@ -223,9 +228,17 @@ def _finish_stopping_at_exit() -> None:
     multiprocessing.util.Finalize(None, _join_stoppers, exitpriority=200)
 
 
+def _stopping() -> bool:
+    """Whether an interrupt is being handled: its stoppers still run, or it came less than ``SECOND_WITHIN`` ago."""
+    thread = _state["thread"]
+    return bool(_state["signum"]) and (
+        (thread is not None and thread.is_alive()) or time.time() - _state["at"] < SECOND_WITHIN
+    )
+
+
 def _handle(signum: int, frame: types.FrameType | None) -> None:
     """Handle SIGINT and SIGTERM (see the module docstring)."""
-    _state["count"] += 1
+    _state["count"] = _state["count"] + 1 if _stopping() else 1
     name = signal.Signals(signum).name
     if _state["count"] > 1:
         _say(f"second {name}: killing the local endpoints' processes and exiting now")

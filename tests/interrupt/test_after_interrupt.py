@@ -1,4 +1,5 @@
-"""A process that goes on after Ctrl-C (a notebook): the next run starts afresh, not interrupted."""
+"""A process that goes on after Ctrl-C (a notebook): the next run starts afresh, and a much later Ctrl-C
+is a first one again (it stops that run; it does not end the process)."""
 
 import os
 import subprocess
@@ -31,6 +32,24 @@ SCRIPT = textwrap.dedent(
     assert second is not first
     assert second.submit(pow, 2, 10).result(timeout=120) == 1024
     print("NEXT RUN OK")
+
+    # A later Ctrl-C, long after the first and with no new set-up between, is a first one again (not an exit).
+    interrupt.SECOND_WITHIN = 1.0
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        raise SystemExit("no RunInterrupted")
+    except RunInterrupted:
+        pass
+    interrupt._state["thread"].join(15)  # the endpoint is stopped
+    time.sleep(1.5)  # and more than SECOND_WITHIN has passed
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        raise SystemExit("no RunInterrupted")
+    except RunInterrupted:
+        pass
+    print("LATER CTRL-C OK")
     """
 )
 
@@ -40,5 +59,5 @@ def test_the_next_run_after_an_interrupt_starts_afresh(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
     )
-    assert proc.returncode == 0 and "NEXT RUN OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 and "LATER CTRL-C OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "libe-gc: SIGINT: stopping the run" in proc.stderr
