@@ -9,6 +9,7 @@ each sim take 1 s, for a run that finishes.
 """
 
 import shutil
+import signal
 import sys
 import time
 
@@ -44,6 +45,10 @@ def py_sim(H, persis_info, sim_specs, libE_info):
 
 
 def main() -> None:
+    # As a terminal starts a foreground job: SIGINT at Python's default.  A CI runner, or a shell that started the
+    # tests in the background, may pass it on ignored, and an ignored SIGINT stays ignored across exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     mode, endpoint = sys.argv[1], sys.argv[2]
     comms = sys.argv[3] if len(sys.argv) > 3 and not sys.argv[3].startswith("--") else "threads"
     if "--slow-stopper" in sys.argv:

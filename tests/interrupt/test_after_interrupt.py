@@ -15,6 +15,7 @@ SCRIPT = textwrap.dedent(
     from bundle.errors import RunInterrupted
     from bundle.processes import interrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it (CI may pass it ignored)
     first = GCSession.get_executor("local", {"engine_type": "GlobusComputeEngine"})
     assert interrupt.install()
     try:
