@@ -16,14 +16,21 @@ SCRIPT = textwrap.dedent(
     from bundle.processes import interrupt
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it (CI may pass it ignored)
+
+
+    def ctrl_c():
+        # SIGINT to this process: the bundle's handler must raise RunInterrupted (not end the process).
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except RunInterrupted:
+            return
+        raise SystemExit("no RunInterrupted")
+
+
     first = GCSession.get_executor("local", {"engine_type": "GlobusComputeEngine"})
     assert interrupt.install()
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
-        raise SystemExit("no RunInterrupted")
-    except RunInterrupted:
-        pass
+    ctrl_c()
     assert interrupt.interrupted() == signal.SIGINT
     time.sleep(1)  # the stoppers finish
     assert GCSession.cached() == 0, "the stopped endpoint is still cached"
@@ -36,20 +43,10 @@ SCRIPT = textwrap.dedent(
 
     # A later Ctrl-C, long after the first and with no new set-up between, is a first one again (not an exit).
     interrupt.SECOND_WITHIN = 1.0
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
-        raise SystemExit("no RunInterrupted")
-    except RunInterrupted:
-        pass
+    ctrl_c()
     interrupt._state["thread"].join(15)  # the endpoint is stopped
     time.sleep(1.5)  # and more than SECOND_WITHIN has passed
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
-        raise SystemExit("no RunInterrupted")
-    except RunInterrupted:
-        pass
+    ctrl_c()
     print("LATER CTRL-C OK")
     """
 )
