@@ -1,9 +1,12 @@
 """Start failures end in bounded time with the cause; no process outlives shutdown or a killed driver."""
 
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -16,6 +19,7 @@ from bundle.endpoints.local import LocalEndpoint
 from bundle.endpoints.local.reaper import current_token
 from bundle.errors import EndpointStartError
 from tests.conftest import cmdlines, descendants, engine_tree, wait_until_gone
+from tests.polling import wait_for
 
 
 def add(a, b):
@@ -113,7 +117,8 @@ DRIVER = textwrap.dedent(
     import os, sys, time
     from globus_compute_sdk import MPIFunction
     from bundle.endpoints.local import LocalEndpoint
-    ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=sys.argv[1])
+    run_dir = None if sys.argv[1] == "-" else sys.argv[1]  # "-": a run folder of the endpoint's own, in TMPDIR
+    ep = LocalEndpoint(user_endpoint_config={"max_workers_per_block": 2}, run_dir=run_dir)
     ep.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     futs = [ep.submit(MPIFunction("sleep 300")) for _ in range(2)]
     print("SUBMITTED", os.environ["LIBE_GC_BUNDLE_OWNER"], flush=True)
@@ -125,12 +130,18 @@ DRIVER = textwrap.dedent(
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_driver_leaves_no_process(tmp_path, sig):
+    """A driver ended by a signal leaves no process and nothing in its TMPDIR.
+
+    With SIGKILL the endpoint makes its own run folder in TMPDIR (the watcher removes it); otherwise the run
+    folder is a deep one of the test's, too long for the worker pools' sockets, so their ``TMPDIR`` is a short
+    folder the endpoint makes in TMPDIR (removed by the driver, or by the watcher).
+    """
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    driver = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True, env=env
-    )
+    tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="kd-"))  # short: the fallback's sockets must fit
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmpdir))
+    run_dir = "-" if sig == signal.SIGKILL else str(tmp_path / ("run-" + "x" * 80))
+    driver = subprocess.Popen([sys.executable, str(script), run_dir], stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = driver.stdout.readline()
         assert line.startswith("SUBMITTED"), line
@@ -139,6 +150,8 @@ def test_killed_driver_leaves_no_process(tmp_path, sig):
         for part in ("interchange", "process_worker_pool", "mpiexec", "hydra_pmi_proxy"):
             assert part in names, f"{part} not among the driver's processes:\n{names}"
         assert sum(1 for p in procs if p.name() == "sleep") == 4, names
+        made = sorted(p.name for p in tmpdir.iterdir())
+        assert made and all(n.startswith(("libe-gc-local-", "libe-gc-tmp-")) for n in made), made
         driver.send_signal(sig)
         driver.wait(30)
         t0 = time.monotonic()
@@ -146,8 +159,12 @@ def test_killed_driver_leaves_no_process(tmp_path, sig):
         assert left == [], (
             f"still alive {time.monotonic() - t0:.1f} s after {sig!r}: {cmdlines(p for p in procs if p.pid in left)}"
         )
+        assert wait_for(lambda: not any(tmpdir.iterdir()), 30, period=0.2), (
+            f"left in TMPDIR after {sig!r}: {sorted(str(p) for p in tmpdir.rglob('*'))}"
+        )
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait(10)
         driver.stdout.close()
+        shutil.rmtree(tmpdir, ignore_errors=True)

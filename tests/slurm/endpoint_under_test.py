@@ -4,8 +4,9 @@ A node-loss test needs of its endpoint only: how to reach it (an executor for ex
 endpoint and ``GCOnlySpecs`` fields for GC-only mode), which Slurm jobs are its blocks, where its
 worker pools write their logs (``<run dir>/<executor label>/block-<block id>/<manager id>/``, which
 maps the manager a ``ManagerLost`` error names to its block), and how to stop it.
-:class:`LocalSlurmEndpoint` is the local endpoint rendering the ``slurm`` template in this process; an
-endpoint daemon started from the same template can stand in for it through the same methods.
+:class:`LocalSlurmEndpoint` is the local endpoint rendering the ``slurm`` template in this process;
+:class:`RealSlurmEndpoint` is the endpoint daemon configured from the same template and started with
+``globus-compute-endpoint start`` (``tests/realendpoint``), reached through the SDK as at a site.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import typing as t
 
 from bundle import GlobusComputeExecutor
 from bundle.endpoints.session import GCSession
+
+if t.TYPE_CHECKING:
+    from tests.realendpoint.conftest import RealEndpoint
 
 TEMPLATE = "slurm"
 
@@ -67,6 +71,39 @@ class LocalSlurmEndpoint:
 
     def stop(self) -> None:
         GCSession.clear()
+
+
+class RealSlurmEndpoint:
+    """The endpoint daemon configured from the ``slurm`` template (``libe-gc endpoint configure``), as a site runs it.
+
+    Tasks reach it by its UUID through the SDK, the stand-in web service and RabbitMQ; the daemon starts
+    a user endpoint for each ``user_endpoint_config`` and renders the template with it.  Its user
+    endpoints' engines run from folders under the endpoint's ``GLOBUS_COMPUTE_USER_DIR``.
+
+    Parameters
+    ----------
+    real : RealEndpoint
+        The running daemon (``tests/realendpoint/conftest.py``), used by this test alone.
+    """
+
+    name = "real"
+
+    def __init__(self, real: RealEndpoint) -> None:
+        self.real = real
+        self.endpoint = real.endpoint_id
+        self.run_dir = real.compute_dir
+
+    def executor(self, options: dict[str, t.Any]) -> GlobusComputeExecutor:
+        return GlobusComputeExecutor(self.endpoint, template=TEMPLATE, user_endpoint_config=options)
+
+    def gc_specs(self, options: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {"template": TEMPLATE, "user_endpoint_config": options, "result_timeout": 900}
+
+    def stop(self) -> None:
+        """``globus-compute-endpoint stop``: the daemon stops its user endpoints, which stop their blocks."""
+        GCSession.clear(wait=True)
+        done = self.real.stop()
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def block_jobs(ep: EndpointUnderTest) -> list[tuple[str, str]]:

@@ -16,8 +16,10 @@ started from it does the same.  Cases run with the template's heartbeat defaults
 * the ensemble goes on: later sims complete on a new block, which does not hold the lost node while
   it is down (where their ranks ran is read from ``$SLURMD_NODENAME``).
 
-The endpoint under test is the ``endpoint_under_test`` fixture (see ``endpoint_under_test.py``): the
-local endpoint here, an endpoint daemon started from the same template can take its place.  The
+The endpoint under test is the ``endpoint_under_test`` fixture (see ``endpoint_under_test.py``): by default
+the endpoint daemon a site runs (``globus-compute-endpoint start`` on what ``libe-gc endpoint configure
+--template slurm`` made, tasks through the SDK, the stand-in web service and RabbitMQ); the local endpoint
+rendering the same template with ``LIBE_GC_NODE_LOSS_ENDPOINTS=local`` (or ``local,real``).  The
 node is brought back (idle) after each test, also when it fails, since the cluster is shared.
 Figures (time to FAILED, sims lost or repeated) are printed as ``FIGURES {json}`` lines.
 """
@@ -39,15 +41,18 @@ from libensemble import Ensemble
 from libensemble.specs import ExitCriteria, SimSpecs
 
 import bundle
+from bundle.endpoints.session import GCSession
 from bundle.endpoints.templates import get_template
 from tests.ensembles import executor_libe_specs
 from tests.gconly.helpers import REPO, run_with, uniform_specs
 from tests.polling import wait_for
+from tests.realendpoint.conftest import SDK_SOCKET_WARNINGS, gc_service, local_services
 from tests.reliability.fault_helpers import record
 from tests.slurm import node_sims
 from tests.slurm.endpoint_under_test import (
     EndpointUnderTest,
     LocalSlurmEndpoint,
+    RealSlurmEndpoint,
     accounting_answers,
     block_jobs,
     block_of_job,
@@ -69,8 +74,11 @@ from tests.slurm.multinode import (
     take_node_away,
 )
 
-# A lost node's replacement block may queue behind other jobs on a shared cluster.
-pytestmark = pytest.mark.timeout(900)
+__all__ = ["gc_service", "local_services"]  # the real endpoint's fixtures: the stand-in service, the SDK's environment
+
+# A lost node's replacement block may queue behind other jobs on a shared cluster.  The SDK leaves its
+# result watchers' wake-up sockets to the garbage collector (see tests/realendpoint/conftest.py).
+pytestmark = [pytest.mark.timeout(900), *(pytest.mark.filterwarnings(spec) for spec in SDK_SOCKET_WARNINGS)]
 
 HEARTBEATS: dict[str, dict[str, int]] = {"defaults": {}, "short": {"heartbeat_period": 2, "heartbeat_threshold": 10}}
 """Template options of the two settings: the template's defaults, and heartbeats set short."""
@@ -95,19 +103,48 @@ def node_probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return build(HERE / "apps" / "node_probe.c", tmp_path_factory.mktemp("apps") / "node_probe")
 
 
-@pytest.fixture(params=["local"])
+ENDPOINTS_ENV = "LIBE_GC_NODE_LOSS_ENDPOINTS"
+"""Which endpoints the node-loss cases run on, comma-separated: ``real`` (default: the endpoint daemon a site
+runs, configured from the ``slurm`` template and reached through the SDK) and/or ``local`` (the local endpoint
+rendering the same template in this process)."""
+
+
+def _endpoints() -> list[str]:
+    chosen = [name.strip() for name in os.environ.get(ENDPOINTS_ENV, "real").split(",") if name.strip()]
+    unknown = sorted(set(chosen) - {"real", "local"})
+    if unknown or not chosen:
+        raise ValueError(f"{ENDPOINTS_ENV} must list 'real' and/or 'local', got {os.environ.get(ENDPOINTS_ENV)!r}")
+    return chosen
+
+
+@pytest.fixture(params=_endpoints())
 def endpoint_under_test(
     request: pytest.FixtureRequest, tmp_path: pathlib.Path, slurm: None
 ) -> t.Iterator[EndpointUnderTest]:
-    """The endpoint the test runs on, built from the ``slurm`` template; stopped afterwards."""
-    assert request.param == "local"
+    """The endpoint the test runs on, built from the ``slurm`` template; stopped afterwards.
+
+    ``real``: a daemon of this test's own (``libe-gc endpoint configure`` then ``globus-compute-endpoint start``,
+    see ``tests/realendpoint/conftest.py``), so that no other test's user endpoint holds nodes.
+    """
     # Without accounting Parsl reads job states with squeue, not as at the centers (see .ci/slurm.sh).
     assert accounting_answers(), "Slurm accounting does not answer (sacct -X): run .ci/slurm.sh up"
-    ep = LocalSlurmEndpoint(tmp_path / "engine", START_TIMEOUT)
-    try:
-        yield ep
-    finally:
-        ep.stop()
+    if request.param == "local":
+        ep: EndpointUnderTest = LocalSlurmEndpoint(tmp_path / "engine", START_TIMEOUT)
+        try:
+            yield ep
+        finally:
+            ep.stop()
+    else:
+        from tests.realendpoint.conftest import SLURM_SITE, endpoint_from_template
+
+        service = request.getfixturevalue("gc_service")
+        request.getfixturevalue("local_services")  # this test's SDK reaches the stand-in service
+        with endpoint_from_template(service, tmp_path / "site", "libe-gc-node-loss", "slurm", SLURM_SITE) as real:
+            ep = RealSlurmEndpoint(real)
+            try:
+                yield ep
+            finally:
+                GCSession.clear(wait=True)
     assert accounting_answers(), "Slurm accounting stopped answering during the test: the cluster was reconfigured"
 
 

@@ -29,6 +29,7 @@ import uuid
 import weakref
 from concurrent.futures import InvalidStateError
 
+from bundle.endpoints.local import reaper
 from bundle.endpoints.local.engine_host import EngineHost
 from bundle.endpoints.local.spec_gate import as_sent, engine_nodes, refuse_hanging_spec
 from bundle.endpoints.local.task_ids import TaskIdAnnouncer
@@ -215,6 +216,8 @@ class LocalEndpoint:
         with self._lock:
             if self._run_dir is None:
                 self._run_dir = pathlib.Path(tempfile.mkdtemp(prefix="libe-gc-local-"))
+                reaper.ensure_watcher()
+                reaper.register_folder(self._run_dir)  # removed by the watcher if the driver is killed
             return self._run_dir
 
     # --- engines ----------------------------------------------------------------------
@@ -463,8 +466,11 @@ class LocalEndpoint:
                 except InvalidStateError:
                     pass
         failed = any(h.failure is not None for h in hosts)
-        if self._own_run_dir and self._run_dir is not None and not failed:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
+        if self._own_run_dir and self._run_dir is not None:
+            if failed:
+                reaper.register_folder(self._run_dir, keep=True)  # the failed engine's logs stay for the user
+            else:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
         _LIVE.discard(self)
 
     def stop_now(self, kill: bool = False) -> None:

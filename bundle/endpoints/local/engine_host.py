@@ -194,8 +194,8 @@ class EngineHost:
         """Start the engine (interchange and one block of workers)."""
         _ensure_bin_dir_on_path()
         self._share_import_path()
-        self._private_tmpdir()
         reaper.ensure_watcher()
+        self._private_tmpdir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting %s from template %r in %s", type(self.engine).__name__, self.template.name, self.run_dir)
         self.started_at = time.monotonic()
@@ -239,6 +239,7 @@ class EngineHost:
                 return  # even a new folder in TMPDIR would be too long: leave TMPDIR as it is
             folder = pathlib.Path(tempfile.mkdtemp(prefix="libe-gc-tmp-"))
             self._removed_at_shutdown.append(folder)
+            reaper.register_folder(folder)  # removed by the watcher too if the driver is killed
         quoted = shlex.quote(str(folder))
         provider.worker_init = f"mkdir -p {quoted} 2>/dev/null && export TMPDIR={quoted}\n{provider.worker_init or ''}"
 

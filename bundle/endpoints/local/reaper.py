@@ -13,7 +13,10 @@ Parsl's interchange and worker pool outlive a driver killed with SIGKILL
 
 Blocks submitted to a batch scheduler are jobs, not local processes: the
 driver also registers each job's cancel command (``scancel <id>``), which the
-watcher runs when the driver is gone.
+watcher runs when the driver is gone.  Temporary folders the driver made (a
+local endpoint's run folder, the blocks' ``TMPDIR``) are registered too, and
+removed once the processes are stopped, unless the driver said to keep one
+(an engine that failed keeps its logs).
 
 The watcher is this module, started once per driver in its own session.
 When the driver exits for any reason (its pipe closes or its pid disappears)
@@ -30,6 +33,7 @@ import atexit
 import os
 import pathlib
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +54,7 @@ __all__ = [
     "find_with_env",
     "register",
     "register_cancel",
+    "register_folder",
     "sweep",
     "terminate",
 ]
@@ -157,6 +162,7 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
     fd = sys.stdin.fileno()
     roots: dict[int, float] = {}
     cancels: dict[str, list[str]] = {}
+    folders: set[str] = set()
     pending = b""
     while True:
         ready, _, _ = select.select([fd], [], [], poll)
@@ -171,12 +177,18 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
                     words = line.decode(errors="replace").split()[1:]
                     cancels[" ".join(words)] = words
                     continue
+                if line.startswith((b"folder ", b"keep ")):
+                    verb, _, path = line.partition(b" ")
+                    (folders.add if verb == b"folder" else folders.discard)(os.fsdecode(path))
+                    continue
                 pid, start = line.split()
                 roots[int(pid)] = float(start)
         if not alive(driver_pid):
             break
     cancel_jobs(list(cancels.values()))
     sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}))
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def cancel_jobs(commands: list[list[str]], timeout: float = 30.0) -> None:
@@ -296,6 +308,25 @@ def register_cancel(argv: t.Sequence[str]) -> None:
         if _state.get("pid") != os.getpid():
             return
         os.write(int(t.cast(int, _state["fd"])), ("cancel " + " ".join(words) + "\n").encode())
+
+
+def register_folder(path: str | os.PathLike[str], keep: bool = False) -> None:
+    """Have this process's watcher remove a temporary folder the driver made, once the driver is gone.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder (a local endpoint's run folder, a block's ``TMPDIR``); its name must not contain a newline.
+    keep : bool
+        True: forget an earlier registration, the folder stays (an engine that failed keeps its logs).
+    """
+    raw = os.fsencode(os.path.abspath(path))
+    if b"\n" in raw:
+        return  # cannot be told to the watcher; the driver's own clean-up still applies
+    with _lock:
+        if _state.get("pid") != os.getpid():
+            return
+        os.write(int(t.cast(int, _state["fd"])), (b"keep " if keep else b"folder ") + raw + b"\n")
 
 
 def current_token() -> str | None:
