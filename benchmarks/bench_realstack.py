@@ -219,7 +219,8 @@ def cold_start(service: t.Any, home: pathlib.Path, name: str, launcher: str) -> 
     """Start a daemon from the ``slurm`` template; return seconds to online and to one 2-node MPI result."""
     from bundle import GlobusComputeExecutor
     from bundle.endpoints.session import GCSession
-    from tests.realendpoint.conftest import SLURM_SITE, endpoint_from_template, stop_result_watchers
+    from tests.gcservice import stop_result_watchers
+    from tests.realendpoint.conftest import SLURM_SITE, endpoint_from_template
 
     printenv = shutil.which("printenv") or "/usr/bin/printenv"
     with endpoint_from_template(service, home, name, "slurm", SLURM_SITE) as ep:
@@ -297,7 +298,8 @@ def run(settings: Settings) -> dict[str, t.Any]:
         return {"skipped": why}
     from bundle.endpoints.session import GCSession
     from tests.broker import virtual_host
-    from tests.realendpoint.conftest import endpoint_from_template, running_service, stop_result_watchers
+    from tests.gcservice import running_service, stop_result_watchers
+    from tests.realendpoint.conftest import endpoint_from_template
 
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     root = pathlib.Path(tempfile.mkdtemp(prefix="libe-gc-bench-realstack-")).resolve()

@@ -11,8 +11,11 @@ import pytest
 from bundle.endpoints.local import LocalEndpoint, reaper
 from bundle.endpoints.session import GCSession
 from tests.broker import rabbitmq
+from tests.gcservice import gc_service, local_services
 
-__all__ = ["rabbitmq"]  # the broker fixture of tests/broker.py, for tests/realendpoint and tests/contract
+# The broker fixture of tests/broker.py (tests/realendpoint, tests/contract) and the stand-in web service of
+# tests/gcservice.py (tests/realendpoint, tests/slurm/test_node_loss.py): defined once here, so one instance each.
+__all__ = ["gc_service", "local_services", "rabbitmq"]
 
 
 def descendants(pid: int) -> list[psutil.Process]:

@@ -45,8 +45,8 @@ from bundle.endpoints.session import GCSession
 from bundle.endpoints.templates import get_template
 from tests.ensembles import executor_libe_specs
 from tests.gconly.helpers import REPO, run_with, uniform_specs
+from tests.gcservice import SDK_SOCKET_WARNINGS
 from tests.polling import wait_for
-from tests.realendpoint.conftest import SDK_SOCKET_WARNINGS, gc_service, local_services
 from tests.reliability.fault_helpers import record
 from tests.slurm import node_sims
 from tests.slurm.endpoint_under_test import (
@@ -73,8 +73,6 @@ from tests.slurm.multinode import (
     ranks_of,
     take_node_away,
 )
-
-__all__ = ["gc_service", "local_services"]  # the real endpoint's fixtures: the stand-in service, the SDK's environment
 
 # A lost node's replacement block may queue behind other jobs on a shared cluster.  The SDK leaves its
 # result watchers' wake-up sockets to the garbage collector (see tests/realendpoint/conftest.py).
