@@ -6,7 +6,10 @@
 
 Only Python >= 3.10 with pip and venv is needed; everything else (including
 MPICH's mpiexec and mpicc) is installed into .venv from PyPI.  Extra arguments
-go to ``libe-gc demo`` or to pytest.
+go to ``libe-gc demo`` or to pytest.  The tests run on ``LIBE_GC_TEST_WORKERS``
+pytest-xdist workers (default 2; 0 runs them in this process), tests that share
+the Slurm cluster, the stand-in web service or GPU locks one after another
+(``tests/serial_groups.py``); ``-n`` among the arguments overrides it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ VENV = Path(os.environ.get("LIBE_GC_VENV", ROOT / ".venv"))
 BIN = VENV / "bin"
 EXTRAS = {"demo": "mpich", "tests": "mpich,test"}
 LINTED = ["bundle", "tests", "benchmarks", "examples", "docs", "run.py"]
+WORKERS = os.environ.get("LIBE_GC_TEST_WORKERS", "2")
+
+
+def pytest_args(rest: list[str]) -> list[str]:
+    """Return the arguments for pytest: ``rest``, run on ``WORKERS`` xdist workers unless ``rest`` chooses (``-n``)."""
+    if "no:xdist" in rest or any(a.startswith(("-n", "--numprocesses")) for a in rest):
+        return ["-ra", *rest]
+    return ["-ra", "-n", WORKERS, *rest]
 
 
 def _run(cmd: list[str], **kw: object) -> None:
@@ -61,7 +72,7 @@ def main(argv: list[str]) -> int:
             _run([str(BIN / "ruff"), "check", *LINTED], env=env, cwd=ROOT)
             _run([str(BIN / "ruff"), "format", "--check", *LINTED], env=env, cwd=ROOT)
             _run([str(BIN / "mypy")], env=env, cwd=ROOT)
-            _run([str(BIN / "python"), "-m", "pytest", "-ra", *rest], env=env, cwd=ROOT)
+            _run([str(BIN / "python"), "-m", "pytest", *pytest_args(rest)], env=env, cwd=ROOT)
     except subprocess.CalledProcessError as err:
         return err.returncode or 1
     return 0

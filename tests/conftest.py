@@ -12,10 +12,17 @@ from bundle.endpoints.local import LocalEndpoint, reaper
 from bundle.endpoints.session import GCSession
 from tests.broker import rabbitmq
 from tests.gcservice import gc_service, local_services
+from tests.serial_groups import SerialGroups
 
 # The broker fixture of tests/broker.py (tests/realendpoint, tests/contract) and the stand-in web service of
 # tests/gcservice.py (tests/realendpoint, tests/slurm/test_node_loss.py): defined once here, so one instance each.
 __all__ = ["gc_service", "local_services", "rabbitmq"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, run the tests that share a machine-wide resource one after another (``SERIAL_GROUPS``)."""
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(SerialGroups(), "libe-gc-serial-groups")
 
 
 def descendants(pid: int) -> list[psutil.Process]:
