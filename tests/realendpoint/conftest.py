@@ -31,9 +31,11 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import typing as t
@@ -150,7 +152,12 @@ def wait_online(service: GCService, endpoint_id: str, proc: subprocess.Popen[t.A
 
 @contextlib.contextmanager
 def endpoint_from_template(
-    gc_service: GCService, home: pathlib.Path, name: str, template: str, options: t.Sequence[str] = ()
+    gc_service: GCService,
+    home: pathlib.Path,
+    name: str,
+    template: str,
+    options: t.Sequence[str] = (),
+    multinode_blocks: bool = False,
 ) -> t.Iterator[RealEndpoint]:
     """What a site user does: ``libe-gc endpoint configure NAME --template T`` then ``globus-compute-endpoint start``.
 
@@ -166,15 +173,22 @@ def endpoint_from_template(
         The bundled template.
     options : sequence of str
         ``key=value`` endpoint defaults (``--option``).
+    multinode_blocks : bool
+        Whether the tests run blocks of several nodes, whose worker pools' ``pymp-*`` folders may stay in the
+        endpoint's ``TMPDIR``; otherwise nothing may.
 
     Yields
     ------
     RealEndpoint
         Once the service sees the daemon's heartbeat.  Afterwards ``globus-compute-endpoint stop NAME``, and
-        checks that no process of it is left and nothing consumes its queues.
+        checks that no process of it is left, nothing consumes its queues, and its blocks left nothing in its own
+        ``TMPDIR``.
     """
     compute_dir = home / "globus_compute"
+    # A TMPDIR of the endpoint's own (short, as a node's is), to see what its blocks leave in it.
+    tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="ept-", dir="/tmp"))
     env = {**os.environ, **gc_service.env(compute_dir), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["TMPDIR"] = str(tmpdir)
     cmd = [str(BIN / "libe-gc"), "endpoint", "configure", name, "--template", template]
     cmd += [arg for option in options for arg in ("--option", option)]
     # As root, `globus-compute-endpoint start` refuses to run without a contact address in config.yaml.
@@ -182,7 +196,7 @@ def endpoint_from_template(
     ep_dir = compute_dir / name
     # As root the daemon starts user endpoints with a cleared environment (HOME=/root); the endpoint's
     # user_environment.yaml, the administrator's file for this, keeps their folders beside the endpoint's.
-    (ep_dir / "user_environment.yaml").write_text(f"GLOBUS_COMPUTE_USER_DIR: {compute_dir}\n")
+    (ep_dir / "user_environment.yaml").write_text(f"GLOBUS_COMPUTE_USER_DIR: {compute_dir}\nTMPDIR: {tmpdir}\n")
     # What `libe-gc endpoint start NAME` checks first (credentials, the service answering) holds here too.
     run_cli([str(BIN / "libe-gc"), "endpoint", "start", name, "--check-only"], env)
     log_path = home / f"{name}-start.log"
@@ -233,6 +247,8 @@ def endpoint_from_template(
         for p in left:
             with contextlib.suppress(psutil.Error):
                 p.kill()
+    left_in_tmp = sorted(str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*"))
+    shutil.rmtree(tmpdir, ignore_errors=True)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert not left, "processes of the endpoint left after globus-compute-endpoint stop:\n" + "\n".join(
         " ".join(_cmdline(p)) or p.name() for p in left
@@ -251,6 +267,13 @@ def endpoint_from_template(
         time.sleep(2)
     holders = subprocess.run(["ss", "-tnpH", "dport", "=", ":5672"], capture_output=True, text=True).stdout
     assert not consumed, f"queues still consumed after the endpoint stopped: {consumed}\nAMQP clients:\n{holders}"
+    # What the blocks left in TMPDIR: nothing from a one-node block (the templates' prelude gives it a folder of its
+    # own, removed when the block ends); a block of several nodes keeps the node's TMPDIR, so its worker pool's
+    # multiprocessing folder (pymp-*, a socket) stays on the first node.
+    if multinode_blocks:
+        assert all(re.fullmatch(r"pymp-\w+(/listener-\w+)?", p) for p in left_in_tmp), left_in_tmp
+    else:
+        assert left_in_tmp == [], f"left in the endpoint's TMPDIR by its blocks: {left_in_tmp}"
 
 
 @pytest.fixture(scope="session")
@@ -276,6 +299,8 @@ def slurm_endpoint(
     from tests.slurm.conftest import wait_no_jobs
 
     home = tmp_path_factory.mktemp("slurm-site")
-    with endpoint_from_template(gc_service, home, "libe-gc-slurm", "slurm", SLURM_SITE) as endpoint:
+    with endpoint_from_template(
+        gc_service, home, "libe-gc-slurm", "slurm", SLURM_SITE, multinode_blocks=True
+    ) as endpoint:
         yield endpoint
     assert wait_no_jobs() == [], "Slurm jobs of the endpoint's blocks were left"

@@ -137,7 +137,9 @@ def endpoint_under_test(
 
         service = request.getfixturevalue("gc_service")
         request.getfixturevalue("local_services")  # this test's SDK reaches the stand-in service
-        with endpoint_from_template(service, tmp_path / "site", "libe-gc-node-loss", "slurm", SLURM_SITE) as real:
+        with endpoint_from_template(
+            service, tmp_path / "site", "libe-gc-node-loss", "slurm", SLURM_SITE, multinode_blocks=True
+        ) as real:
             ep = RealSlurmEndpoint(real)
             try:
                 yield ep

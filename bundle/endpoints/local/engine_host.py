@@ -219,19 +219,21 @@ class EngineHost:
         """Give the blocks a ``TMPDIR`` of their own, removed at shutdown.
 
         Parsl's worker pool starts a ``multiprocessing`` manager, whose listener socket lives in a
-        ``pymp-*`` folder of ``TMPDIR``; the pool is stopped by a signal, so the folder would stay in
-        ``/tmp`` after every run.  The folder is ``tmp`` in the run folder, or a new short folder in
-        ``TMPDIR`` when that path would be too long for a Unix socket (about 100 bytes, listener name
-        included), or nothing when that too would be too long.  Where the folder cannot be made
-        (a node that does not see it), ``TMPDIR`` stays
-        as it was.
+        ``pymp-*`` folder of ``TMPDIR``; the pool is stopped by a signal.  Every template's prelude
+        gives a one-node block a folder of its own in ``TMPDIR``, removed by the block's shell when it
+        ends; the folder made here holds those, and is removed also where the blocks were killed
+        (SIGKILL, a killed driver) and their shells could not remove theirs.  It is ``tmp`` in the run
+        folder, or a new short folder in ``TMPDIR`` when that path would be too long for a Unix socket
+        (about 100 bytes, the block's folder and the listener's name included), or nothing when that
+        too would be too long.  Where the folder cannot be made (a node that does not see it),
+        ``TMPDIR`` stays as it was.
         """
         provider = getattr(getattr(self.engine, "executor", None), "provider", None)
         if provider is None or not hasattr(provider, "worker_init"):
             return
 
-        def fits(path: str) -> bool:
-            return len(path) + len("/pymp-12345678/listener-12345678") < _UNIX_SOCKET_PATH_MAX
+        def fits(path: str) -> bool:  # the template's prelude makes the block's own folder inside it
+            return len(path) + len("/libe-gc-123456/pymp-12345678/listener-12345678") < _UNIX_SOCKET_PATH_MAX
 
         folder = self.run_dir / "tmp"
         if not fits(str(folder)):
