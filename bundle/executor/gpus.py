@@ -301,9 +301,11 @@ def wrapper_script(env: str, per_rank: int, ranks_per_device: int) -> str:
     ``LIBE_GC_GPU_MAP`` as ``node=ids`` words, matched against ``SLURMD_NODENAME`` or ``hostname``
     by host name, so ``x1`` and ``x1.cluster.org`` are one node; a rank on a node the map does not
     name fails, rather than take another node's devices); local rank ``r`` gets ``per_rank`` of
-    them starting at ``(r // ranks_per_device) * per_rank``.
+    them starting at ``(r // ranks_per_device) * per_rank``.  Where no launcher variable of
+    :data:`LOCAL_RANK_VARS` is set, ``r`` is ``PMI_RANK``: MPICH's gforker, which the ``local``
+    template launches with on one host, sets only that (there, the rank on the node).
     """
-    rank = "0"
+    rank = "${PMI_RANK:-0}"
     for var in reversed(LOCAL_RANK_VARS):
         rank = f"${{{var}:-{rank}}}"
     return (

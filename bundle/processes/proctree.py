@@ -92,7 +92,12 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
         procs = [p for p in procs if running(p)]
         for proc in procs:
             try:
-                getattr(proc, stop)()
+                if stop == "terminate" and proc.name() == "mpiexec.gforker":
+                    # MPICH's gforker takes a second to end after a SIGTERM (it polls its ranks); they are
+                    # among the processes signalled here, so it is killed at once.
+                    proc.kill()
+                else:
+                    getattr(proc, stop)()
             except psutil.Error:
                 pass
         end = time.monotonic() + grace
