@@ -38,6 +38,7 @@ holds every raw number, the load average per repetition and, per ratio, the medi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -155,9 +156,13 @@ def measure_replay(endpoint: t.Any, calls: list[tuple[str, tuple[t.Any, ...]]]) 
 
 
 def run_ensemble(
-    specs: dict[str, t.Any], nworkers: int, gc_specs: t.Any, prefix: str = "bench-gconly-"
+    specs: dict[str, t.Any],
+    nworkers: int,
+    gc_specs: t.Any,
+    prefix: str = "bench-gconly-",
+    workdir: str | None = None,
 ) -> tuple[t.Any, float]:
-    """Run one GC-only ensemble in a temporary folder; return its result and seconds.
+    """Run one GC-only ensemble in a temporary folder (or in ``workdir``); return its result and seconds.
 
     Raises
     ------
@@ -167,7 +172,8 @@ def run_ensemble(
     from bundle.gconly.launch import run_gconly
 
     sims = specs["exit_criteria"]["sim_max"]
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix))
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
@@ -192,17 +198,24 @@ def run_ensemble(
 
 
 def measure_gconly(
-    sims: int, nworkers: int, batch_size: int, config: dict[str, t.Any], *, packed: bool = True
+    sims: int,
+    nworkers: int,
+    batch_size: int,
+    config: dict[str, t.Any],
+    *,
+    packed: bool = True,
+    workdir: str | None = None,
 ) -> tuple[float, float]:
     """Run a GC-only ensemble of trivial sims; return (sims/s in the H window, call seconds).
 
-    ``packed=False``: plain calls, the wire format before packed calls.
+    ``packed=False``: plain calls, the wire format before packed calls.  ``workdir``: the run's folder (the
+    sims' directory base), when it must outlive the run (its tasks replayed later); else a temporary one.
     """
     from bundle.gconly import GCOnlySpecs
 
     specs = ensemble_specs(nworkers, sims)
     gc_specs = GCOnlySpecs(user_endpoint_config=config, batch_size=batch_size, pack_calls=packed)
-    res, elapsed = run_ensemble(specs, nworkers, gc_specs)
+    res, elapsed = run_ensemble(specs, nworkers, gc_specs, workdir=workdir)
     return h_window_rate(res.H), elapsed
 
 
@@ -370,11 +383,13 @@ def cli(
     call_s["stock_local"] = []
     cpu_us: dict[str, list[float]] = {k: [] for k in rates}
     loads: list[float] = []
+    # The recorded run's folder: its replayed tasks run in it (their sims' directory base) until the last replay.
+    replayed_in = tempfile.TemporaryDirectory(prefix="bench-gconly-replayed-")
     try:
         # GC-only's own tasks, recorded once, for the raw engine to replay byte for byte
         calls, stop = record_submits(endpoint)
         try:
-            measure_gconly(sims, nworkers, 1, config)
+            measure_gconly(sims, nworkers, 1, config, workdir=replayed_in.name)
         finally:
             stop()
         for rep in range(reps):
@@ -402,6 +417,7 @@ def cli(
             )
     finally:
         GCSession.clear()
+        replayed_in.cleanup()
 
     # Unbatched GC-only runs libEnsemble's manager and the engine's submit and result path in one process,
     # under one interpreter lock: when their per-sim costs simply add up, its rate is at most this bound.
