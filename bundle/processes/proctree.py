@@ -116,6 +116,31 @@ def start_time(pid: int) -> float | None:
         return None
 
 
+START_TIME_SLACK = 2.0
+"""Seconds two :func:`start_time` readings of one process may differ by, read in different processes.
+
+psutil adds the kernel's boot time (``btime`` of ``/proc/stat``, whole seconds, computed from the wall clock
+when read) to a process's start ticks, and caches it per process: a clock step or slew between two processes'
+first readings shifts their values by a second.  A pid reused within this window would need the pid counter
+to wrap within it."""
+
+
+def same_start(first: float | None, second: float | None) -> bool:
+    """Return whether two :func:`start_time` readings name one process start (None: unknown, never the same).
+
+    Parameters
+    ----------
+    first, second : float or None
+        Readings, possibly taken in different processes.
+
+    Returns
+    -------
+    bool
+        True when both are known and within :data:`START_TIME_SLACK` of each other.
+    """
+    return first is not None and second is not None and abs(first - second) < START_TIME_SLACK
+
+
 def alive(pid: int) -> bool:
     """Return True while ``pid`` exists and is not a zombie."""
     try:
@@ -139,7 +164,7 @@ def same_process(pid: int, start: float | None) -> bool:
     bool
         True for the same live process.
     """
-    return start is not None and alive(pid) and start_time(pid) == start
+    return start is not None and alive(pid) and same_start(start_time(pid), start)
 
 
 def descendants(seeds: t.Iterable[int], exclude: frozenset[int] = frozenset()) -> list[int]:

@@ -548,11 +548,12 @@ def _listening_during(endpoint: LocalEndpoint, command: str) -> tuple[dict[tuple
     endpoint.resource_specification = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
     try:
         fut = endpoint.submit(MPIFunction(command))
-        roots = [pid for host in endpoint._hosts.values() for pid in host._root_pids()]
         owners: dict[tuple[str, int], set[str]] = {}
         launchers: set[str] = set()
         endpoint_seen = False
         while not fut.done():
+            # Read every time: the first submit may still be starting the engine (no interchange, no block yet).
+            roots = [pid for host in list(endpoint._hosts.values()) for pid in host._root_pids()]
             for pid in set(reaper.descendants(roots)):  # each process's own sockets: a shared one shows in each
                 try:
                     listening = [c for c in psutil.Process(pid).net_connections("inet") if c.status == "LISTEN"]

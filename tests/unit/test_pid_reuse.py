@@ -39,3 +39,24 @@ def test_a_reused_pid_is_not_a_root():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_root_read_a_second_off_is_still_the_same_process():
+    """psutil's start times are read in two processes (driver and watcher) against boot times each read once.
+
+    The kernel computes ``btime`` from the wall clock when it is read, so a clock step between the driver's
+    reading and the watcher's shifts one by a whole second: the watcher must still sweep that root (an
+    interchange, whose ``setproctitle`` hides its environment's token, was left running once).
+    """
+    from bundle.endpoints.local import reaper
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        start = proctree.start_time(proc.pid)
+        assert start is not None
+        for shifted, swept in ((start - 1.0, True), (start + 1.0, True), (start - 100.0, False)):
+            assert (proc.pid in reaper.targets("no-such-token", {proc.pid: shifted})) is swept, shifted
+            assert proctree.same_process(proc.pid, shifted) is swept, shifted
+    finally:
+        proc.kill()
+        proc.wait()

@@ -43,7 +43,7 @@ import typing as t
 import uuid
 
 from bundle.processes.forksafe import after_fork_in_child
-from bundle.processes.proctree import alive, descendants, find_with_env, start_time, terminate
+from bundle.processes.proctree import alive, descendants, find_with_env, same_start, start_time, terminate
 
 __all__ = [
     "TOKEN_ENV",
@@ -103,7 +103,7 @@ def targets(token: str, roots: dict[int, float], exclude: frozenset[int] = froze
         Pids to stop.
     """
     seeds = set(find_marked(token, exclude))
-    seeds.update(pid for pid, start in roots.items() if start_time(pid) == start)
+    seeds.update(pid for pid, start in roots.items() if same_start(start_time(pid), start))
     return descendants(seeds, exclude)
 
 
