@@ -119,9 +119,9 @@ def start_time(pid: int) -> float | None:
 START_TIME_SLACK = 2.0
 """Seconds two :func:`start_time` readings of one process may differ by, read in different processes.
 
-psutil adds the kernel's boot time (``btime`` of ``/proc/stat``, whole seconds, computed from the wall clock
-when read) to a process's start ticks, and caches it per process: a clock step or slew between two processes'
-first readings shifts their values by a second.  A pid reused within this window would need the pid counter
+psutil adds the kernel's boot time (``btime`` of ``/proc/stat``, whole seconds, moved when the wall clock is
+stepped) to a process's start ticks, and caches it per process: a clock step between two processes' first
+readings shifts their values by a second or more.  A pid reused within this window would need the pid counter
 to wrap within it."""
 
 
