@@ -14,7 +14,6 @@ import os
 import pathlib
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 import pytest
 
 from bundle.endpoints.templates import get_template
+from tests.unit.stand_ins import put_on_path
 
 SLURM = ["slurm", "perlmutter", "frontier"]
 PBS = ["pbs", "polaris", "aurora"]
@@ -40,19 +40,13 @@ POOL = (
 @pytest.fixture
 def stand_ins(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
     """``sbatch``/``qsub`` that accept the script, and MPI launchers that are only found (never run here)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     scripts = {
         "sbatch": 'echo "Submitted batch job 4242"',
         "qsub": 'echo "4242.pbs-server"',
         "srun": "exit 1",
         "mpiexec": "exit 1",
     }
-    for cmd, body in scripts.items():
-        path = bin_dir / cmd
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    put_on_path(tmp_path / "bin", scripts, monkeypatch)
     return tmp_path
 
 

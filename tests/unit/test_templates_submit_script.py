@@ -5,15 +5,14 @@ exist, so ``sbatch``/``qsub`` are stand-ins on PATH that record their arguments
 and print a job id; the script is the one the real provider writes.
 """
 
-import os
 import random
 import re
 import secrets
-import stat
 
 import pytest
 
 from bundle.endpoints.templates import get_template
+from tests.unit.stand_ins import put_on_path
 
 SLURM = ["slurm", "perlmutter", "frontier"]
 PBS = ["pbs", "polaris", "aurora"]
@@ -26,15 +25,13 @@ def _token(prefix="t"):
 @pytest.fixture
 def fake_scheduler(tmp_path, monkeypatch):
     """``sbatch`` and ``qsub`` that record their arguments and answer with a job id."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     log = tmp_path / "submit.log"
     answers = {"sbatch": "Submitted batch job 4242", "qsub": "4242.pbs-server"}
-    for cmd, answer in answers.items():
-        path = bin_dir / cmd
-        path.write_text(f'#!/bin/sh\necho "{cmd} $*" >> "{log}"\necho "{answer}"\n')
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    put_on_path(
+        tmp_path / "bin",
+        {cmd: f'echo "{cmd} $*" >> "{log}"\necho "{answer}"' for cmd, answer in answers.items()},
+        monkeypatch,
+    )
     return log
 
 
