@@ -18,6 +18,14 @@
 # as Slurm GRES: character devices (Slurm refuses regular files) that nothing reads, so Slurm's GPU binding
 # (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, ZE_AFFINITY_MASK) can be tested without a GPU.
 #
+# The nodes' MPI environment, as a site's MPI module sets it: the TaskProlog gives every task (batch scripts and
+# srun steps) MPICH's OFI netmod over libfabric's tcp provider on loopback, unless the task's environment already
+# chooses.  PyPI's MPICH otherwise picks UCX, whose business card is several KB of mostly unpredictable bytes; MPICH
+# sends it in PMI-1 "put" lines of up to about 1080 bytes, and Slurm 22.05's pmi2 plugin reads a PMI-1 line with one
+# read of at most 1024 bytes, so whenever a segment compresses badly, a rank of an srun step over two or more nodes
+# waits in MPI_Init forever (slurmd-<node>.log: "mpi/pmi2: value not properly terminated in client request").  The
+# OFI card is under 100 bytes.
+#
 # Accounting as at the centers: slurmdbd stores jobs in MariaDB, so `sacct` answers, and Parsl's SlurmProvider
 # reads job states with sacct (a job ended by a node failure is NODE_FAIL, not a job squeue no longer lists).
 # Both listen on loopback only: MariaDB on its Unix socket and no TCP port (--skip-networking); slurmdbd on
@@ -38,6 +46,7 @@ CONF_DIR=/etc/slurm
 STATE=/var/lib/slurm
 LOGS=/var/log/slurm
 GPU_DIR="$STATE/stand-in-gpus"
+TASK_PROLOG="$CONF_DIR/task_prolog.sh"
 FIRST_PORT=17001
 MARK="libe-gc-bundle multi-node"
 CLUSTER=libegc
@@ -157,6 +166,7 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 GresTypes=gpu
 MpiDefault=pmi2
+TaskProlog=${TASK_PROLOG}
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd
@@ -172,6 +182,16 @@ PartitionName=debug Nodes=n[1-${NODES}] Default=YES MaxTime=INFINITE State=UP Ov
 CONF
 )"
   write_if_changed "$CONF_DIR/gres.conf" "$gres_line" LAYOUT_CHANGED
+  write_if_changed "$TASK_PROLOG" "$(cat <<'PROLOG'
+#!/bin/sh
+# Written by .ci/slurm.sh: the MPI environment of this cluster's nodes (why: the comment at the top of .ci/slurm.sh).
+# Slurm runs it before every task and sets what it prints as "export NAME=value"; a task that chose keeps its choice.
+[ -n "${MPIR_CVAR_CH4_NETMOD:-}" ] || echo "export MPIR_CVAR_CH4_NETMOD=ofi"
+[ -n "${FI_PROVIDER:-}" ] || echo "export FI_PROVIDER=tcp"
+[ -n "${FI_TCP_IFACE:-}" ] || echo "export FI_TCP_IFACE=lo"
+PROLOG
+)"
+  chmod 0755 "$TASK_PROLOG"
   if [[ "$(node_layout)" != "$layout" ]]; then
     LAYOUT_CHANGED=1
   fi
@@ -389,6 +409,7 @@ case "${1:-up}" in
     need_root
     if cluster_ready && grep -q "$MARK" "$CONF_DIR/slurm.conf" 2>/dev/null \
         && [[ "$(grep -c '^NodeName=' "$CONF_DIR/slurm.conf")" == "$NODES" ]] \
+        && grep -qxF "TaskProlog=${TASK_PROLOG}" "$CONF_DIR/slurm.conf" && [[ -x "$TASK_PROLOG" ]] \
         && accounting_configured && accounting_answers; then
       log "already up"
       exit 0
