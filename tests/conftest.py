@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import time
 import typing as t
 
@@ -23,6 +25,26 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, run the tests that share a machine-wide resource one after another (``SERIAL_GROUPS``)."""
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(SerialGroups(), "libe-gc-serial-groups")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def watcher_logs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """Every watcher of this session (its own drivers' and those of the drivers the tests start) logs here.
+
+    A process left behind by a killed driver is then explained by :func:`watcher_log`.
+    """
+    folder = tmp_path_factory.mktemp("watcher-logs")
+    os.environ[reaper.LOG_DIR_ENV] = str(folder)
+    return folder
+
+
+def watcher_log(token: str | None) -> str:
+    """What the watcher of ``token`` wrote (what it was told, found and signalled), for a failure's message."""
+    folder = os.environ.get(reaper.LOG_DIR_ENV)
+    if not token or not folder:
+        return "(no watcher log)"
+    path = pathlib.Path(folder, f"watcher-{token}.log")
+    return path.read_text() if path.exists() else f"(no watcher log at {path})"
 
 
 def descendants(pid: int) -> list[psutil.Process]:

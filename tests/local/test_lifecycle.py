@@ -18,7 +18,7 @@ from globus_compute_sdk.errors import TaskExecutionFailed
 from bundle.endpoints.local import LocalEndpoint
 from bundle.endpoints.local.reaper import current_token
 from bundle.errors import EndpointStartError
-from tests.conftest import cmdlines, descendants, engine_tree, wait_until_gone
+from tests.conftest import cmdlines, descendants, engine_tree, wait_until_gone, watcher_log
 from tests.polling import wait_for
 
 
@@ -157,7 +157,8 @@ def test_killed_driver_leaves_no_process(tmp_path, sig):
         t0 = time.monotonic()
         left = wait_until_gone([p.pid for p in procs], 30)
         assert left == [], (
-            f"still alive {time.monotonic() - t0:.1f} s after {sig!r}: {cmdlines(p for p in procs if p.pid in left)}"
+            f"still alive {time.monotonic() - t0:.1f} s after {sig!r}: {cmdlines(p for p in procs if p.pid in left)}\n"
+            f"the driver's watcher's log:\n{watcher_log(line.split()[1])}"
         )
         assert wait_for(lambda: not any(tmpdir.iterdir()), 30, period=0.2), (
             f"left in TMPDIR after {sig!r}: {sorted(str(p) for p in tmpdir.rglob('*'))}"

@@ -28,7 +28,7 @@ from bundle.gconly import EndpointUnavailableError, GCOnlyConfigError, GCOnlySpe
 from bundle.gconly.journal import JOURNAL_FILE, Journal, load_journal
 from bundle.gconly.launch import run_gconly
 from bundle.gconly.resume import find_saved_history, plan_resume, remaining_exit_criteria
-from tests.conftest import cmdlines, engine_tree, wait_until_gone
+from tests.conftest import cmdlines, engine_tree, wait_until_gone, watcher_log
 from tests.gconly import sims
 from tests.gconly.helpers import REPO, uniform_specs
 from tests.reliability import resume_helpers as rh
@@ -142,7 +142,10 @@ def test_killed_driver_resumes_on_local_endpoint_without_losing_or_duplicating_s
     t_kill = time.monotonic()
     left = wait_until_gone([p.pid for p in procs], 30)
     reaped_s = time.monotonic() - t_kill
-    assert left == [], f"engine processes outlived the killed driver: {cmdlines(p for p in procs if p.pid in left)}"
+    assert left == [], (
+        f"engine processes outlived the killed driver: {cmdlines(p for p in procs if p.pid in left)}\n"
+        f"its watcher's log:\n{watcher_log(token)}"
+    )
 
     saved_file = find_saved_history(tmp_path)
     assert saved_file is not None

@@ -25,11 +25,16 @@ every marked process and all their descendants, and exits.
 
 Processes are found and stopped with :mod:`bundle.processes.proctree` (psutil; the start-up cost of the
 watcher is measured there).  The watcher runs on Linux only (elsewhere it is not started).
+
+With ``LIBE_GC_WATCHER_LOG_DIR`` set to a folder in the driver's environment, the watcher writes what it was told
+and, at the end, what it found and signalled to ``watcher-<token>.log`` there (the test suite sets it, so that a
+process left behind can be explained).
 """
 
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
 import pathlib
 import select
@@ -42,10 +47,13 @@ import time
 import typing as t
 import uuid
 
+import psutil
+
 from bundle.processes.forksafe import after_fork_in_child
 from bundle.processes.proctree import alive, descendants, find_with_env, same_start, start_time, terminate
 
 __all__ = [
+    "LOG_DIR_ENV",
     "TOKEN_ENV",
     "current_token",
     "descendants",
@@ -61,6 +69,9 @@ __all__ = [
 
 TOKEN_ENV = "LIBE_GC_BUNDLE_OWNER"
 """Environment variable that marks processes started under a driver."""
+
+LOG_DIR_ENV = "LIBE_GC_WATCHER_LOG_DIR"
+"""Environment variable naming a folder where each watcher writes ``watcher-<token>.log`` (unset: no log)."""
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -107,12 +118,34 @@ def targets(token: str, roots: dict[int, float], exclude: frozenset[int] = froze
     return descendants(seeds, exclude)
 
 
+def _named(pids: list[int]) -> str:
+    """``pid:name`` of each pid, for the watcher's log."""
+    words = []
+    for pid in pids:
+        try:
+            words.append(f"{pid}:{psutil.Process(pid).name()}")
+        except psutil.Error:
+            words.append(f"{pid}:gone")
+    return " ".join(words)
+
+
+def _describe(token: str, roots: dict[int, float], exclude: frozenset[int]) -> str:
+    """One line for the watcher's log: the marked processes, and each registered root's state."""
+    states = []
+    for pid, start in sorted(roots.items()):
+        now = start_time(pid)
+        state = "gone" if now is None else "same" if same_start(now, start) else f"other (started {now!r})"
+        states.append(f"{pid}@{start!r}:{state}")
+    return f"marked={sorted(find_marked(token, exclude))} roots=[{' '.join(states)}]"
+
+
 def sweep(
     token: str,
     roots: dict[int, float] | None = None,
     exclude: frozenset[int] = frozenset(),
     grace: float = 3.0,
     budget: float = 20.0,
+    log: t.Callable[[str], None] | None = None,
 ) -> int:
     """Terminate, then kill, every marked process and its descendants.
 
@@ -128,6 +161,8 @@ def sweep(
         Seconds between SIGTERM and SIGKILL.
     budget : float
         Seconds to keep rescanning for processes started meanwhile.
+    log : callable, optional
+        Called with a line saying what each round found and signalled.
 
     Returns
     -------
@@ -138,7 +173,11 @@ def sweep(
     deadline = time.monotonic() + budget
     signalled: set[int] = set()
     while time.monotonic() < deadline:
+        if log is not None:
+            log(f"sweep: {_describe(token, roots, exclude)}")
         pids = targets(token, roots, exclude)
+        if log is not None:
+            log(f"sweep: signalling {_named(pids)}")
         if not pids:
             break
         signalled.update(pids)
@@ -159,6 +198,8 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
     poll : float
         Seconds between liveness checks of the driver.
     """
+    log = _log_file(token)
+    log(f"watching driver {driver_pid}")
     fd = sys.stdin.fileno()
     roots: dict[int, float] = {}
     cancels: dict[str, list[str]] = {}
@@ -169,6 +210,7 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
         if ready:
             data = os.read(fd, 4096)
             if not data:
+                log("driver closed the pipe")
                 break
             pending += data
             *lines, pending = pending.split(b"\n")
@@ -181,14 +223,38 @@ def watch(token: str, driver_pid: int, poll: float = 0.5) -> None:
                     verb, _, path = line.partition(b" ")
                     (folders.add if verb == b"folder" else folders.discard)(os.fsdecode(path))
                     continue
-                pid, start = line.split()
-                roots[int(pid)] = float(start)
+                try:
+                    pid, start = line.split()
+                    roots[int(pid)] = float(start)
+                except ValueError:
+                    log(f"unreadable line from the driver: {line!r}")
+                    continue
+                log(f"root {int(pid)} started at {float(start)!r}")
         if not alive(driver_pid):
+            log("driver is gone")
             break
     cancel_jobs(list(cancels.values()))
-    sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}))
+    count = sweep(token, roots, exclude=frozenset({os.getpid(), driver_pid}), log=log)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
+    log(f"done: {count} processes signalled, {len(cancels)} cancel commands run, {len(folders)} folders removed")
+
+
+def _log_file(token: str) -> t.Callable[[str], None]:
+    """Return the watcher's log: appends time-stamped lines to ``watcher-<token>.log`` in ``LOG_DIR_ENV``'s folder."""
+    folder = os.environ.get(LOG_DIR_ENV)
+    if not folder:
+        return lambda line: None
+    path = os.path.join(folder, f"watcher-{token}.log")
+
+    def write(line: str) -> None:
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"{datetime.datetime.now().isoformat(timespec='milliseconds')} {line}\n")
+        except OSError:
+            pass
+
+    return write
 
 
 def cancel_jobs(commands: list[list[str]], timeout: float = 30.0) -> None:
@@ -337,4 +403,10 @@ def current_token() -> str | None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watch(sys.argv[1], int(sys.argv[2]))
+    try:
+        watch(sys.argv[1], int(sys.argv[2]))
+    except BaseException:
+        import traceback
+
+        _log_file(sys.argv[1])("the watcher failed:\n" + traceback.format_exc())
+        raise
