@@ -63,7 +63,10 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
     """Send SIGTERM to ``pids``, then SIGKILL to those still alive after ``grace`` seconds.
 
     Returns once every process is gone (or a zombie), or ``grace`` seconds after the SIGKILL.
-    A pid that now names another process (reused since it was found) is not signalled.
+    A pid that now names another process (reused since it was found) is not signalled.  Once all
+    are gone, the shared-memory segments MPICH names after a stopped launcher's pid are removed
+    from ``/dev/shm`` (a job stopped before ``MPI_Finalize`` leaves them, and a later launcher
+    with the same pid would attach to them and fail in ``MPI_Init``).
 
     Parameters
     ----------
@@ -72,6 +75,7 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
     grace : float
         Seconds between SIGTERM and SIGKILL, and at most as long again after SIGKILL.
     """
+    import os
     import time
 
     import psutil
@@ -82,12 +86,30 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
         except psutil.Error:
             return False
 
+    def remove_mpich_segments(stopped: list[int]) -> None:
+        # MPICH names a job's shared-memory segments after its launcher's PMI name, "kvs_<launcher pid>_0"
+        # (FNV-1a hash); a job stopped before MPI_Finalize leaves them in /dev/shm, and a later launcher given
+        # the same pid (pid numbers wrap) attaches to the stale segment and fails in MPI_Init.
+        import glob
+
+        for pid in stopped:
+            digest = 2166136261
+            for byte in f"kvs_{pid}_0".encode():
+                digest = ((digest ^ byte) * 16777619) & 0xFFFFFFFF
+            for kind in ("shm", "vci"):
+                for path in glob.glob(f"/dev/shm/mpich_{kind}_{digest:x}_*"):
+                    try:
+                        os.remove(path)
+                    except OSError:
+                        pass
+
     procs = []
     for pid in pids:
         try:
             procs.append(psutil.Process(pid))
         except psutil.Error:
             continue
+    stopped = [p.pid for p in procs]
     for stop in ("terminate", "kill"):
         procs = [p for p in procs if running(p)]
         for proc in procs:
@@ -105,6 +127,7 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
             time.sleep(0.05)
             procs = [p for p in procs if running(p)]
         if not procs:
+            remove_mpich_segments(stopped)
             return
 
 

@@ -124,6 +124,32 @@ def test_kill_stops_a_running_app(exctr):
     assert task.state == "USER_KILLED"
 
 
+def _mpich_segments(pids: list[int]) -> list[str]:
+    """The /dev/shm segments MPICH names after a launcher among ``pids`` (FNV-1a of ``kvs_<pid>_0``)."""
+    found = []
+    for pid in pids:
+        digest = 2166136261
+        for byte in f"kvs_{pid}_0".encode():
+            digest = ((digest ^ byte) * 16777619) & 0xFFFFFFFF
+        found += [str(p) for p in pathlib.Path("/dev/shm").glob(f"mpich_*_{digest:x}_*")]
+    return found
+
+
+def test_a_killed_mpi_task_leaves_no_shared_memory_segment(exctr):
+    """A job stopped before MPI_Finalize leaves MPICH's segment; a later launcher with its pid would attach to it."""
+    task = exctr.submit(app_name="probe", app_args="--sleep 300", num_procs=2)
+    assert _until(lambda: len(_marked(task)) >= 3, 120), "expected the launcher and two ranks"
+    launched = _marked(task)
+    assert _until(lambda: _mpich_segments(launched), 30), f"no MPICH segment named after any of {launched}"
+    segments = _mpich_segments(launched)
+    exctr.kill(task)
+    assert _gone(task), f"killed task's processes still alive: {_marked(task)}"
+    # the runner removes them once the processes it stopped are gone
+    assert _until(lambda: not any(os.path.exists(path) for path in segments), 10), (
+        f"the killed job's shared memory is still in /dev/shm: {[p for p in segments if os.path.exists(p)]}"
+    )
+
+
 def test_kill_before_start_means_the_app_never_runs(exctr, tmp_path):
     blockers = [exctr.submit(app_name="probe", app_args="--sleep 300") for _ in range(2)]
     assert _until(lambda: all(len(_marked(b)) >= 2 for b in blockers), 120), "both slots should be busy"
