@@ -41,6 +41,7 @@ from libensemble.executors.executor import (
 )
 
 from bundle.endpoints.health import DEFAULT_OFFLINE_TIMEOUT, check_offline_timeout, health_of
+from bundle.endpoints.local import shared
 from bundle.endpoints.session import LOCAL, GCSession, parse_endpoint
 from bundle.errors import BundleError, ResourceSpecificationError, TaskSerializationError
 from bundle.executor import gpus
@@ -301,13 +302,39 @@ class GlobusComputeExecutor(Executor):  # type: ignore[misc]  # libensemble is u
         """The GPUs of one node of the endpoint, as its template declares them (None: no GPUs declared)."""
         return gpus.layout_of(self.template, self.user_endpoint_config, self.mpi_launcher)
 
+    def serial_setup(self) -> None:
+        """Share the local endpoint with the worker processes libEnsemble is about to start.
+
+        libEnsemble calls this in the manager process before it forks the workers of ``local`` comms.
+        For the local endpoint, the workers then submit to one engine in this process (see
+        :mod:`bundle.endpoints.local.shared`), as they would to one endpoint at a site; the engine
+        starts at the first task.  Worker threads (``threads`` comms) use this process's endpoint
+        directly.
+        """
+        super().serial_setup()
+        if not (self.is_local and shared.available()):
+            return
+        key = self.__dict__.get("_share")
+        if key is None or not shared.is_open(key):
+            self.__dict__["_share"] = shared.open_share(self._own_endpoint)
+
     def gc_executor(self) -> t.Any:
         """Return this process's endpoint executor (created on first use, then kept per process).
 
+        In a worker process started after :meth:`serial_setup`, the client of the manager's local
+        endpoint.
+
         Returns
         -------
-        LocalEndpoint or globus_compute_sdk.Executor
+        LocalEndpoint, EndpointClient or globus_compute_sdk.Executor
         """
+        key = self.__dict__.get("_share")
+        if key is not None and key.owner != os.getpid():
+            return shared.client(key)
+        return self._own_endpoint()
+
+    def _own_endpoint(self) -> t.Any:
+        """Return this process's own endpoint executor, from the session cache."""
         cached = self.__dict__.get("_gce")
         if cached is not None and cached[0] == os.getpid() and GCSession.holds(cached[1]):
             return cached[1]

@@ -6,7 +6,9 @@ import typing as t
 
 from libensemble.ensemble import CHANGED_COMMS_WARN
 from libensemble.ensemble import Ensemble as _LibeEnsemble
+from libensemble.manager import LoggedException
 
+from bundle.executor.stopped import off_console_once_explained, stopped_by
 from bundle.gconly.launch import REPORTED, gc_endpoint_of, run_gconly
 from bundle.gconly.normalize import checked_sim_specs
 from bundle.gconly.specs import GCOnlySpecs
@@ -66,7 +68,13 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
             given = self.sim_specs
             self.sim_specs = checked_sim_specs(given)  # each sim's return is checked where it runs
             try:
-                result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = super().run()
+                with off_console_once_explained():
+                    result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = super().run()
+            except LoggedException as err:
+                stopped = stopped_by(err, getattr(self._libE_specs, "workflow_dir_path", None))
+                if stopped is None:
+                    raise
+                raise stopped from None  # the message says it all: no traceback of libEnsemble's
             finally:
                 self.sim_specs = given
             return result

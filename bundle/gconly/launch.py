@@ -503,8 +503,22 @@ def libE(
         if libE_specs is not None:
             kwargs["libE_specs"] = libE_specs
         gen = lspecs.GenSpecs() if gen_specs is None else gen_specs
+        from libensemble.manager import LoggedException
+
+        from bundle.executor.stopped import off_console_once_explained, stopped_by
+
         checked = checked_sim_specs(sim_specs)  # each sim's return is checked where it runs
-        result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = stock_libE(checked, gen, exit_criteria, **kwargs)
+        try:
+            with off_console_once_explained():
+                result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = stock_libE(
+                    checked, gen, exit_criteria, **kwargs
+                )
+        except LoggedException as err:
+            specs = libE_specs if isinstance(libE_specs, dict) else vars(libE_specs or {})
+            stopped = stopped_by(err, specs.get("workflow_dir_path"))
+            if stopped is None:
+                raise
+            raise stopped from None  # the message says it all: no traceback of libEnsemble's
         return result
     try:
         H, persis_out, flag, _, _ = run_gconly(

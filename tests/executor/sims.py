@@ -90,3 +90,13 @@ def run_with_other_fields(H, persis_info, sim_specs, libE_info):
     output = np.zeros(1, dtype=[("F", np.float32)])
     output["F"] = len(task.runline)
     return output, persis_info
+
+
+def run_span(H, persis_info, sim_specs, libE_info):
+    """Run the serial ``span`` app; record when it ran and which engine's worker pool ran it."""
+    task = libE_info["executor"].submit(app_name="span")
+    task.wait(timeout=300)
+    fields = dict(kv.split("=", 1) for kv in task.read_stdout().split())
+    output = np.zeros(1, dtype=sim_specs["out"])
+    output["start"], output["end"], output["pool"] = float(fields["start"]), float(fields["end"]), int(fields["pool"])
+    return output, persis_info, WORKER_DONE if task.state == "FINISHED" else TASK_FAILED

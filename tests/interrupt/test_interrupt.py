@@ -33,7 +33,7 @@ def test_sigterm_stops_the_run(driver_run):
 
 
 def test_ctrl_c_with_worker_processes(driver_run):
-    """libEnsemble's ``local`` comms: each worker process stops its own local endpoint."""
+    """libEnsemble's ``local`` comms: the manager stops the one engine its worker processes submit to."""
     run = driver_run("executor", "local", "local")
     run.wait_for("running")
     assert_stopped_cleanly(run.signal(signal.SIGINT), "SIGINT")

@@ -32,8 +32,6 @@ class PeerScript:
     """Seconds a run may take before it is stopped (each mode)."""
     stock: bool = True
     """Run it as shipped too (the baseline: a failure there is libEnsemble's or this machine's)."""
-    executor_xfail: str | None = None
-    """Why its executor-mode run may fail for a reason outside this selection (one line); None: it must pass."""
 
     @property
     def name(self) -> str:
@@ -53,10 +51,8 @@ SCRIPTS: tuple[PeerScript, ...] = (
         "functionality_tests/test_executor_hworld_pass_fail.py",
         executor=True,
         gconly_na=_EXECUTOR_SIM,
-        executor_xfail=(
-            "with --comms local each worker process starts its own local engine, so the workers start their "
-            "sims out of step and the script's per-worker sim counter no longer matches its row order"
-        ),
+        # Its per-worker sim counter must match the row order: the worker processes share the manager's engine,
+        # so their sims start in step (with an engine each, they did not).
     ),
     PeerScript("functionality_tests/test_uniform_sampling.py"),
     PeerScript(

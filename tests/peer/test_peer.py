@@ -45,8 +45,6 @@ def test_stock(peer_runs: PeerRuns, script: PeerScript, record: Record) -> None:
 def test_executor_mode(peer_runs: PeerRuns, script: PeerScript, record: Record) -> None:
     result = _run(peer_runs, script, "executor", record)
     assert f"{MARKER}: executor" in result.stderr, f"MPIExecutor was not swapped\n{result.tail()}"
-    if result.returncode != 0 and script.executor_xfail:
-        pytest.xfail(script.executor_xfail)  # its processes were accounted for above
     assert result.returncode == 0, f"{script.name} fails with GlobusComputeExecutor\n{result.tail()}"
 
 

@@ -85,6 +85,24 @@ def _forget_parent_endpoints() -> None:
     _LIVE = weakref.WeakSet()
 
 
+def checked_spec(value: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
+    """Return ``value`` if the SDK ``Executor`` would take it as a ``resource_specification``; raise as it does.
+
+    Raises
+    ------
+    TypeError
+        Not a dict, or not JSON-serializable.
+    """
+    if value is not None:
+        if not isinstance(value, dict):
+            raise TypeError(f"Resource specification must be of type dict, not {type(value).__name__}")
+        try:
+            json.dumps(value)
+        except Exception as err:
+            raise TypeError("Resource specification must be JSON-serializable") from err
+    return value
+
+
 class LocalEndpoint:
     """In-process endpoint on the real Globus Compute engine.
 
@@ -189,14 +207,7 @@ class LocalEndpoint:
 
     @resource_specification.setter
     def resource_specification(self, value: dict[str, t.Any] | None) -> None:
-        if value is not None:
-            if not isinstance(value, dict):
-                raise TypeError(f"Resource specification must be of type dict, not {type(value).__name__}")
-            try:
-                json.dumps(value)
-            except Exception as err:
-                raise TypeError("Resource specification must be JSON-serializable") from err
-        self._resource_specification = value
+        self._resource_specification = checked_spec(value)
 
     @property
     def user_endpoint_config(self) -> dict[str, t.Any] | None:
@@ -321,9 +332,9 @@ class LocalEndpoint:
             fid = self.register_function(fn)
         return self.submit_to_registered_function(fid, args=args, kwargs=kwargs)
 
-    def _engine_spec(self, host: EngineHost) -> dict[str, t.Any]:
+    def _engine_spec(self, host: EngineHost, resource_specification: dict[str, t.Any] | None) -> dict[str, t.Any]:
         """Return the spec the engine gets, as a real endpoint's interchange passes it; refuse only hangs."""
-        spec = as_sent(self._resource_specification)
+        spec = as_sent(resource_specification)
         nodes = None
         if host.is_mpi and spec:
             key = id(host)
@@ -360,6 +371,59 @@ class LocalEndpoint:
             (see :mod:`bundle.endpoints.local.spec_gate`); specs a real endpoint refuses fail the task the same
             way (``TaskExecutionFailed`` naming ``InvalidResourceSpecification``).
         """
+        # Arguments that cannot be serialized fail here, before an engine is started for them.
+        return self.submit_serialized(
+            function_id,
+            self.serializer.serialize(tuple(args or ())),
+            self.serializer.serialize(dict(kwargs or {})),
+            self._resource_specification,
+        )
+
+    def register_serialized(self, buffer: str, function_id: str) -> None:
+        """Register a function serialized by this endpoint's serializer in another process.
+
+        Parameters
+        ----------
+        buffer : str
+            ``ComputeSerializer.serialize(fn)``.
+        function_id : str
+            Its function id.
+        """
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError(f"{self!r} is shutdown; refusing to register function")
+            self._functions[function_id] = buffer
+
+    def submit_serialized(
+        self,
+        function_id: str,
+        args_buffer: str,
+        kwargs_buffer: str,
+        resource_specification: dict[str, t.Any] | None,
+        task_id: uuid.UUID | None = None,
+    ) -> ComputeFuture:
+        """Run a registered function with arguments serialized by this endpoint's serializer.
+
+        :meth:`submit_to_registered_function` after serializing, with the spec given rather than
+        :attr:`resource_specification`: the way in for tasks serialized in another process (see
+        :mod:`bundle.endpoints.local.shared`).
+
+        Parameters
+        ----------
+        function_id : str
+            Id from :meth:`register_function` or :meth:`register_serialized`.
+        args_buffer, kwargs_buffer : str
+            ``ComputeSerializer.serialize`` of the positional (a tuple) and keyword (a dict) arguments.
+        resource_specification : dict, optional
+            The task's resource specification.
+        task_id : uuid.UUID, optional
+            The task's id (a new one when not given).
+
+        Returns
+        -------
+        ComputeFuture
+            The task's future.
+        """
         from globus_compute_common import messagepack
         from globus_compute_common.messagepack.message_types import Task
         from globus_compute_sdk.sdk.asynchronous.compute_future import ComputeFuture
@@ -368,16 +432,13 @@ class LocalEndpoint:
             buffer = self._functions.get(function_id)
         if buffer is None:
             raise ValueError(f"unknown function id {function_id!r}: register the function with this endpoint first")
-        # Arguments that cannot be serialized fail here, before an engine is started for them.
-        payload = self.serializer.pack_buffers(
-            [buffer, self.serializer.serialize(tuple(args or ())), self.serializer.serialize(dict(kwargs or {}))]
-        )
+        payload = self.serializer.pack_buffers([buffer, args_buffer, kwargs_buffer])
         host = self._host()
-        spec = self._engine_spec(host)
+        spec = self._engine_spec(host, resource_specification)
         # Handed to the engine on the caller's thread.  A submitter thread as in the SDK Executor was
         # measured: faster for a caller that submits everything at once, slower for GC-only mode's
         # manager, which submits one sim at a time and then waited on the extra thread for the GIL.
-        task_id = uuid.uuid4()
+        task_id = task_id or uuid.uuid4()
         tid = str(task_id)
         packed = messagepack.pack(Task(task_id=task_id, task_buffer=payload))
         fut = ComputeFuture()
