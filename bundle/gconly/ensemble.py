@@ -8,10 +8,10 @@ from libensemble.ensemble import CHANGED_COMMS_WARN
 from libensemble.ensemble import Ensemble as _LibeEnsemble
 from libensemble.manager import LoggedException
 
-from bundle.executor.stopped import off_console_once_explained, stopped_by
 from bundle.gconly.launch import REPORTED, gc_endpoint_of, run_gconly
 from bundle.gconly.normalize import checked_sim_specs
 from bundle.gconly.specs import GCOnlySpecs
+from bundle.gconly.stopped import off_console_once_explained, stopped_by
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt

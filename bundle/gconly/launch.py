@@ -505,7 +505,7 @@ def libE(
         gen = lspecs.GenSpecs() if gen_specs is None else gen_specs
         from libensemble.manager import LoggedException
 
-        from bundle.executor.stopped import off_console_once_explained, stopped_by
+        from bundle.gconly.stopped import off_console_once_explained, stopped_by
 
         checked = checked_sim_specs(sim_specs)  # each sim's return is checked where it runs
         try:

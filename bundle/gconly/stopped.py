@@ -22,6 +22,7 @@ import typing as t
 from libensemble.manager import LoggedException
 
 from bundle.errors import BundleError
+from bundle.gconly.resume import find_saved_history
 
 __all__ = ["EXPLAINED", "RunStoppedBySim", "off_console_once_explained", "stopped_by"]
 
@@ -103,8 +104,6 @@ def stopped_by(err: BaseException, workflow_dir: str | pathlib.Path | None = Non
     message = quoted.split(f"{name}: ", 1)[1].rstrip()
     where = next((text for text in texts if text.startswith("Received error message from worker")), "")
     worker = where.removeprefix("Received error message from ").strip() or "a worker"
-    from bundle.gconly.resume import find_saved_history
-
     saved = find_saved_history(pathlib.Path(workflow_dir or ".").absolute())
     history = f"history saved in {saved}" if saved is not None else "no history was saved"
     details = f"Raised by a sim on {worker} ({name.rsplit('.', 1)[1]}); details in ensemble.log; {history}."
