@@ -11,7 +11,7 @@ from libensemble.manager import LoggedException
 from bundle.gconly.launch import REPORTED, gc_endpoint_of, run_gconly
 from bundle.gconly.normalize import checked_sim_specs
 from bundle.gconly.specs import GCOnlySpecs
-from bundle.gconly.stopped import off_console_once_explained, stopped_by
+from bundle.gconly.stopped import off_console_once_explained, stopped_by, workflow_dir_of
 
 if t.TYPE_CHECKING:
     import numpy.typing as npt
@@ -71,7 +71,7 @@ class Ensemble(_LibeEnsemble):  # type: ignore[misc]
                 with off_console_once_explained():
                     result: tuple[npt.NDArray[t.Any], dict[t.Any, t.Any], int] = super().run()
             except LoggedException as err:
-                stopped = stopped_by(err, getattr(self._libE_specs, "workflow_dir_path", None))
+                stopped = stopped_by(err, workflow_dir_of(self._libE_specs))
                 if stopped is None:
                     raise
                 raise stopped from None  # the message says it all: no traceback of libEnsemble's

@@ -505,7 +505,7 @@ def libE(
         gen = lspecs.GenSpecs() if gen_specs is None else gen_specs
         from libensemble.manager import LoggedException
 
-        from bundle.gconly.stopped import off_console_once_explained, stopped_by
+        from bundle.gconly.stopped import off_console_once_explained, stopped_by, workflow_dir_of
 
         checked = checked_sim_specs(sim_specs)  # each sim's return is checked where it runs
         try:
@@ -514,8 +514,7 @@ def libE(
                     checked, gen, exit_criteria, **kwargs
                 )
         except LoggedException as err:
-            specs = libE_specs if isinstance(libE_specs, dict) else vars(libE_specs or {})
-            stopped = stopped_by(err, specs.get("workflow_dir_path"))
+            stopped = stopped_by(err, workflow_dir_of(libE_specs))
             if stopped is None:
                 raise
             raise stopped from None  # the message says it all: no traceback of libEnsemble's

@@ -24,7 +24,7 @@ from libensemble.manager import LoggedException
 from bundle.errors import BundleError
 from bundle.gconly.resume import find_saved_history
 
-__all__ = ["EXPLAINED", "RunStoppedBySim", "off_console_once_explained", "stopped_by"]
+__all__ = ["EXPLAINED", "RunStoppedBySim", "off_console_once_explained", "stopped_by", "workflow_dir_of"]
 
 EXPLAINED = ("bundle.executor.failfast.SystematicTaskError", "bundle.gconly.normalize.SimOutputError")
 """The errors (as libEnsemble's worker names them) whose message says it all."""
@@ -76,6 +76,14 @@ class _OffConsoleOnceExplained(logging.Filter):
             if type(handler) is not logging.StreamHandler and record.levelno >= handler.level:
                 handler.handle(record)
         return False
+
+
+def workflow_dir_of(libE_specs: t.Any) -> str | None:
+    """Return ``workflow_dir_path`` of ``libE_specs`` (a dict, libEnsemble's ``LibeSpecs`` or None), or None."""
+    if isinstance(libE_specs, dict):
+        return libE_specs.get("workflow_dir_path")
+    found = getattr(libE_specs, "workflow_dir_path", None)
+    return None if found is None else str(found)
 
 
 def stopped_by(err: BaseException, workflow_dir: str | pathlib.Path | None = None) -> RunStoppedBySim | None:
