@@ -59,7 +59,7 @@ def find_with_env(name: str, value: str, exclude: frozenset[int] = frozenset()) 
     return found
 
 
-def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
+def terminate(pids: t.Iterable[int], grace: float = 3.0, tracker_wait: float = 1.0) -> None:
     """Send SIGTERM to ``pids``, then SIGKILL to those still alive after ``grace`` seconds.
 
     Returns once every process is gone (or a zombie), or ``grace`` seconds after the SIGKILL.
@@ -68,12 +68,20 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
     from ``/dev/shm`` (a job stopped before ``MPI_Finalize`` leaves them, and a later launcher
     with the same pid would attach to them and fail in ``MPI_Init``).
 
+    Python's multiprocessing resource trackers among ``pids`` (a Parsl worker pool starts one for
+    the queues it shares with its spawned workers) ignore SIGTERM and remove their processes' named
+    semaphores (``/dev/shm/sem.mp-*``) once those processes are gone.  They are killed last: the
+    others first, then a tracker still there ``tracker_wait`` seconds later (even with
+    ``grace=0``); killed with the others, a tracker would leave the semaphores behind.
+
     Parameters
     ----------
     pids : iterable of int
         Processes to stop.
     grace : float
         Seconds between SIGTERM and SIGKILL, and at most as long again after SIGKILL.
+    tracker_wait : float
+        Seconds at least that a resource tracker among ``pids`` gets to end on its own after the others' SIGKILL.
     """
     import os
     import time
@@ -103,6 +111,12 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
                     except OSError:
                         pass
 
+    def resource_tracker(proc: psutil.Process) -> bool:
+        try:
+            return "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+        except psutil.Error:
+            return False
+
     procs = []
     for pid in pids:
         try:
@@ -110,19 +124,23 @@ def terminate(pids: t.Iterable[int], grace: float = 3.0) -> None:
         except psutil.Error:
             continue
     stopped = [p.pid for p in procs]
-    for stop in ("terminate", "kill"):
+    trackers = {p.pid for p in procs if resource_tracker(p)}
+    for stop in ("terminate", "kill", "kill trackers"):
         procs = [p for p in procs if running(p)]
         for proc in procs:
+            if stop == "kill" and proc.pid in trackers:
+                continue  # it ends on its own once the others are gone, after removing their semaphores
             try:
                 if stop == "terminate" and proc.name() == "mpiexec.gforker":
                     # MPICH's gforker takes a second to end after a SIGTERM (it polls its ranks); they are
                     # among the processes signalled here, so it is killed at once.
                     proc.kill()
                 else:
-                    getattr(proc, stop)()
+                    getattr(proc, stop.split()[0])()
             except psutil.Error:
                 pass
-        end = time.monotonic() + grace
+        wait = max(grace, tracker_wait) if stop == "kill" and trackers else grace
+        end = time.monotonic() + wait
         while procs and time.monotonic() < end:
             time.sleep(0.05)
             procs = [p for p in procs if running(p)]

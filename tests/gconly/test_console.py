@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.consoles import run_sim_script
 
 SCRIPT = textwrap.dedent(
     """
@@ -63,18 +62,9 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_stopped_run_says_its_cause_once(case: str, tmp_path: pathlib.Path) -> None:
     body, cause, hint = CASES[case]
-    (tmp_path / "run.py").write_text(SCRIPT.format(body=textwrap.indent(body, "    ")))
-    proc = subprocess.run(
-        [sys.executable, "run.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=360,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    console = proc.stdout + proc.stderr
+    returncode, console = run_sim_script(tmp_path, SCRIPT, body)
     lines = console.splitlines()
-    assert proc.returncode != 0 and "exit flag" not in console, console
+    assert returncode != 0 and "exit flag" not in console, console
     assert len(lines) < 15, f"{len(lines)} lines on the console:\n{console}"
     assert console.count(cause) == 1, console
     assert console.count("SystematicSimError") == 1, console
