@@ -17,7 +17,7 @@ from bundle.processes import proctree
 
 POOL = textwrap.dedent(
     """
-    import multiprocessing, os, signal, sys, time
+    import multiprocessing, os, signal, time
 
 
     def busy_worker():
@@ -29,10 +29,10 @@ POOL = textwrap.dedent(
     if __name__ == "__main__":
         ctx = multiprocessing.get_context("spawn")  # as Parsl's process_worker_pool
         queue = ctx.Queue()
+        locks = (queue._rlock, queue._wlock, queue._sem)
+        print(" ".join(lock._semlock.name for lock in locks), flush=True)  # before the worker's line
         worker = ctx.Process(target=busy_worker)
         worker.start()
-        locks = (queue._rlock, queue._wlock, queue._sem)
-        print(" ".join(lock._semlock.name for lock in locks), flush=True)
         time.sleep(600)
     """
 )
